@@ -1,0 +1,248 @@
+//! The WASI component glue: WIT bindings and the conversions between the WIT
+//! records and the core types. All bindings live here.
+
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+use wasip2::io::streams::{InputStream, OutputStream, StreamError};
+
+use crate::types as core;
+use crate::Patterns;
+
+wit_bindgen::generate!({
+    path: "../wit",
+    world: "archiver",
+    with: {
+        "wasi:io/streams@0.2.12": wasip2::io::streams,
+        "wasi:io/error@0.2.12": wasip2::io::error,
+        "wasi:io/poll@0.2.12": wasip2::io::poll,
+    },
+});
+
+use ccws::archive::filter;
+use ccws::archive::types as wit;
+use exports::ccws::archive::archive::Guest;
+
+struct Component;
+
+export!(Component);
+
+impl Guest for Component {
+    fn default_limits() -> wit::Limits {
+        limits_to_wit(core::Limits::default())
+    }
+
+    fn pack(
+        src: String,
+        out: &OutputStream,
+        options: wit::PackOptions,
+    ) -> Result<wit::Report, wit::ArchiveError> {
+        let (opts, mut host) = pack_options(&options)?;
+        let sink = BufWriter::with_capacity(256 * 1024, StreamWriter(out));
+        let result = crate::pack(Path::new(&src), sink, &opts, host.as_mut().map(|h| h as _));
+        result.map(|(report, _)| report_to_wit(report)).map_err(error_to_wit)
+    }
+
+    fn unpack(
+        input: &InputStream,
+        dest: String,
+        options: wit::UnpackOptions,
+    ) -> Result<wit::Report, wit::ArchiveError> {
+        let (opts, mut host) = unpack_options(&options)?;
+        let reader = crate::io::ChunkReader::new(|max| read_chunk(input, max));
+        crate::unpack(reader, Path::new(&dest), &opts, host.as_mut().map(|h| h as _))
+            .map(report_to_wit)
+            .map_err(error_to_wit)
+    }
+
+    fn pack_file(
+        src: String,
+        archive: String,
+        options: wit::PackOptions,
+    ) -> Result<wit::Report, wit::ArchiveError> {
+        let (opts, mut host) = pack_options(&options)?;
+        crate::pack_file(
+            Path::new(&src),
+            Path::new(&archive),
+            &opts,
+            host.as_mut().map(|h| h as _),
+        )
+        .map(report_to_wit)
+        .map_err(error_to_wit)
+    }
+
+    fn unpack_file(
+        archive: String,
+        dest: String,
+        options: wit::UnpackOptions,
+    ) -> Result<wit::Report, wit::ArchiveError> {
+        let (opts, mut host) = unpack_options(&options)?;
+        crate::unpack_file(
+            Path::new(&archive),
+            Path::new(&dest),
+            &opts,
+            host.as_mut().map(|h| h as _),
+        )
+        .map(report_to_wit)
+        .map_err(error_to_wit)
+    }
+}
+
+/// The host's `filter` import as a core [`core::Filter`].
+struct HostFilter;
+
+impl core::Filter for HostFilter {
+    fn check(&mut self, rel: &str, kind: core::EntryKind) -> core::Verdict {
+        let kind = match kind {
+            core::EntryKind::File => wit::EntryKind::File,
+            core::EntryKind::Directory => wit::EntryKind::Directory,
+        };
+        match filter::check(rel, kind) {
+            wit::Verdict::Keep => core::Verdict::Keep,
+            wit::Verdict::KeepExecutable => core::Verdict::KeepExecutable,
+            wit::Verdict::Exclude => core::Verdict::Exclude,
+        }
+    }
+}
+
+fn patterns(exclude: &[String]) -> Result<Patterns, wit::ArchiveError> {
+    Patterns::new(exclude).map_err(wit::ArchiveError::InvalidOptions)
+}
+
+fn pack_options(
+    o: &wit::PackOptions,
+) -> Result<(core::PackOptions, Option<HostFilter>), wit::ArchiveError> {
+    let opts = core::PackOptions {
+        level: o.level.into(),
+        exclude: patterns(&o.exclude)?,
+    };
+    Ok((opts, o.host_filter.then_some(HostFilter)))
+}
+
+fn unpack_options(
+    o: &wit::UnpackOptions,
+) -> Result<(core::UnpackOptions, Option<HostFilter>), wit::ArchiveError> {
+    let l = o.limits;
+    let opts = core::UnpackOptions {
+        limits: core::Limits {
+            max_entries: l.max_entries,
+            max_total_bytes: l.max_total_bytes,
+            max_file_bytes: l.max_file_bytes,
+            max_path_bytes: l.max_path_bytes,
+        },
+        exclude: patterns(&o.exclude)?,
+    };
+    Ok((opts, o.host_filter.then_some(HostFilter)))
+}
+
+fn limits_to_wit(l: core::Limits) -> wit::Limits {
+    wit::Limits {
+        max_entries: l.max_entries,
+        max_total_bytes: l.max_total_bytes,
+        max_file_bytes: l.max_file_bytes,
+        max_path_bytes: l.max_path_bytes,
+    }
+}
+
+fn report_to_wit(r: core::Report) -> wit::Report {
+    wit::Report {
+        files: r.files,
+        dirs: r.dirs,
+        bytes: r.bytes,
+        executables: r.executables,
+        skipped: r
+            .skipped
+            .into_iter()
+            .map(|s| wit::Skipped {
+                path: s.path,
+                reason: reason_to_wit(s.reason),
+                detail: s.detail,
+            })
+            .collect(),
+    }
+}
+
+fn reason_to_wit(r: core::SkipReason) -> wit::SkipReason {
+    use core::SkipReason as C;
+    use wit::SkipReason as W;
+    match r {
+        C::Excluded => W::Excluded,
+        C::Symlink => W::Symlink,
+        C::HardLink => W::HardLink,
+        C::SpecialFile => W::SpecialFile,
+        C::UnsupportedType => W::UnsupportedType,
+        C::AbsolutePath => W::AbsolutePath,
+        C::ParentComponent => W::ParentComponent,
+        C::ThroughSymlink => W::ThroughSymlink,
+        C::NonUtf8Name => W::NonUtf8Name,
+        C::NulInName => W::NulInName,
+        C::TypeConflict => W::TypeConflict,
+        C::Unreadable => W::Unreadable,
+    }
+}
+
+fn error_to_wit(e: core::ArchiveError) -> wit::ArchiveError {
+    use core::ArchiveError as C;
+    match e {
+        C::InvalidOptions(m) => wit::ArchiveError::InvalidOptions(m),
+        C::Io { path, message } => wit::ArchiveError::Io(wit::IoError { path, message }),
+        C::Corrupt { entry, message } => {
+            wit::ArchiveError::Corrupt(wit::CorruptError { entry, message })
+        }
+        C::LimitExceeded {
+            limit,
+            allowed,
+            entry,
+        } => wit::ArchiveError::LimitExceeded(wit::LimitError {
+            limit: match limit {
+                core::LimitKind::Entries => wit::LimitKind::Entries,
+                core::LimitKind::TotalBytes => wit::LimitKind::TotalBytes,
+                core::LimitKind::FileBytes => wit::LimitKind::FileBytes,
+                core::LimitKind::PathBytes => wit::LimitKind::PathBytes,
+            },
+            allowed,
+            entry,
+        }),
+        C::Stream(m) => wit::ArchiveError::Stream(m),
+    }
+}
+
+/// Read up to `max` bytes from the host's input stream; `None` at its end.
+fn read_chunk(input: &InputStream, max: usize) -> io::Result<Option<Vec<u8>>> {
+    match input.blocking_read(max as u64) {
+        Ok(chunk) => Ok(Some(chunk)),
+        Err(StreamError::Closed) => Ok(None),
+        Err(StreamError::LastOperationFailed(e)) => Err(io::Error::other(e.to_debug_string())),
+    }
+}
+
+/// `io::Write` over a borrowed output stream: writes as much as the host's
+/// budget allows per call, waiting when it is full; flush blocks until done.
+struct StreamWriter<'a>(&'a OutputStream);
+
+impl Write for StreamWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match self.0.check_write() {
+                Ok(0) => self.0.subscribe().block(),
+                Ok(n) => {
+                    let n = buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+                    self.0.write(&buf[..n]).map_err(stream_error)?;
+                    return Ok(n);
+                }
+                Err(e) => return Err(stream_error(e)),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.blocking_flush().map_err(stream_error)
+    }
+}
+
+fn stream_error(e: StreamError) -> io::Error {
+    match e {
+        StreamError::Closed => io::Error::new(io::ErrorKind::BrokenPipe, "output stream closed"),
+        StreamError::LastOperationFailed(e) => io::Error::other(e.to_debug_string()),
+    }
+}

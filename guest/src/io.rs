@@ -1,0 +1,266 @@
+//! Reader and writer adapters: error attribution, byte counting, concatenated
+//! gzip members, and positional-file sinks.
+
+use std::cell::{Cell, RefCell};
+use std::fs::File;
+use std::io::{self, BufRead, Read, Write};
+use std::rc::Rc;
+
+use flate2::bufread::GzDecoder;
+
+use crate::fsio;
+
+/// Remembers the first error of the wrapped reader or writer, so a failure can
+/// be blamed on the stream rather than on the archive format.
+#[derive(Debug, Clone, Default)]
+pub struct Blame(Rc<RefCell<Option<String>>>);
+
+impl Blame {
+    /// The recorded error, if any.
+    pub fn get(&self) -> Option<String> {
+        self.0.borrow().clone()
+    }
+
+    fn note(&self, e: &io::Error) {
+        let mut slot = self.0.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(e.to_string());
+        }
+    }
+}
+
+/// A reader or writer whose errors are recorded in a [`Blame`].
+pub struct Tracked<T> {
+    inner: T,
+    blame: Blame,
+}
+
+impl<T> Tracked<T> {
+    /// Wrap `inner`, recording its errors in `blame`.
+    pub fn new(inner: T, blame: Blame) -> Self {
+        Tracked { inner, blame }
+    }
+
+    /// The wrapped value.
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+}
+
+impl<R: Read> Read for Tracked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| self.blame.note(e))
+    }
+}
+
+impl<W: Write> Write for Tracked<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| self.blame.note(e))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().inspect_err(|e| self.blame.note(e))
+    }
+}
+
+/// Counts the bytes read through it and fails once they pass `cap`.
+pub struct Counting<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+    cap: u64,
+    over: Rc<Cell<bool>>,
+}
+
+impl<R> Counting<R> {
+    /// Wrap `inner`; `count` and `over` are shared with the caller.
+    pub fn new(inner: R, cap: u64, count: Rc<Cell<u64>>, over: Rc<Cell<bool>>) -> Self {
+        Counting {
+            inner,
+            count,
+            cap,
+            over,
+        }
+    }
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let total = self.count.get() + n as u64;
+        self.count.set(total);
+        if total > self.cap {
+            self.over.set(true);
+            return Err(io::Error::other("decompressed archive exceeds the size limit"));
+        }
+        Ok(n)
+    }
+}
+
+/// Decompresses one or more concatenated gzip members. Zero bytes after the
+/// last member (tape-style padding) are accepted; anything else is an error,
+/// as is an input with no gzip member at all.
+pub struct MultiGz<R: BufRead> {
+    state: GzState<R>,
+    started: bool,
+}
+
+enum GzState<R: BufRead> {
+    Member(Box<GzDecoder<R>>),
+    Between(R),
+    Done,
+    Failed,
+}
+
+impl<R: BufRead> MultiGz<R> {
+    /// Start decoding `inner`.
+    pub fn new(inner: R) -> Self {
+        MultiGz {
+            state: GzState::Between(inner),
+            started: false,
+        }
+    }
+
+    /// Look past the end of a member: start the next one, or reach the end.
+    fn next_member(&mut self, mut r: R) -> io::Result<()> {
+        let first = !self.started;
+        self.started = true;
+        loop {
+            let avail = r.fill_buf()?;
+            if avail.is_empty() {
+                if first {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "empty input: not a gzip stream",
+                    ));
+                }
+                self.state = GzState::Done;
+                return Ok(());
+            }
+            if avail[0] == 0x1f {
+                self.state = GzState::Member(Box::new(GzDecoder::new(r)));
+                return Ok(());
+            }
+            if !first && avail.iter().all(|&b| b == 0) {
+                let n = avail.len();
+                r.consume(n);
+                continue;
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                if first {
+                    "not a gzip stream (bad magic bytes)"
+                } else {
+                    "trailing garbage after the gzip stream"
+                },
+            ));
+        }
+    }
+}
+
+impl<R: BufRead> Read for MultiGz<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            match std::mem::replace(&mut self.state, GzState::Failed) {
+                GzState::Member(mut dec) => {
+                    let n = dec.read(buf)?;
+                    if n > 0 {
+                        self.state = GzState::Member(dec);
+                        return Ok(n);
+                    }
+                    self.state = GzState::Between(dec.into_inner());
+                }
+                GzState::Between(r) => self.next_member(r)?,
+                GzState::Done => {
+                    self.state = GzState::Done;
+                    return Ok(0);
+                }
+                GzState::Failed => {
+                    return Err(io::Error::other("gzip reader used after an error"))
+                }
+            }
+        }
+    }
+}
+
+/// Reads an `input-stream`-like source that hands out owned chunks.
+pub struct ChunkReader<F: FnMut(usize) -> io::Result<Option<Vec<u8>>>> {
+    next: F,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl<F: FnMut(usize) -> io::Result<Option<Vec<u8>>>> ChunkReader<F> {
+    /// `next(max)` returns up to `max` bytes, or `None` at end of stream.
+    pub fn new(next: F) -> Self {
+        ChunkReader {
+            next,
+            chunk: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl<F: FnMut(usize) -> io::Result<Option<Vec<u8>>>> Read for ChunkReader<F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match (self.next)(buf.len().max(64 * 1024))? {
+                Some(c) => {
+                    self.chunk = c;
+                    self.pos = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// A `Write` over a file using positional writes from offset 0.
+pub struct PositionalWriter {
+    file: File,
+    offset: u64,
+}
+
+impl PositionalWriter {
+    /// Write `file` from its start.
+    pub fn new(file: File) -> Self {
+        PositionalWriter { file, offset: 0 }
+    }
+}
+
+impl Write for PositionalWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        fsio::write_all_at(&self.file, buf, self.offset)?;
+        self.offset += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A `Read` over a file using positional reads from offset 0.
+pub struct PositionalReader {
+    file: File,
+    offset: u64,
+}
+
+impl PositionalReader {
+    /// Read `file` from its start.
+    pub fn new(file: File) -> Self {
+        PositionalReader { file, offset: 0 }
+    }
+}
+
+impl Read for PositionalReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = fsio::read_at(&self.file, buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}

@@ -1,0 +1,67 @@
+//! The ccws archive core: deterministic tar.gz packing and hardened unpacking.
+//!
+//! Built for `wasm32-wasip2` this crate is the ccws WASI component (see
+//! `wit/archive.wit`); built natively it is the same code as a library, used
+//! by benchmarks and unit tests.
+
+mod fsio;
+pub mod io;
+pub mod pack;
+pub mod paths;
+pub mod pattern;
+pub mod types;
+pub mod unpack;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+
+pub use pack::pack;
+pub use pattern::Patterns;
+pub use types::*;
+pub use unpack::unpack;
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+
+/// Pack directory `src` into a new archive file (replaced if it exists).
+pub fn pack_file(
+    src: &Path,
+    archive: &Path,
+    options: &PackOptions,
+    filter: Option<&mut dyn Filter>,
+) -> Result<Report, ArchiveError> {
+    let file = File::create(archive).map_err(|e| ArchiveError::Io {
+        path: archive.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let out = BufWriter::with_capacity(256 * 1024, io::PositionalWriter::new(file));
+    let (report, _) = pack(src, out, options, filter).map_err(|e| match e {
+        ArchiveError::Stream(message) => ArchiveError::Io {
+            path: archive.display().to_string(),
+            message,
+        },
+        e => e,
+    })?;
+    Ok(report)
+}
+
+/// Unpack archive file `archive` into directory `dest` (created if missing).
+pub fn unpack_file(
+    archive: &Path,
+    dest: &Path,
+    options: &UnpackOptions,
+    filter: Option<&mut dyn Filter>,
+) -> Result<Report, ArchiveError> {
+    let file = File::open(archive).map_err(|e| ArchiveError::Io {
+        path: archive.display().to_string(),
+        message: e.to_string(),
+    })?;
+    unpack(io::PositionalReader::new(file), dest, options, filter).map_err(|e| match e {
+        ArchiveError::Stream(message) => ArchiveError::Io {
+            path: archive.display().to_string(),
+            message,
+        },
+        e => e,
+    })
+}

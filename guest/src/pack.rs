@@ -1,0 +1,279 @@
+//! Packing a directory into a deterministic tar.gz.
+//!
+//! Entries are visited in byte-wise sorted order, paths are relative and
+//! `/`-separated, modes are normalised (0644 files, 0755 directories and
+//! executables), owners are zeroed, symlinks and special files are skipped and
+//! reported, and unreadable entries are skipped and reported while the pack
+//! goes on. The `tar` crate's `append_path`/`append_dir_all` cannot run on
+//! wasm32, so headers are built here and written with `append_data`.
+
+use std::fs::{self, File, Metadata};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+use std::time::UNIX_EPOCH;
+
+use flate2::write::GzEncoder;
+use flate2::{Compression, GzBuilder};
+use tar::{EntryType, Header};
+
+use crate::fsio;
+use crate::io::{Blame, Tracked};
+use crate::types::{ArchiveError, EntryKind, Filter, PackOptions, Report, SkipReason, Verdict};
+
+const COPY_BUFFER: usize = 256 * 1024;
+
+/// Pack directory `src` as tar.gz into `out`. `filter`, when given, is asked
+/// about every path after the option patterns. `out` is flushed, and returned.
+pub fn pack<W: Write>(
+    src: &Path,
+    out: W,
+    options: &PackOptions,
+    filter: Option<&mut (dyn Filter + '_)>,
+) -> Result<(Report, W), ArchiveError> {
+    if options.level > 9 {
+        return Err(ArchiveError::InvalidOptions(format!(
+            "gzip level {} is out of range 0-9",
+            options.level
+        )));
+    }
+    let root = fs::read_dir(src).map_err(|e| io_error(src, &e))?;
+    let blame = Blame::default();
+    let gz = GzBuilder::new().write(
+        BufWriter::with_capacity(COPY_BUFFER, Tracked::new(out, blame.clone())),
+        Compression::new(options.level),
+    );
+    let mut packer = Packer {
+        builder: tar::Builder::new(gz),
+        options,
+        filter,
+        report: Report::default(),
+        blame,
+    };
+    packer.walk(src, root, "")?;
+    let gz = packer.builder.into_inner().map_err(|e| packer.blame.error(e))?;
+    let buffered = gz.finish().map_err(|e| packer.blame.error(e))?;
+    let mut tracked = buffered
+        .into_inner()
+        .map_err(|e| packer.blame.error(e.into_error()))?;
+    tracked.flush().map_err(|e| packer.blame.error(e))?;
+    Ok((packer.report, tracked.into_inner()))
+}
+
+struct Packer<'a, 'f, W: Write> {
+    builder: tar::Builder<GzEncoder<BufWriter<Tracked<W>>>>,
+    options: &'a PackOptions,
+    filter: Option<&'a mut (dyn Filter + 'f)>,
+    report: Report,
+    blame: Blame,
+}
+
+impl Blame {
+    /// Map a write failure: the output's own error if it had one.
+    fn error(&self, e: io::Error) -> ArchiveError {
+        ArchiveError::Stream(self.get().unwrap_or_else(|| e.to_string()))
+    }
+}
+
+impl<W: Write> Packer<'_, '_, W> {
+    fn decide(&mut self, rel: &str, kind: EntryKind) -> Verdict {
+        if self.options.exclude.matches(rel) {
+            return Verdict::Exclude;
+        }
+        match self.filter.as_deref_mut() {
+            Some(f) => f.check(rel, kind),
+            None => Verdict::Keep,
+        }
+    }
+
+    fn walk(&mut self, dir: &Path, listing: fs::ReadDir, prefix: &str) -> Result<(), ArchiveError> {
+        let mut names = Vec::new();
+        for item in listing {
+            match item {
+                Ok(e) => names.push(e.file_name()),
+                Err(e) => self.report.skip(prefix, SkipReason::Unreadable, e.to_string()),
+            }
+        }
+        names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
+        for name in names {
+            let abs = dir.join(&name);
+            let Some(name) = name.to_str() else {
+                let shown = join(prefix, &name.to_string_lossy());
+                self.report.skip(shown, SkipReason::NonUtf8Name, "");
+                continue;
+            };
+            let rel = join(prefix, name);
+            let md = match fs::symlink_metadata(&abs) {
+                Ok(md) => md,
+                Err(e) => {
+                    self.report.skip(rel, SkipReason::Unreadable, e.to_string());
+                    continue;
+                }
+            };
+            let ft = md.file_type();
+            if ft.is_symlink() {
+                let target = fs::read_link(&abs)
+                    .map(|t| format!("-> {}", t.to_string_lossy()))
+                    .unwrap_or_default();
+                self.report.skip(rel, SkipReason::Symlink, target);
+            } else if ft.is_dir() {
+                self.directory(&abs, &rel, &md)?;
+            } else if ft.is_file() {
+                self.file(&abs, &rel, &md)?;
+            } else {
+                self.report.skip(rel, SkipReason::SpecialFile, "");
+            }
+        }
+        Ok(())
+    }
+
+    fn directory(&mut self, abs: &Path, rel: &str, md: &Metadata) -> Result<(), ArchiveError> {
+        if self.decide(rel, EntryKind::Directory) == Verdict::Exclude {
+            self.report.skip(rel, SkipReason::Excluded, "");
+            return Ok(());
+        }
+        let listing = match fs::read_dir(abs) {
+            Ok(l) => l,
+            Err(e) => {
+                self.report.skip(rel, SkipReason::Unreadable, e.to_string());
+                return Ok(());
+            }
+        };
+        let mut header = base_header(EntryType::Directory, 0o755, md);
+        header.set_size(0);
+        self.builder
+            .append_data(&mut header, format!("{rel}/"), io::empty())
+            .map_err(|e| self.blame.error(e))?;
+        self.report.dirs += 1;
+        self.walk(abs, listing, rel)
+    }
+
+    fn file(&mut self, abs: &Path, rel: &str, md: &Metadata) -> Result<(), ArchiveError> {
+        let verdict = self.decide(rel, EntryKind::File);
+        if verdict == Verdict::Exclude {
+            self.report.skip(rel, SkipReason::Excluded, "");
+            return Ok(());
+        }
+        let file = match File::open(abs) {
+            Ok(f) => f,
+            Err(e) => {
+                self.report.skip(rel, SkipReason::Unreadable, e.to_string());
+                return Ok(());
+            }
+        };
+        let md = file.metadata().unwrap_or_else(|_| md.clone());
+        let size = md.len();
+        let executable = verdict == Verdict::KeepExecutable || native_executable(&md);
+        let mut header = base_header(EntryType::Regular, if executable { 0o755 } else { 0o644 }, &md);
+        header.set_size(size);
+        let mut body = SizedReader {
+            file,
+            size,
+            pos: 0,
+            failure: None,
+        };
+        self.builder
+            .append_data(&mut header, rel, BufReader::with_capacity(COPY_BUFFER, &mut body))
+            .map_err(|e| self.blame.error(e))?;
+        if let Some(why) = body.failure {
+            self.report.skip(rel, SkipReason::Unreadable, why);
+        }
+        self.report.files += 1;
+        self.report.bytes += size;
+        if executable {
+            self.report.executables.push(rel.to_owned());
+        }
+        Ok(())
+    }
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{prefix}/{name}")
+    }
+}
+
+fn base_header(kind: EntryType, mode: u32, md: &Metadata) -> Header {
+    let mut h = Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    let mtime = md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    h.set_mtime(mtime);
+    h
+}
+
+fn io_error(path: &Path, e: &io::Error) -> ArchiveError {
+    ArchiveError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+#[cfg(unix)]
+fn native_executable(md: &Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    md.permissions().mode() & 0o111 != 0
+}
+
+/// WASI exposes no file modes: the host's filter supplies the executable bit.
+#[cfg(not(unix))]
+fn native_executable(_md: &Metadata) -> bool {
+    false
+}
+
+/// Yields exactly `size` bytes of a file: a file that shrinks or fails while
+/// being read is padded with zeros (the header is already written) and the
+/// failure is recorded for the report.
+struct SizedReader {
+    file: File,
+    size: u64,
+    pos: u64,
+    failure: Option<String>,
+}
+
+impl Read for SizedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.size - self.pos;
+        if left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let buf = &mut buf[..want];
+        let n = if self.failure.is_some() {
+            0
+        } else {
+            match fsio::read_at(&self.file, buf, self.pos) {
+                Ok(0) => {
+                    self.failure = Some(format!(
+                        "file shrank while packing: {} of {} bytes read, rest zero-filled",
+                        self.pos, self.size
+                    ));
+                    0
+                }
+                Ok(n) => n,
+                Err(e) => {
+                    self.failure = Some(format!(
+                        "read failed after {} bytes ({e}); rest zero-filled",
+                        self.pos
+                    ));
+                    0
+                }
+            }
+        };
+        let n = if n == 0 {
+            buf.fill(0);
+            want
+        } else {
+            n
+        };
+        self.pos += n as u64;
+        Ok(n)
+    }
+}

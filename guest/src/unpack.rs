@@ -1,0 +1,392 @@
+//! Hardened, streaming tar.gz extraction.
+//!
+//! Only directories and regular files are created. Entries with `..`, absolute
+//! paths, paths through a symlink, links, devices, FIFOs and bad names are
+//! skipped and reported. Limits abort with a typed error. Truncation and
+//! corruption are errors naming the entry. The `tar` crate's own `unpack`
+//! cannot run on wasm32 (it sets permissions), so the loop is written here.
+
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use tar::EntryType;
+
+use crate::fsio;
+use crate::io::{Blame, Counting, MultiGz, Tracked};
+use crate::paths::{ancestors, clean_entry_path, display};
+use crate::types::{
+    ArchiveError, EntryKind, Filter, LimitKind, Report, SkipReason, UnpackOptions, Verdict,
+};
+
+const BLOCK: u64 = 512;
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Unpack the tar.gz read from `input` into `dest` (created if missing).
+/// `filter`, when given, is asked about every path after the option patterns.
+pub fn unpack<R: Read>(
+    input: R,
+    dest: &Path,
+    options: &UnpackOptions,
+    filter: Option<&mut (dyn Filter + '_)>,
+) -> Result<Report, ArchiveError> {
+    let limits = options.limits;
+    if limits.max_entries == 0 || limits.max_path_bytes == 0 {
+        return Err(ArchiveError::InvalidOptions(
+            "limits must be greater than zero".into(),
+        ));
+    }
+    fs::create_dir_all(dest).map_err(|e| ArchiveError::Io {
+        path: dest.display().to_string(),
+        message: e.to_string(),
+    })?;
+
+    let blame = Blame::default();
+    let count = Rc::new(Cell::new(0u64));
+    let over = Rc::new(Cell::new(false));
+    // Decompressed bytes allowed: the content limit plus room for headers.
+    let cap = limits
+        .max_total_bytes
+        .saturating_add(limits.max_entries.saturating_mul(3 * BLOCK))
+        .saturating_add(1 << 20);
+    let gz = MultiGz::new(BufReader::with_capacity(
+        READ_BUFFER,
+        Tracked::new(input, blame.clone()),
+    ));
+    let counted = Counting::new(gz, cap, count.clone(), over.clone());
+    let mut archive = tar::Archive::new(counted);
+
+    let mut run = Unpacker {
+        dest: dest.to_path_buf(),
+        options,
+        filter,
+        report: Report::default(),
+        known_dirs: HashSet::new(),
+        excluded_dirs: HashMap::new(),
+        buf: vec![0; READ_BUFFER],
+        blame,
+        over,
+        last: String::new(),
+        entries: 0,
+        end_of_data: 0,
+    };
+    let entries = archive.entries().map_err(|e| run.read_error(e, ""))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| {
+            let last = run.last.clone();
+            run.read_error(e, &last)
+        })?;
+        run.entry(entry)?;
+    }
+    // Read the rest so the gzip trailer (CRC, length) and anything after the
+    // tar end-of-archive marker are checked.
+    let mut rest = archive.into_inner();
+    let last = run.last.clone();
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| run.read_error(e, &last))?;
+    if run.entries > 0 && count.get() <= run.end_of_data {
+        return Err(ArchiveError::Corrupt {
+            entry: last,
+            message: "archive ends without an end-of-archive marker (truncated?)".into(),
+        });
+    }
+    Ok(run.report)
+}
+
+struct Unpacker<'a, 'f> {
+    dest: PathBuf,
+    options: &'a UnpackOptions,
+    filter: Option<&'a mut (dyn Filter + 'f)>,
+    report: Report,
+    /// Directories (relative) verified or created as real directories.
+    known_dirs: HashSet<String>,
+    /// Directory exclusion decisions, so a subtree is decided once.
+    excluded_dirs: HashMap<String, bool>,
+    buf: Vec<u8>,
+    blame: Blame,
+    over: Rc<Cell<bool>>,
+    /// The last entry seen, for error messages.
+    last: String,
+    entries: u64,
+    /// Decompressed offset just past the last entry's data.
+    end_of_data: u64,
+}
+
+impl Unpacker<'_, '_> {
+    /// Classify a failure while reading the archive.
+    fn read_error(&self, e: io::Error, entry: &str) -> ArchiveError {
+        if let Some(msg) = self.blame.get() {
+            return ArchiveError::Stream(msg);
+        }
+        if self.over.get() {
+            return ArchiveError::LimitExceeded {
+                limit: LimitKind::TotalBytes,
+                allowed: self.options.limits.max_total_bytes,
+                entry: entry.to_owned(),
+            };
+        }
+        ArchiveError::Corrupt {
+            entry: entry.to_owned(),
+            message: e.to_string(),
+        }
+    }
+
+    fn limit(&self, limit: LimitKind, allowed: u64, entry: &str) -> ArchiveError {
+        ArchiveError::LimitExceeded {
+            limit,
+            allowed,
+            entry: entry.to_owned(),
+        }
+    }
+
+    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), ArchiveError> {
+        let limits = self.options.limits;
+        self.entries += 1;
+        let raw = entry.path_bytes().into_owned();
+        let shown = display(&raw);
+        if self.entries > limits.max_entries {
+            return Err(self.limit(LimitKind::Entries, limits.max_entries, &shown));
+        }
+        if raw.len() > limits.max_path_bytes as usize {
+            return Err(self.limit(LimitKind::PathBytes, limits.max_path_bytes.into(), &shown));
+        }
+        let header_size = entry
+            .header()
+            .entry_size()
+            .map_err(|e| self.read_error(e, &shown))?;
+        let size = entry.size();
+        if header_size != size && header_size != 0 {
+            return Err(ArchiveError::Corrupt {
+                entry: shown,
+                message: format!(
+                    "PAX size {size} disagrees with the header's size {header_size}"
+                ),
+            });
+        }
+        self.end_of_data = entry.raw_file_position() + size.div_ceil(BLOCK) * BLOCK;
+        self.last = shown.clone();
+
+        let kind = match entry.header().entry_type() {
+            EntryType::Regular | EntryType::Continuous => EntryKind::File,
+            EntryType::Directory => EntryKind::Directory,
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| format!("-> {}", display(&t)))
+                    .unwrap_or_default();
+                self.report.skip(shown, SkipReason::Symlink, target);
+                return Ok(());
+            }
+            EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| format!("-> {}", display(&t)))
+                    .unwrap_or_default();
+                self.report.skip(shown, SkipReason::HardLink, target);
+                return Ok(());
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                self.report.skip(shown, SkipReason::SpecialFile, "");
+                return Ok(());
+            }
+            // A PAX global header carries defaults, not a file.
+            EntryType::XGlobalHeader => return Ok(()),
+            other => {
+                self.report.skip(
+                    shown,
+                    SkipReason::UnsupportedType,
+                    format!("tar type {:?}", other.as_byte() as char),
+                );
+                return Ok(());
+            }
+        };
+
+        let rel = match clean_entry_path(&raw) {
+            Ok(rel) => rel,
+            Err(reason) => {
+                self.report.skip(shown, reason, "");
+                return Ok(());
+            }
+        };
+        if rel.is_empty() {
+            return Ok(()); // the destination root itself
+        }
+        if self.excluded(&rel, kind) {
+            return Ok(());
+        }
+        if let Some((reason, detail)) = self.make_parents(&rel)? {
+            self.report.skip(shown, reason, detail);
+            return Ok(());
+        }
+        match kind {
+            EntryKind::Directory => self.directory(&rel),
+            EntryKind::File => {
+                if size > limits.max_file_bytes {
+                    return Err(self.limit(LimitKind::FileBytes, limits.max_file_bytes, &shown));
+                }
+                if self.report.bytes.saturating_add(size) > limits.max_total_bytes {
+                    return Err(self.limit(LimitKind::TotalBytes, limits.max_total_bytes, &shown));
+                }
+                let mode = entry.header().mode().unwrap_or(0o644);
+                let mtime = entry.header().mtime().unwrap_or(0);
+                self.file(&mut entry, &rel, size, mode, mtime)
+            }
+        }
+    }
+
+    fn decide(&mut self, rel: &str, kind: EntryKind) -> bool {
+        if self.options.exclude.matches(rel) {
+            return true;
+        }
+        match self.filter.as_deref_mut() {
+            Some(f) => f.check(rel, kind) == Verdict::Exclude,
+            None => false,
+        }
+    }
+
+    /// Whether `rel` or one of its ancestors is excluded (reported once, at the
+    /// topmost excluded directory).
+    fn excluded(&mut self, rel: &str, kind: EntryKind) -> bool {
+        for dir in ancestors(rel) {
+            match self.excluded_dirs.get(dir) {
+                Some(true) => return true,
+                Some(false) => {}
+                None => {
+                    let out = self.decide(dir, EntryKind::Directory);
+                    self.excluded_dirs.insert(dir.to_owned(), out);
+                    if out {
+                        self.report.skip(dir, SkipReason::Excluded, "");
+                        return true;
+                    }
+                }
+            }
+        }
+        if kind == EntryKind::Directory {
+            if let Some(&out) = self.excluded_dirs.get(rel) {
+                return out;
+            }
+        }
+        let out = self.decide(rel, kind);
+        if kind == EntryKind::Directory {
+            self.excluded_dirs.insert(rel.to_owned(), out);
+        }
+        if out {
+            self.report.skip(rel, SkipReason::Excluded, "");
+        }
+        out
+    }
+
+    /// Make sure every ancestor of `rel` is a real directory (not a symlink,
+    /// not a file), creating missing ones.
+    fn make_parents(&mut self, rel: &str) -> Result<Option<(SkipReason, String)>, ArchiveError> {
+        for dir in ancestors(rel) {
+            if self.known_dirs.contains(dir) {
+                continue;
+            }
+            let abs = self.dest.join(dir);
+            match fs::symlink_metadata(&abs) {
+                Ok(md) if md.file_type().is_symlink() => {
+                    return Ok(Some((SkipReason::ThroughSymlink, format!("{dir} is a symlink"))));
+                }
+                Ok(md) if md.is_dir() => {}
+                Ok(_) => {
+                    return Ok(Some((SkipReason::TypeConflict, format!("{dir} is not a directory"))));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir(&abs).map_err(|e| dest_error(dir, &e))?;
+                }
+                Err(e) => return Err(dest_error(dir, &e)),
+            }
+            self.known_dirs.insert(dir.to_owned());
+        }
+        Ok(None)
+    }
+
+    fn directory(&mut self, rel: &str) -> Result<(), ArchiveError> {
+        if !self.known_dirs.contains(rel) {
+            let abs = self.dest.join(rel);
+            match fs::symlink_metadata(&abs) {
+                Ok(md) if md.file_type().is_symlink() => {
+                    self.report.skip(rel, SkipReason::ThroughSymlink, "a symlink is in the way");
+                    return Ok(());
+                }
+                Ok(md) if md.is_dir() => {}
+                Ok(_) => {
+                    self.report.skip(rel, SkipReason::TypeConflict, "a file is in the way");
+                    return Ok(());
+                }
+                Err(_) => fs::create_dir(&abs).map_err(|e| dest_error(rel, &e))?,
+            }
+            self.known_dirs.insert(rel.to_owned());
+        }
+        self.report.dirs += 1;
+        Ok(())
+    }
+
+    fn file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        rel: &str,
+        size: u64,
+        mode: u32,
+        mtime: u64,
+    ) -> Result<(), ArchiveError> {
+        let abs = self.dest.join(rel);
+        match fs::symlink_metadata(&abs) {
+            Ok(md) if md.file_type().is_symlink() => {
+                self.report.skip(rel, SkipReason::ThroughSymlink, "a symlink is in the way");
+                return Ok(());
+            }
+            Ok(md) if md.is_dir() => {
+                self.report.skip(rel, SkipReason::TypeConflict, "a directory is in the way");
+                return Ok(());
+            }
+            _ => {}
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&abs)
+            .map_err(|e| dest_error(rel, &e))?;
+        let mut written = 0u64;
+        loop {
+            let n = entry
+                .read(&mut self.buf)
+                .map_err(|e| self.read_error(e, rel))?;
+            if n == 0 {
+                break;
+            }
+            fsio::write_all_at(&file, &self.buf[..n], written).map_err(|e| dest_error(rel, &e))?;
+            written += n as u64;
+        }
+        if written != size {
+            return Err(ArchiveError::Corrupt {
+                entry: rel.to_owned(),
+                message: format!("truncated: {written} of {size} bytes present"),
+            });
+        }
+        set_mtime(&file, mtime);
+        self.report.files += 1;
+        self.report.bytes += size;
+        if mode & 0o111 != 0 {
+            self.report.executables.push(rel.to_owned());
+        }
+        Ok(())
+    }
+}
+
+fn set_mtime(file: &File, mtime: u64) {
+    // Best effort: keeps unchanged files byte-identical on the next pack.
+    let _ = file.set_modified(UNIX_EPOCH + Duration::from_secs(mtime));
+}
+
+fn dest_error(rel: &str, e: &io::Error) -> ArchiveError {
+    ArchiveError::Io {
+        path: rel.to_owned(),
+        message: e.to_string(),
+    }
+}

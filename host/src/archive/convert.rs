@@ -1,0 +1,92 @@
+//! Conversions between the generated WIT types and the core types shared
+//! with the guest crate.
+
+use ccws_archive as core;
+
+use super::bindings::wit;
+use super::{PackOptions, UnpackOptions};
+
+pub fn pack_options(o: &PackOptions, host_filter: bool) -> wit::PackOptions {
+    wit::PackOptions {
+        level: u8::try_from(o.level).unwrap_or(u8::MAX),
+        exclude: o.exclude.clone(),
+        host_filter,
+    }
+}
+
+pub fn unpack_options(o: &UnpackOptions, host_filter: bool) -> wit::UnpackOptions {
+    let l = &o.limits;
+    wit::UnpackOptions {
+        limits: wit::Limits {
+            max_entries: l.max_entries,
+            max_total_bytes: l.max_total_bytes,
+            max_file_bytes: l.max_file_bytes,
+            max_path_bytes: l.max_path_bytes,
+        },
+        exclude: o.exclude.clone(),
+        host_filter,
+    }
+}
+
+pub fn report(r: wit::Report) -> core::Report {
+    core::Report {
+        files: r.files,
+        dirs: r.dirs,
+        bytes: r.bytes,
+        executables: r.executables,
+        skipped: r
+            .skipped
+            .into_iter()
+            .map(|s| core::Skipped {
+                path: s.path,
+                reason: reason(s.reason),
+                detail: s.detail,
+            })
+            .collect(),
+    }
+}
+
+fn reason(r: wit::SkipReason) -> core::SkipReason {
+    use core::SkipReason as C;
+    use wit::SkipReason as W;
+    match r {
+        W::Excluded => C::Excluded,
+        W::Symlink => C::Symlink,
+        W::HardLink => C::HardLink,
+        W::SpecialFile => C::SpecialFile,
+        W::UnsupportedType => C::UnsupportedType,
+        W::AbsolutePath => C::AbsolutePath,
+        W::ParentComponent => C::ParentComponent,
+        W::ThroughSymlink => C::ThroughSymlink,
+        W::NonUtf8Name => C::NonUtf8Name,
+        W::NulInName => C::NulInName,
+        W::TypeConflict => C::TypeConflict,
+        W::Unreadable => C::Unreadable,
+    }
+}
+
+pub fn error(e: wit::ArchiveError) -> core::ArchiveError {
+    use core::ArchiveError as C;
+    match e {
+        wit::ArchiveError::InvalidOptions(m) => C::InvalidOptions(m),
+        wit::ArchiveError::Io(e) => C::Io {
+            path: e.path,
+            message: e.message,
+        },
+        wit::ArchiveError::Corrupt(e) => C::Corrupt {
+            entry: e.entry,
+            message: e.message,
+        },
+        wit::ArchiveError::LimitExceeded(e) => C::LimitExceeded {
+            limit: match e.limit {
+                wit::LimitKind::Entries => core::LimitKind::Entries,
+                wit::LimitKind::TotalBytes => core::LimitKind::TotalBytes,
+                wit::LimitKind::FileBytes => core::LimitKind::FileBytes,
+                wit::LimitKind::PathBytes => core::LimitKind::PathBytes,
+            },
+            allowed: e.allowed,
+            entry: e.entry,
+        },
+        wit::ArchiveError::Stream(m) => C::Stream(m),
+    }
+}

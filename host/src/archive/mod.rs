@@ -1,0 +1,466 @@
+//! The host side of the sandboxed archive component.
+//!
+//! [`Archiver`] embeds the guest component (built for `wasm32-wasip2` from
+//! `guest/`), compiles it once per machine (cached on disk), and runs each
+//! pack or unpack in a fresh store that preopens exactly one directory
+//! (read-only for pack, read-write for unpack), with no environment and no
+//! network, a memory cap and a CPU-time budget. Archive bytes stream through
+//! `wasi:io` streams made from tokio readers and writers.
+
+mod bindings;
+mod convert;
+mod engine;
+mod sandbox;
+
+use std::path::{Component as PathComponent, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use wasmtime::component::{Component, Linker, Resource};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+pub use ccws_archive::{
+    ArchiveError, EntryKind, LimitKind, Limits, Report, SkipReason, Skipped, Verdict,
+};
+pub use engine::{cache_key, default_cache_dir};
+pub use sandbox::FilterFn;
+
+use bindings::{Archiver as Bindings, ArchiverPre};
+use sandbox::{CpuClock, MemoryLimiter, Sandbox, TimedInput, TimedOutput};
+
+/// The component, as built from `guest/` and embedded at compile time.
+pub static COMPONENT_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ccws_archive.wasm"));
+
+/// Where the guest sees the one directory it is given.
+const GUEST_ROOT: &str = "/ccws";
+/// How often the epoch ticks; the CPU budget is checked at this granularity.
+const TICK: Duration = Duration::from_millis(10);
+/// The pipe between the guest's output stream and the caller's writer.
+const PIPE_BYTES: usize = 1 << 20;
+
+/// How to pack a directory.
+#[derive(Debug, Clone)]
+pub struct PackOptions {
+    /// gzip level, 0-9.
+    pub level: u32,
+    /// Glob patterns of relative paths to leave out (`*`, `?`, `**`).
+    pub exclude: Vec<String>,
+}
+
+impl Default for PackOptions {
+    fn default() -> Self {
+        PackOptions {
+            level: 6,
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// How to unpack an archive.
+#[derive(Debug, Clone, Default)]
+pub struct UnpackOptions {
+    /// Safety limits.
+    pub limits: Limits,
+    /// Glob patterns of relative paths to leave out.
+    pub exclude: Vec<String>,
+}
+
+/// Sandbox settings.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Most linear memory the guest may use.
+    pub memory_limit: usize,
+    /// Most CPU time one call may take (waits on streams do not count).
+    pub cpu_time: Duration,
+    /// Where to cache the compiled component; `None` compiles in memory.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            memory_limit: 512 << 20,
+            cpu_time: Duration::from_secs(600),
+            cache_dir: default_cache_dir(),
+        }
+    }
+}
+
+/// Why a call into the sandbox failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The guest reported a typed archive error.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// The guest used more CPU time than allowed and was stopped.
+    #[error("the archive sandbox ran out of CPU time (budget {0:?}) and was stopped")]
+    CpuTime(Duration),
+    /// The guest asked for more memory than allowed and was stopped.
+    #[error("the archive sandbox hit its memory limit ({0} bytes) and was stopped")]
+    MemoryLimit(usize),
+    /// The guest trapped for another reason.
+    #[error("the archive sandbox trapped: {0}")]
+    Trap(String),
+    /// Setting up wasmtime or the component failed.
+    #[error("wasm engine: {0}")]
+    Engine(String),
+    /// A host-side file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The host path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The caller's reader or writer failed.
+    #[error("stream: {0}")]
+    Stream(#[source] std::io::Error),
+}
+
+/// Runs the archive component. Cheap to clone; create one per process.
+#[derive(Clone)]
+pub struct Archiver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    pre: ArchiverPre<Sandbox>,
+    config: SandboxConfig,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Archiver {
+    /// Load the embedded component (from the compile cache when possible).
+    pub fn new(config: SandboxConfig) -> Result<Self, HostError> {
+        Self::with_component(COMPONENT_WASM, config)
+    }
+
+    /// Load a component from its bytes (for testing other builds).
+    pub fn with_component(wasm: &[u8], config: SandboxConfig) -> Result<Self, HostError> {
+        let engine = engine::new_engine()?;
+        let component = engine::load_component(&engine, wasm, config.cache_dir.as_deref())?;
+        let pre = link(&engine, &component)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.clone(), stop.clone());
+        Ok(Archiver {
+            inner: Arc::new(Inner {
+                engine,
+                pre,
+                config,
+                stop,
+            }),
+        })
+    }
+
+    /// The sandbox settings in force.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.config
+    }
+
+    /// Pack directory `src` as tar.gz into `out`, which is shut down at the
+    /// end and handed back. `filter` may exclude paths (a directory: its
+    /// subtree); executable bits are taken from the host's file modes.
+    pub async fn pack<W>(
+        &self,
+        src: &Path,
+        mut out: W,
+        options: &PackOptions,
+        filter: Option<FilterFn>,
+    ) -> Result<(Report, W), HostError>
+    where
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let src = canonical_dir(src)?;
+        let (guest_side, mut host_side) = tokio::io::duplex(PIPE_BYTES);
+        let copier = tokio::spawn(async move {
+            let copied = tokio::io::copy(&mut host_side, &mut out).await;
+            let shut = out.shutdown().await;
+            copied.and(shut).map(|_| out)
+        });
+        let mut store = self.store(&src, FsPerms::ReadOnly, filter, Some(src.clone()))?;
+        let clock = store.data().clock.clone();
+        let stream: DynOutputStream = Box::new(TimedOutput {
+            inner: AsyncWriteStream::new(PIPE_BYTES, guest_side),
+            clock,
+        });
+        let res = store
+            .data_mut()
+            .table
+            .push(stream)
+            .map_err(|e| HostError::Engine(e.to_string()))?;
+        let borrowed = Resource::<DynOutputStream>::new_borrow(res.rep());
+        let opts = convert::pack_options(options, true);
+        let called = self
+            .call(&mut store, |b, s| {
+                Box::pin(async move {
+                    b.ccws_archive_archive()
+                        .call_pack(s, GUEST_ROOT, borrowed, &opts)
+                        .await
+                })
+            })
+            .await;
+        // Dropping the stream closes the pipe, so the copier sees the end.
+        let _ = store.data_mut().table.delete(res);
+        drop(store);
+        let copied = copier
+            .await
+            .map_err(|e| HostError::Stream(std::io::Error::other(e)))?;
+        match (called, copied) {
+            (Ok(report), Ok(out)) => Ok((report, out)),
+            // The writer failing is the root cause of a guest stream error.
+            (Err(HostError::Archive(ArchiveError::Stream(_))) | Ok(_), Err(e)) => {
+                Err(HostError::Stream(e))
+            }
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    /// Unpack the tar.gz read from `input` into `dest` (created if missing),
+    /// then apply the executable bits the archive carries.
+    pub async fn unpack<R>(
+        &self,
+        input: R,
+        dest: &Path,
+        options: &UnpackOptions,
+        filter: Option<FilterFn>,
+    ) -> Result<Report, HostError>
+    where
+        R: AsyncRead + Send + 'static,
+    {
+        std::fs::create_dir_all(dest).map_err(|source| HostError::Io {
+            path: dest.to_path_buf(),
+            source,
+        })?;
+        let dest = canonical_dir(dest)?;
+        let host_filter = filter.is_some();
+        let mut store = self.store(&dest, FsPerms::ReadWrite, filter, None)?;
+        let clock = store.data().clock.clone();
+        let stream: DynInputStream = Box::new(TimedInput {
+            inner: AsyncReadStream::new(input),
+            clock,
+        });
+        let res = store
+            .data_mut()
+            .table
+            .push(stream)
+            .map_err(|e| HostError::Engine(e.to_string()))?;
+        let borrowed = Resource::<DynInputStream>::new_borrow(res.rep());
+        let opts = convert::unpack_options(options, host_filter);
+        let called = self
+            .call(&mut store, |b, s| {
+                Box::pin(async move {
+                    b.ccws_archive_archive()
+                        .call_unpack(s, borrowed, GUEST_ROOT, &opts)
+                        .await
+                })
+            })
+            .await;
+        let _ = store.data_mut().table.delete(res);
+        let report = called?;
+        apply_executables(&dest, &report.executables)?;
+        Ok(report)
+    }
+
+    /// Pack `src` into a new archive file at `archive` (written beside it
+    /// and renamed into place, so it is never seen half-written).
+    pub async fn pack_file(
+        &self,
+        src: &Path,
+        archive: &Path,
+        options: &PackOptions,
+        filter: Option<FilterFn>,
+    ) -> Result<Report, HostError> {
+        let io_err = |source| HostError::Io {
+            path: archive.to_path_buf(),
+            source,
+        };
+        let dir = archive.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err)?;
+        let file = tokio::fs::File::from_std(tmp.reopen().map_err(io_err)?);
+        let (report, file) = self.pack(src, file, options, filter).await?;
+        file.into_std().await.sync_all().map_err(io_err)?;
+        tmp.persist(archive).map_err(|e| io_err(e.error))?;
+        Ok(report)
+    }
+
+    /// Unpack archive file `archive` into `dest`.
+    pub async fn unpack_file(
+        &self,
+        archive: &Path,
+        dest: &Path,
+        options: &UnpackOptions,
+        filter: Option<FilterFn>,
+    ) -> Result<Report, HostError> {
+        let file = tokio::fs::File::open(archive)
+            .await
+            .map_err(|source| HostError::Io {
+                path: archive.to_path_buf(),
+                source,
+            })?;
+        self.unpack(file, dest, options, filter).await
+    }
+
+    /// A store for one call, preopening exactly `dir`.
+    fn store(
+        &self,
+        dir: &Path,
+        perms: FsPerms,
+        filter: Option<FilterFn>,
+        exec_root: Option<PathBuf>,
+    ) -> Result<Store<Sandbox>, HostError> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.allow_blocking_current_thread(true);
+        wasi.preopened_dir(dir, GUEST_ROOT, perms)
+            .map_err(|e| HostError::Io {
+                path: dir.to_path_buf(),
+                source: std::io::Error::other(format!("{e:#}")),
+            })?;
+        let clock = CpuClock::start();
+        let sandbox = Sandbox {
+            wasi: wasi.build(),
+            table: Default::default(),
+            limiter: MemoryLimiter {
+                max_bytes: self.inner.config.memory_limit,
+                hit: false,
+            },
+            filter,
+            exec_root,
+            clock: clock.clone(),
+        };
+        let mut store = Store::new(&self.inner.engine, sandbox);
+        store.limiter(|s| &mut s.limiter);
+        let budget = self.inner.config.cpu_time;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if clock.used() > budget {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Continue(1))
+            }
+        });
+        Ok(store)
+    }
+
+    /// Instantiate and run one export, mapping traps to typed errors.
+    async fn call<F>(&self, store: &mut Store<Sandbox>, f: F) -> Result<Report, HostError>
+    where
+        F: for<'a> FnOnce(
+            &'a Bindings,
+            &'a mut Store<Sandbox>,
+        ) -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = wasmtime::Result<Result<bindings::wit::Report, bindings::wit::ArchiveError>>,
+                    > + Send
+                    + 'a,
+            >,
+        >,
+    {
+        let instance = self
+            .inner
+            .pre
+            .instantiate_async(&mut *store)
+            .await
+            .map_err(|e| self.trap(store, e))?;
+        let out = f(&instance, store).await;
+        match out {
+            Ok(Ok(report)) => Ok(convert::report(report)),
+            Ok(Err(e)) => Err(HostError::Archive(convert::error(e))),
+            Err(e) => Err(self.trap(store, e)),
+        }
+    }
+
+    fn trap(&self, store: &Store<Sandbox>, e: wasmtime::Error) -> HostError {
+        if store.data().limiter.hit {
+            return HostError::MemoryLimit(self.inner.config.memory_limit);
+        }
+        if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            return HostError::CpuTime(self.inner.config.cpu_time);
+        }
+        HostError::Trap(format!("{e:#}"))
+    }
+}
+
+fn link(engine: &Engine, component: &Component) -> Result<ArchiverPre<Sandbox>, HostError> {
+    let mut linker = Linker::<Sandbox>::new(engine);
+    let err = |e: wasmtime::Error| HostError::Engine(format!("linking the component: {e:#}"));
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
+    type Here = wasmtime::component::HasSelf<Sandbox>;
+    bindings::ccws::archive::types::add_to_linker::<_, Here>(&mut linker, |s| s).map_err(err)?;
+    bindings::ccws::archive::filter::add_to_linker::<_, Here>(&mut linker, |s| s).map_err(err)?;
+    let pre = linker.instantiate_pre(component).map_err(err)?;
+    ArchiverPre::new(pre).map_err(err)
+}
+
+/// Advance the engine's epoch until the archiver is dropped.
+fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("ccws-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(TICK);
+                engine.increment_epoch();
+            }
+        })
+        .expect("spawning the epoch thread");
+}
+
+fn canonical_dir(dir: &Path) -> Result<PathBuf, HostError> {
+    let io = |source| HostError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let path = std::fs::canonicalize(dir).map_err(io)?;
+    if !path.is_dir() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            "not a directory",
+        )));
+    }
+    Ok(path)
+}
+
+/// chmod 0755 the files the archive marks executable (WASI has no chmod).
+/// Paths come from the guest: only plain relative paths to regular files
+/// (never through a symlink) are touched.
+fn apply_executables(dest: &Path, rels: &[String]) -> Result<(), HostError> {
+    #[cfg(unix)]
+    for rel in rels {
+        use std::os::unix::fs::PermissionsExt;
+        let relp = Path::new(rel);
+        if !relp.components().all(|c| matches!(c, PathComponent::Normal(_))) {
+            continue;
+        }
+        let mut path = dest.to_path_buf();
+        let mut safe = true;
+        for c in relp.components() {
+            path.push(c);
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if !m.file_type().is_symlink() => {}
+                _ => {
+                    safe = false;
+                    break;
+                }
+            }
+        }
+        if safe && path.is_file() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .map_err(|source| HostError::Io { path, source })?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (dest, rels);
+    Ok(())
+}
