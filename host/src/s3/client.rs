@@ -1,0 +1,892 @@
+//! The S3 client: request building, signing, sending with retries, and the object operations.
+
+use std::future::Future;
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::{BoxStream, Stream, StreamExt};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use time::OffsetDateTime;
+use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::config::{ConfigError, S3Config};
+use super::error::{parse_error_xml, S3Error, XmlError};
+use super::retry::ClockSkew;
+use super::sigv4::{self, Signer, EMPTY_SHA256};
+
+/// A condition on a write, checked by the server (on `PutObject`, or on
+/// `CompleteMultipartUpload` for multipart uploads).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PutCondition {
+    /// Write unconditionally.
+    #[default]
+    None,
+    /// Write only if the current object's ETag is this one (`If-Match`).
+    IfMatch(String),
+    /// Write only if no object exists under the key (`If-None-Match: *`).
+    IfNoneMatchAny,
+}
+
+impl PutCondition {
+    fn header(&self) -> Option<(String, String)> {
+        match self {
+            PutCondition::None => None,
+            PutCondition::IfMatch(etag) => Some(("if-match".into(), etag.clone())),
+            PutCondition::IfNoneMatchAny => Some(("if-none-match".into(), "*".into())),
+        }
+    }
+}
+
+/// What the server says about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The object key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag exactly as the server sent it (quotes included), if it sent one.
+    pub etag: Option<String>,
+    /// `Last-Modified`, if the server sent it (not known after a PUT).
+    pub last_modified: Option<OffsetDateTime>,
+}
+
+/// A streamed object: its metadata and a body that yields bytes as they arrive.
+///
+/// The body checks the total length against `Content-Length`: a short body fails with an
+/// `io::Error` of kind `UnexpectedEof` (never a silent EOF), after resuming transient
+/// mid-body failures with `Range` + `If-Match` within the retry budget.
+pub struct GetObject {
+    /// Object metadata from the response headers.
+    pub meta: ObjectMeta,
+    /// The object's bytes.
+    pub body: Pin<Box<dyn AsyncRead + Send>>,
+}
+
+impl std::fmt::Debug for GetObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GetObject")
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An S3 client for one bucket. Cheap to clone (shares one connection pool).
+#[derive(Clone, Debug)]
+pub struct S3Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) cfg: S3Config,
+    http: reqwest::Client,
+    signer: Signer,
+    scheme: String,
+    /// `host[:port]` of the endpoint, the port only when it is not the scheme's default.
+    authority: String,
+    skew: ClockSkew,
+}
+
+/// One logical request; re-signed for every attempt.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub method: Method,
+    /// `None` for bucket-level requests.
+    pub key: Option<String>,
+    pub query: Vec<(String, String)>,
+    /// Extra headers to send and sign (lower-case names).
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    pub payload_hash: String,
+}
+
+impl Request {
+    pub(crate) fn new(method: Method, key: Option<&str>) -> Self {
+        Request {
+            method,
+            key: key.map(str::to_string),
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: Bytes::new(),
+            payload_hash: EMPTY_SHA256.to_string(),
+        }
+    }
+
+    pub(crate) fn query(mut self, k: &str, v: &str) -> Self {
+        self.query.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    pub(crate) fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    /// Sets the body and its SHA-256 (hashed off the async threads for large bodies).
+    pub(crate) async fn body(mut self, body: Bytes) -> Self {
+        self.payload_hash = if body.len() > 256 * 1024 {
+            let b = body.clone();
+            tokio::task::spawn_blocking(move || sigv4::sha256_hex(&b))
+                .await
+                .expect("hashing does not panic")
+        } else {
+            sigv4::sha256_hex(&body)
+        };
+        self.body = body;
+        self
+    }
+
+    fn op(&self) -> String {
+        match &self.key {
+            Some(k) => format!("{} {k:?}", self.method),
+            None => format!("{} bucket", self.method),
+        }
+    }
+}
+
+/// Error codes that mean "your credentials or signature are wrong".
+const AUTH_CODES: &[&str] = &[
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "AccessDenied",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "RequestTimeTooSkewed",
+    "AuthorizationHeaderMalformed",
+    "InvalidSecurity",
+    "MissingSecurityHeader",
+];
+
+pub(crate) fn check_key(key: &str) -> Result<(), S3Error> {
+    let bad = |reason| {
+        Err(S3Error::InvalidKey {
+            key: key.to_string(),
+            reason,
+        })
+    };
+    if key.is_empty() {
+        return bad("empty");
+    }
+    if key.len() > 1024 {
+        return bad("longer than 1024 bytes");
+    }
+    if key.split('/').any(|s| s == "." || s == "..") {
+        return bad("'.' and '..' path segments are not supported");
+    }
+    Ok(())
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn meta_from_headers(key: &str, h: &HeaderMap, size: u64) -> ObjectMeta {
+    ObjectMeta {
+        key: key.to_string(),
+        size,
+        etag: header_str(h, "etag").map(str::to_string),
+        last_modified: header_str(h, "last-modified")
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .map(OffsetDateTime::from),
+    }
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    header_str(h, "content-length").and_then(|v| v.trim().parse().ok())
+}
+
+/// Runs `fut`, failing if `progress` (millis since `start`) has not moved for `idle`.
+async fn with_idle_timeout<T>(
+    fut: impl Future<Output = T>,
+    progress: &AtomicU64,
+    start: Instant,
+    idle: Duration,
+) -> Option<T> {
+    tokio::pin!(fut);
+    loop {
+        let deadline = start + Duration::from_millis(progress.load(Ordering::Relaxed)) + idle;
+        tokio::select! {
+            out = &mut fut => return Some(out),
+            _ = tokio::time::sleep_until(deadline) => {
+                let last = start + Duration::from_millis(progress.load(Ordering::Relaxed));
+                if Instant::now() >= last + idle {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn transport(op: &str, e: &reqwest::Error) -> S3Error {
+    use std::error::Error as _;
+    let mut message = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        src = s.source();
+    }
+    S3Error::Transport {
+        op: op.to_string(),
+        message,
+    }
+}
+
+impl S3Client {
+    /// Validates `cfg` and builds the client (the HTTP connection pool is shared by clones).
+    pub fn new(cfg: S3Config) -> Result<S3Client, ConfigError> {
+        cfg.validate()?;
+        let url = cfg.endpoint_url()?;
+        let host = url.host_str().expect("validated").to_string();
+        let authority = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host,
+        };
+        // reqwest is built without a crypto provider; install ring (ignore "already installed").
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .user_agent(concat!("ccws/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &cfg.ca_bundle {
+            let bad = |reason: String| ConfigError::CaBundle {
+                path: path.clone(),
+                reason,
+            };
+            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(bad("no certificate in the bundle".into()));
+            }
+            b = b.tls_certs_merge(certs);
+        }
+        for (h, addr) in &cfg.resolve {
+            b = b.resolve(h, *addr);
+        }
+        let http = b
+            .build()
+            .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
+        let signer = Signer::new(
+            cfg.access_key_id.clone(),
+            cfg.secret_access_key.clone(),
+            cfg.session_token.clone(),
+            cfg.region.clone(),
+            "s3",
+        );
+        Ok(S3Client {
+            inner: Arc::new(Inner {
+                scheme: url.scheme().to_string(),
+                authority,
+                http,
+                signer,
+                skew: ClockSkew::default(),
+                cfg,
+            }),
+        })
+    }
+
+    /// The configuration the client was built with.
+    pub fn config(&self) -> &S3Config {
+        &self.inner.cfg
+    }
+
+    /// Seconds added to the local clock when signing (learned from `RequestTimeTooSkewed`).
+    pub fn clock_offset(&self) -> i64 {
+        self.inner.skew.offset()
+    }
+
+    /// Overrides the signing clock offset (e.g. to simulate a skewed clock in tests).
+    pub fn set_clock_offset(&self, secs: i64) {
+        self.inner.skew.set(secs)
+    }
+
+    /// (URL, host header, canonical URI) for a key (or the bucket) and query.
+    fn locate(&self, key: Option<&str>, query: &[(String, String)]) -> (String, String, String) {
+        let inner = &self.inner;
+        let enc_key = key.map(sigv4::encode_path).unwrap_or_default();
+        let (host, path) = if inner.cfg.path_style {
+            let path = match key {
+                Some(_) => format!("/{}/{enc_key}", inner.cfg.bucket),
+                None => format!("/{}", inner.cfg.bucket),
+            };
+            (inner.authority.clone(), path)
+        } else {
+            (
+                format!("{}.{}", inner.cfg.bucket, inner.authority),
+                format!("/{enc_key}"),
+            )
+        };
+        let mut url = format!("{}://{host}{path}", inner.scheme);
+        for (i, (k, v)) in query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(&sigv4::encode_query_component(k));
+            if !v.is_empty() {
+                url.push('=');
+                url.push_str(&sigv4::encode_query_component(v));
+            }
+        }
+        (url, host, path)
+    }
+
+    /// One signed attempt. Returns the response (any status) and the time it was signed at.
+    async fn attempt(&self, req: &Request) -> Result<(reqwest::Response, OffsetDateTime), S3Error> {
+        let inner = &self.inner;
+        let op = req.op();
+        let (url, host, canonical_uri) = self.locate(req.key.as_deref(), &req.query);
+        let signed_at = inner.skew.now();
+        let added = inner.signer.sign_s3(
+            req.method.as_str(),
+            &host,
+            &canonical_uri,
+            &req.query,
+            &req.headers,
+            &req.payload_hash,
+            signed_at,
+        );
+        let mut rb = inner.http.request(req.method.clone(), &url);
+        for (n, v) in &req.headers {
+            rb = rb.header(n.as_str(), v.as_str());
+        }
+        for (n, v) in &added {
+            rb = rb.header(*n, v.as_str());
+        }
+        let start = Instant::now();
+        let progress = Arc::new(AtomicU64::new(0));
+        if req.method == Method::PUT || req.method == Method::POST {
+            rb = rb.header("content-length", req.body.len().to_string());
+            if req.body.is_empty() {
+                rb = rb.body(Bytes::new());
+            } else {
+                const CHUNK: usize = 256 * 1024;
+                let body = req.body.clone();
+                let p = progress.clone();
+                let chunks = (0..body.len()).step_by(CHUNK).map(move |i| {
+                    p.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    Ok::<Bytes, io::Error>(body.slice(i..(i + CHUNK).min(body.len())))
+                });
+                rb = rb.body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)));
+            }
+        }
+        let idle = inner.cfg.read_timeout;
+        match with_idle_timeout(rb.send(), &progress, start, idle).await {
+            None => Err(S3Error::Timeout {
+                op,
+                secs: idle.as_secs_f64(),
+            }),
+            Some(Err(e)) => Err(transport(&op, &e)),
+            Some(Ok(resp)) => Ok((resp, signed_at)),
+        }
+    }
+
+    /// Reads a whole (small) body, with the idle timeout per chunk.
+    pub(crate) async fn read_body(&self, op: &str, mut resp: reqwest::Response, limit: usize) -> Result<Bytes, S3Error> {
+        let idle = self.inner.cfg.read_timeout;
+        let expected = content_length(resp.headers());
+        let mut buf = BytesMut::new();
+        loop {
+            match tokio::time::timeout(idle, resp.chunk()).await {
+                Err(_) => {
+                    return Err(S3Error::Timeout {
+                        op: op.to_string(),
+                        secs: idle.as_secs_f64(),
+                    })
+                }
+                Ok(Err(e)) => {
+                    return Err(match expected {
+                        Some(exp) => {
+                            debug!(op, error = %transport(op, &e), "response body cut");
+                            S3Error::ShortBody {
+                                expected: exp,
+                                got: buf.len() as u64,
+                            }
+                        }
+                        None => transport(op, &e),
+                    })
+                }
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(c))) => {
+                    if buf.len() + c.len() > limit {
+                        return Err(S3Error::InvalidResponse {
+                            op: op.to_string(),
+                            message: format!("response body larger than {limit} bytes"),
+                        });
+                    }
+                    buf.extend_from_slice(&c);
+                }
+            }
+        }
+        if let Some(exp) = expected {
+            if exp != buf.len() as u64 {
+                return Err(S3Error::ShortBody {
+                    expected: exp,
+                    got: buf.len() as u64,
+                });
+            }
+        }
+        Ok(buf.freeze())
+    }
+
+    /// Turns an error response into a typed error; also returns the server's `Date`.
+    async fn error_from(&self, req: &Request, resp: reqwest::Response) -> (S3Error, Option<String>) {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let date = header_str(&headers, "date").map(str::to_string);
+        let body = if req.method == Method::HEAD {
+            Bytes::new()
+        } else {
+            match self.read_body(&req.op(), resp, 256 * 1024).await {
+                Ok(b) => b,
+                Err(e) => return (e, date),
+            }
+        };
+        let xml = parse_error_xml(&body).unwrap_or_default();
+        let request_id = xml
+            .request_id
+            .clone()
+            .or_else(|| header_str(&headers, "x-amz-request-id").map(str::to_string));
+        (self.map_error(req, status, xml, request_id), date)
+    }
+
+    fn map_error(&self, req: &Request, status: u16, xml: XmlError, request_id: Option<String>) -> S3Error {
+        let key = req.key.clone();
+        let code = xml.code.as_str();
+        if status == 412
+            || code == "PreconditionFailed"
+            || (status == 409 && code == "ConditionalRequestConflict")
+        {
+            return S3Error::PreconditionFailed {
+                key: key.unwrap_or_default(),
+            };
+        }
+        if code == "NoSuchBucket" || (status == 404 && code.is_empty() && key.is_none()) {
+            return S3Error::NoSuchBucket {
+                bucket: self.inner.cfg.bucket.clone(),
+            };
+        }
+        if let Some(k) = &key {
+            if code == "NoSuchKey" || (status == 404 && code.is_empty()) {
+                return S3Error::NotFound { key: k.clone() };
+            }
+        }
+        if (status == 403 && (code.is_empty() || !matches!(code, "SlowDown")))
+            || AUTH_CODES.contains(&code)
+        {
+            return S3Error::Auth {
+                status,
+                code: if code.is_empty() {
+                    "Forbidden".into()
+                } else {
+                    xml.code
+                },
+                message: xml.message,
+                request_id,
+            };
+        }
+        S3Error::Service {
+            status,
+            code: xml.code,
+            message: xml.message,
+            request_id,
+            key,
+        }
+    }
+
+    /// Sends `req` with retries. `on_success` sees each 2xx response and may itself fail
+    /// (e.g. a 200 whose body is an error); retryable failures from it are retried too.
+    pub(crate) async fn send<T, F, Fut>(&self, req: &Request, on_success: F) -> Result<T, S3Error>
+    where
+        F: Fn(reqwest::Response) -> Fut,
+        Fut: Future<Output = Result<T, S3Error>>,
+    {
+        let retry = &self.inner.cfg.retry;
+        let mut attempt = 0u32;
+        let mut skew_corrected = false;
+        loop {
+            attempt += 1;
+            let err = match self.attempt(req).await {
+                Ok((resp, signed_at)) => {
+                    let status = resp.status();
+                    debug!(method = %req.method, key = ?req.key, status = status.as_u16(), attempt, "s3 request");
+                    if status.is_success() {
+                        match on_success(resp).await {
+                            Ok(v) => return Ok(v),
+                            Err(e) => e,
+                        }
+                    } else {
+                        let (e, date) = self.error_from(req, resp).await;
+                        let skew_suspect = match &e {
+                            S3Error::Auth { code, .. } => {
+                                code == "RequestTimeTooSkewed"
+                                    || code == "SignatureDoesNotMatch"
+                                    || code == "Forbidden"
+                                    || code == "AccessDenied"
+                            }
+                            _ => false,
+                        };
+                        if skew_suspect && !skew_corrected {
+                            if let Some(d) = date.as_deref() {
+                                if self.inner.skew.correct_from(d, signed_at) {
+                                    warn!(offset_secs = self.inner.skew.offset(), "s3: clock skew detected from the server's Date header; retrying with a corrected clock");
+                                    skew_corrected = true;
+                                    attempt -= 1;
+                                    continue;
+                                }
+                            }
+                        }
+                        e
+                    }
+                }
+                Err(e) => {
+                    debug!(method = %req.method, key = ?req.key, attempt, error = %e, "s3 request failed");
+                    e
+                }
+            };
+            if !err.is_retryable() {
+                return Err(err);
+            }
+            if attempt >= retry.max_attempts {
+                return Err(if attempt > 1 {
+                    S3Error::RetriesExhausted {
+                        attempts: attempt,
+                        last: Box::new(err),
+                    }
+                } else {
+                    err
+                });
+            }
+            let delay = retry.backoff(attempt);
+            debug!(method = %req.method, key = ?req.key, attempt, ?delay, error = %err, "s3: retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Sends `req` and returns the response headers and the whole (small) body.
+    pub(crate) async fn send_buffered(&self, req: &Request) -> Result<(HeaderMap, Bytes), S3Error> {
+        let op = req.op();
+        self.send(req, |resp| {
+            let op = op.clone();
+            async move {
+                let headers = resp.headers().clone();
+                let body = self.read_body(&op, resp, 16 * 1024 * 1024).await?;
+                Ok((headers, body))
+            }
+        })
+        .await
+    }
+
+    /// Creates the configured bucket (used by test fixtures and benchmarks).
+    pub async fn create_bucket(&self) -> Result<(), S3Error> {
+        let mut req = Request::new(Method::PUT, None);
+        if self.inner.cfg.region != "us-east-1" {
+            let body = format!(
+                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
+                quick_xml::escape::escape(self.inner.cfg.region.as_str())
+            );
+            req = req.body(Bytes::from(body)).await;
+        }
+        self.send_buffered(&req).await.map(|_| ())
+    }
+
+    /// Checks that the bucket exists and the credentials work (`HeadBucket`).
+    pub async fn head_bucket(&self) -> Result<(), S3Error> {
+        let req = Request::new(Method::HEAD, None);
+        self.send(&req, |_| async { Ok(()) }).await
+    }
+
+    /// Object metadata (`HeadObject`); a missing object is [`S3Error::NotFound`].
+    pub async fn head(&self, key: &str) -> Result<ObjectMeta, S3Error> {
+        check_key(key)?;
+        let req = Request::new(Method::HEAD, Some(key));
+        self.send(&req, |resp| async move {
+            let h = resp.headers();
+            let size = content_length(h).ok_or_else(|| S3Error::InvalidResponse {
+                op: format!("HEAD {key:?}"),
+                message: "no Content-Length".into(),
+            })?;
+            Ok(meta_from_headers(key, h, size))
+        })
+        .await
+    }
+
+    /// Deletes an object (deleting a missing object succeeds, as in S3).
+    pub async fn delete(&self, key: &str) -> Result<(), S3Error> {
+        check_key(key)?;
+        let req = Request::new(Method::DELETE, Some(key));
+        match self.send_buffered(&req).await {
+            Ok(_) | Err(S3Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One signed `PutObject` with `Content-Length` and the payload's SHA-256.
+    pub async fn put_bytes(&self, key: &str, body: Bytes, cond: PutCondition) -> Result<ObjectMeta, S3Error> {
+        check_key(key)?;
+        let size = body.len() as u64;
+        let mut req = Request::new(Method::PUT, Some(key)).body(body).await;
+        if let Some((n, v)) = cond.header() {
+            req = req.header(&n, &v);
+        }
+        let (headers, _) = self.send_buffered(&req).await?;
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size,
+            etag: header_str(&headers, "etag").map(str::to_string),
+            last_modified: None,
+        })
+    }
+
+    /// Uploads a file: one PUT below the part size, a multipart upload above.
+    pub async fn put_file(&self, src: &Path, key: &str, cond: PutCondition) -> Result<ObjectMeta, S3Error> {
+        check_key(key)?;
+        let file = tokio::fs::File::open(src).await?;
+        self.put_stream(key, file, cond).await
+    }
+
+    /// Opens a GET (optionally from `offset`, requiring `etag`) and returns the response.
+    async fn open_get(&self, key: &str, offset: u64, etag: Option<&str>) -> Result<reqwest::Response, S3Error> {
+        let mut req = Request::new(Method::GET, Some(key));
+        if offset > 0 {
+            req = req.header("range", &format!("bytes={offset}-"));
+        }
+        if let Some(e) = etag {
+            req = req.header("if-match", e);
+        }
+        self.send(&req, |resp| async move { Ok(resp) }).await
+    }
+
+    /// Streams an object: the body yields bytes as they arrive (see [`GetObject`]).
+    pub async fn get(&self, key: &str) -> Result<GetObject, S3Error> {
+        let (meta, stream) = self.get_stream(key).await?;
+        let body = tokio_util::io::StreamReader::new(stream.map(|r| r.map_err(S3Error::into_io)));
+        Ok(GetObject {
+            meta,
+            body: Box::pin(body),
+        })
+    }
+
+    /// The metadata and a verified, resuming byte stream of an object.
+    pub(crate) async fn get_stream(
+        &self,
+        key: &str,
+    ) -> Result<(ObjectMeta, impl Stream<Item = Result<Bytes, S3Error>> + Send + 'static), S3Error> {
+        check_key(key)?;
+        let resp = self.open_get(key, 0, None).await?;
+        let expected = content_length(resp.headers());
+        let meta = meta_from_headers(key, resp.headers(), expected.unwrap_or(0));
+        let state = BodyState {
+            client: self.clone(),
+            key: key.to_string(),
+            etag: meta.etag.clone(),
+            expected,
+            received: 0,
+            stream: Some(resp.bytes_stream().boxed()),
+            failures: 0,
+            done: false,
+        };
+        let stream = futures::stream::unfold(state, |mut st| async move {
+            let item = st.next_chunk().await?;
+            Some((item, st))
+        });
+        Ok((meta, stream))
+    }
+
+    /// Downloads an object to `dest` (parent directories created). The bytes go to a temporary
+    /// file in the same directory, renamed over `dest` only once complete and verified.
+    pub async fn download_file(&self, key: &str, dest: &Path) -> Result<ObjectMeta, S3Error> {
+        let (meta, stream) = self.get_stream(key).await?;
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        tokio::fs::create_dir_all(&parent).await?;
+        let tmp = {
+            let parent = parent.clone();
+            tokio::task::spawn_blocking(move || {
+                tempfile::Builder::new()
+                    .prefix(".ccws-download-")
+                    .tempfile_in(parent)
+            })
+            .await
+            .expect("tempfile creation does not panic")?
+        };
+        let file = tokio::fs::File::from_std(tmp.as_file().try_clone()?);
+        let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        let mut stream = std::pin::pin!(stream);
+        let mut written = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            written += chunk.len() as u64;
+            out.write_all(&chunk).await?;
+        }
+        out.flush().await?;
+        let mut file = out.into_inner();
+        file.flush().await?;
+        drop(file);
+        let dest = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || tmp.persist(dest).map_err(|e| e.error))
+            .await
+            .expect("rename does not panic")?;
+        Ok(ObjectMeta {
+            size: written,
+            ..meta
+        })
+    }
+}
+
+/// State of a streamed GET body: verifies length and resumes after transient failures.
+struct BodyState {
+    client: S3Client,
+    key: String,
+    etag: Option<String>,
+    expected: Option<u64>,
+    received: u64,
+    stream: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
+    failures: u32,
+    done: bool,
+}
+
+impl BodyState {
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, S3Error>> {
+        let client = self.client.clone();
+        let cfg = &client.inner.cfg;
+        let idle = cfg.read_timeout;
+        let max_attempts = cfg.retry.max_attempts;
+        loop {
+            if self.done {
+                return None;
+            }
+            if self.expected.is_some_and(|e| self.received >= e) {
+                self.done = true;
+                self.stream = None;
+                return None;
+            }
+            let stream = match self.stream.as_mut() {
+                Some(s) => s,
+                None => match self.resume().await {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                },
+            };
+            let op = format!("GET {:?}", self.key);
+            let failure = match tokio::time::timeout(idle, stream.next()).await {
+                Ok(Some(Ok(chunk))) => {
+                    self.received += chunk.len() as u64;
+                    if let Some(exp) = self.expected {
+                        if self.received > exp {
+                            self.done = true;
+                            return Some(Err(S3Error::InvalidResponse {
+                                op,
+                                message: format!("more than the {exp} bytes announced"),
+                            }));
+                        }
+                    }
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    return Some(Ok(chunk));
+                }
+                Ok(None) => match self.expected {
+                    None => {
+                        self.done = true;
+                        return None;
+                    }
+                    Some(exp) => S3Error::ShortBody {
+                        expected: exp,
+                        got: self.received,
+                    },
+                },
+                Ok(Some(Err(e))) => {
+                    let t = transport(&op, &e);
+                    match self.expected {
+                        Some(exp) => {
+                            debug!(key = %self.key, error = %t, "s3: body failed mid-way");
+                            S3Error::ShortBody {
+                                expected: exp,
+                                got: self.received,
+                            }
+                        }
+                        None => t,
+                    }
+                }
+                Err(_) => S3Error::Timeout {
+                    op,
+                    secs: idle.as_secs_f64(),
+                },
+            };
+            self.stream = None;
+            self.failures += 1;
+            let resumable = self.expected.is_some() && self.etag.is_some();
+            if !resumable || self.failures >= max_attempts {
+                self.done = true;
+                return Some(Err(if self.failures > 1 {
+                    S3Error::RetriesExhausted {
+                        attempts: self.failures,
+                        last: Box::new(failure),
+                    }
+                } else {
+                    failure
+                }));
+            }
+            let delay = cfg.retry.backoff(self.failures);
+            debug!(key = %self.key, received = self.received, failures = self.failures, ?delay, error = %failure, "s3: resuming download");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Reopens the body at `received` with `Range` + `If-Match`, checking the ETag and range.
+    async fn resume(&mut self) -> Result<(), S3Error> {
+        let etag = self.etag.clone().expect("resumable");
+        let expected = self.expected.expect("resumable");
+        let resp = match self
+            .client
+            .open_get(&self.key, self.received, Some(&etag))
+            .await
+        {
+            Ok(r) => r,
+            Err(S3Error::PreconditionFailed { .. }) => {
+                return Err(S3Error::Changed {
+                    key: self.key.clone(),
+                    before: etag,
+                    after: "(unknown)".into(),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let h = resp.headers();
+        if let Some(now) = header_str(h, "etag") {
+            if now != etag {
+                return Err(S3Error::Changed {
+                    key: self.key.clone(),
+                    before: etag,
+                    after: now.to_string(),
+                });
+            }
+        }
+        let want = format!("bytes {}-{}/{}", self.received, expected - 1, expected);
+        if resp.status() != StatusCode::PARTIAL_CONTENT || header_str(h, "content-range") != Some(want.as_str()) {
+            return Err(S3Error::InvalidResponse {
+                op: format!("GET {:?} (resume)", self.key),
+                message: format!(
+                    "expected 206 with Content-Range {want:?}, got {} with {:?}",
+                    resp.status(),
+                    header_str(h, "content-range")
+                ),
+            });
+        }
+        self.stream = Some(resp.bytes_stream().boxed());
+        Ok(())
+    }
+}

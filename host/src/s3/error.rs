@@ -1,0 +1,303 @@
+//! Typed S3 errors, and the parser for S3's XML error bodies.
+
+use std::io;
+
+use quick_xml::events::Event;
+use quick_xml::Reader;
+
+/// What an S3 operation can fail with. Messages never carry credentials or signatures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum S3Error {
+    /// The object does not exist (404 / `NoSuchKey`).
+    #[error("s3: object not found: {key:?}")]
+    NotFound {
+        /// The object key.
+        key: String,
+    },
+    /// The bucket does not exist (`NoSuchBucket`).
+    #[error("s3: bucket {bucket:?} does not exist")]
+    NoSuchBucket {
+        /// The bucket name.
+        bucket: String,
+    },
+    /// A conditional write lost (412 `PreconditionFailed`, or 409 `ConditionalRequestConflict`).
+    #[error("s3: precondition failed for {key:?} (the object changed or already exists)")]
+    PreconditionFailed {
+        /// The object key.
+        key: String,
+    },
+    /// The server rejected the credentials or the signature.
+    #[error("s3: authentication failed: HTTP {status} {code}: {message} (check access key id, secret, session token, region and clock; request id {request_id:?})")]
+    Auth {
+        /// HTTP status.
+        status: u16,
+        /// S3 error code, e.g. `SignatureDoesNotMatch`, `InvalidAccessKeyId`, `AccessDenied`.
+        code: String,
+        /// S3's message.
+        message: String,
+        /// `x-amz-request-id` or `<RequestId>`.
+        request_id: Option<String>,
+    },
+    /// Any other error answer from the service.
+    #[error("s3: HTTP {status} {code}: {message} (key {key:?}, request id {request_id:?})")]
+    Service {
+        /// HTTP status (200 for an error body inside a successful CompleteMultipartUpload).
+        status: u16,
+        /// S3 error code (empty if the body had none).
+        code: String,
+        /// S3's message.
+        message: String,
+        /// `x-amz-request-id` or `<RequestId>`.
+        request_id: Option<String>,
+        /// The object key, if the operation had one.
+        key: Option<String>,
+    },
+    /// Connecting, sending or receiving failed.
+    #[error("s3: transport error during {op}: {message}")]
+    Transport {
+        /// The operation, e.g. `GET key`.
+        op: String,
+        /// What failed (from the HTTP stack; holds no credentials).
+        message: String,
+    },
+    /// Nothing was sent or received for longer than the read timeout.
+    #[error("s3: {op}: no progress for {secs:.1} s (read timeout)")]
+    Timeout {
+        /// The operation.
+        op: String,
+        /// The idle timeout, in seconds.
+        secs: f64,
+    },
+    /// A body ended before its `Content-Length`.
+    #[error("s3: short body: expected {expected} bytes, got {got}")]
+    ShortBody {
+        /// Bytes announced.
+        expected: u64,
+        /// Bytes received.
+        got: u64,
+    },
+    /// The object changed while it was being read (its ETag differs on resume).
+    #[error("s3: object {key:?} changed during the download (ETag {before} became {after})")]
+    Changed {
+        /// The key.
+        key: String,
+        /// ETag when the download started.
+        before: String,
+        /// ETag on resume.
+        after: String,
+    },
+    /// A local I/O error (reading the source, writing the destination).
+    #[error("s3: local I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// The key cannot be stored (empty, or a `.` / `..` segment).
+    #[error("s3: invalid key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The server answered something this client does not understand.
+    #[error("s3: unexpected response to {op}: {message}")]
+    InvalidResponse {
+        /// The operation.
+        op: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// The last of `attempts` attempts failed with a transient error.
+    #[error("s3: gave up after {attempts} attempts: {last}")]
+    RetriesExhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: Box<S3Error>,
+    },
+}
+
+/// S3 error codes that are worth another attempt whatever the status.
+const RETRYABLE_CODES: &[&str] = &[
+    "SlowDown",
+    "RequestTimeout",
+    "InternalError",
+    "ServiceUnavailable",
+    "Throttling",
+    "ThrottlingException",
+    "RequestThrottled",
+    "RequestTimeoutException",
+    "OperationAborted",
+];
+
+impl S3Error {
+    /// Whether another attempt may succeed (connection errors, timeouts, short bodies, 408, 429,
+    /// 5xx, `SlowDown`, `RequestTimeout`, `InternalError`, ...).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            S3Error::Transport { .. } | S3Error::Timeout { .. } | S3Error::ShortBody { .. } => {
+                true
+            }
+            S3Error::Service { status, code, .. } => {
+                matches!(status, 408 | 429 | 500..=599) || RETRYABLE_CODES.contains(&code.as_str())
+            }
+            _ => false,
+        }
+    }
+
+    /// The failure behind a [`S3Error::RetriesExhausted`], or `self`.
+    pub fn root(&self) -> &S3Error {
+        match self {
+            S3Error::RetriesExhausted { last, .. } => last.root(),
+            e => e,
+        }
+    }
+
+    /// True for [`S3Error::NotFound`] (also behind `RetriesExhausted`).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.root(), S3Error::NotFound { .. })
+    }
+
+    /// Converts into an `io::Error` of a fitting kind (short bodies are `UnexpectedEof`).
+    pub fn into_io(self) -> io::Error {
+        let kind = match self.root() {
+            S3Error::ShortBody { .. } => io::ErrorKind::UnexpectedEof,
+            S3Error::Timeout { .. } => io::ErrorKind::TimedOut,
+            S3Error::NotFound { .. } => io::ErrorKind::NotFound,
+            S3Error::Io(e) => e.kind(),
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, self)
+    }
+}
+
+/// The fields of an S3 `<Error>` document.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct XmlError {
+    pub code: String,
+    pub message: String,
+    pub request_id: Option<String>,
+}
+
+/// Parses `<Error><Code>…</Code><Message>…</Message><RequestId>…</RequestId></Error>`.
+/// Returns `None` if the document's root element is not `Error`.
+pub(crate) fn parse_error_xml(body: &[u8]) -> Option<XmlError> {
+    let fields = xml_fields(body, &["Code", "Message", "RequestId"]).ok()?;
+    if fields.root.as_deref() != Some("Error") {
+        return None;
+    }
+    let get = |n: &str| {
+        fields
+            .values
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+    };
+    Some(XmlError {
+        code: get("Code").unwrap_or_default(),
+        message: get("Message").unwrap_or_default(),
+        request_id: get("RequestId"),
+    })
+}
+
+/// The root element name and the first text value of each wanted element (any depth).
+#[derive(Debug, Default)]
+pub(crate) struct XmlFields {
+    pub root: Option<String>,
+    pub values: Vec<(String, String)>,
+}
+
+impl XmlFields {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub(crate) fn xml_fields(body: &[u8], wanted: &[&str]) -> Result<XmlFields, String> {
+    let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
+    let mut reader = Reader::from_str(text.trim_start());
+    let mut out = XmlFields::default();
+    let mut current: Option<String> = None;
+    loop {
+        match reader.read_event().map_err(|e| e.to_string())? {
+            Event::Start(e) => {
+                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                if out.root.is_none() {
+                    out.root = Some(name.clone());
+                }
+                current = Some(name);
+            }
+            Event::Empty(e) => {
+                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                if out.root.is_none() {
+                    out.root = Some(name);
+                }
+            }
+            Event::Text(t) => {
+                if let Some(name) = current.as_ref() {
+                    if wanted.contains(&name.as_str()) && out.get(name).is_none() {
+                        let v = t.unescape().map_err(|e| e.to_string())?;
+                        out.values.push((name.clone(), v.into_owned()));
+                    }
+                }
+            }
+            Event::End(_) => current = None,
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_error_body() {
+        let body = br#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>SlowDown</Code><Message>Please reduce your request rate &amp; retry.</Message><RequestId>4442587FB7D0A2F9</RequestId><HostId>x</HostId></Error>"#;
+        let e = parse_error_xml(body).unwrap();
+        assert_eq!(e.code, "SlowDown");
+        assert_eq!(e.message, "Please reduce your request rate & retry.");
+        assert_eq!(e.request_id.as_deref(), Some("4442587FB7D0A2F9"));
+        assert!(parse_error_xml(b"<CompleteMultipartUploadResult><ETag>x</ETag></CompleteMultipartUploadResult>").is_none());
+        assert!(parse_error_xml(b"not xml at all <").is_none());
+        // A 200 CompleteMultipartUpload answer that is an error, after keep-alive whitespace.
+        let e = parse_error_xml(b"   \n  <Error><Code>InternalError</Code></Error>").unwrap();
+        assert_eq!(e.code, "InternalError");
+    }
+
+    #[test]
+    fn retryability() {
+        let svc = |status, code: &str| S3Error::Service {
+            status,
+            code: code.into(),
+            message: String::new(),
+            request_id: None,
+            key: None,
+        };
+        assert!(svc(500, "").is_retryable());
+        assert!(svc(503, "SlowDown").is_retryable());
+        assert!(svc(400, "RequestTimeout").is_retryable());
+        assert!(svc(200, "InternalError").is_retryable());
+        assert!(svc(408, "").is_retryable());
+        assert!(svc(429, "").is_retryable());
+        assert!(!svc(400, "InvalidArgument").is_retryable());
+        assert!(!S3Error::NotFound { key: "k".into() }.is_retryable());
+        assert!(S3Error::ShortBody {
+            expected: 2,
+            got: 1
+        }
+        .is_retryable());
+        let io = S3Error::ShortBody {
+            expected: 2,
+            got: 1,
+        }
+        .into_io();
+        assert_eq!(io.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(io.to_string().contains("short body"));
+    }
+}

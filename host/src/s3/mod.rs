@@ -1,0 +1,23 @@
+//! S3 transport: hand-rolled SigV4 over `reqwest`, streaming GET, single and multipart PUT,
+//! retries with backoff and clock-skew correction.
+//!
+//! - [`config`]: [`S3Config`], its builder and validation.
+//! - [`sigv4`]: request signing.
+//! - [`client`]: [`S3Client`] and the object operations ([`multipart`] for large uploads).
+//! - [`retry`]: [`RetryConfig`] (backoff with full jitter).
+//! - [`error`]: [`S3Error`].
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod multipart;
+pub mod retry;
+pub mod sigv4;
+
+pub use client::{GetObject, ObjectMeta, PutCondition, S3Client};
+pub use config::{ConfigError, S3Config, S3ConfigBuilder};
+pub use error::S3Error;
+pub use retry::RetryConfig;
+
+#[cfg(test)]
+mod sigv4_tests;

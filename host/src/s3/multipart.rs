@@ -1,0 +1,292 @@
+//! Uploads of unknown length: one PUT when the stream fits in a part, otherwise a multipart
+//! upload with bounded memory and concurrency, aborted on any failure.
+
+use std::collections::VecDeque;
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use reqwest::Method;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use super::client::{check_key, ObjectMeta, PutCondition, Request, S3Client};
+use super::error::{parse_error_xml, xml_fields, S3Error};
+
+/// S3's limit on the number of parts.
+const MAX_PARTS: u32 = 10_000;
+
+/// Reads up to `size` bytes (fewer only at the end of the stream).
+async fn read_part<R: AsyncRead + Unpin>(r: &mut R, size: usize) -> io::Result<Bytes> {
+    let mut buf = BytesMut::with_capacity(size);
+    while buf.len() < size {
+        let want = (size - buf.len()) as u64;
+        let n = (&mut *r).take(want).read_buf(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Aborts the upload if dropped while armed (e.g. the caller's future was cancelled).
+struct AbortOnDrop {
+    client: S3Client,
+    key: String,
+    upload_id: String,
+    armed: bool,
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let client = self.client.clone();
+            let key = std::mem::take(&mut self.key);
+            let upload_id = std::mem::take(&mut self.upload_id);
+            rt.spawn(async move {
+                if let Err(e) = client.abort_multipart(&key, &upload_id).await {
+                    warn!(key = %key, error = %e, "s3: could not abort a cancelled multipart upload");
+                }
+            });
+        }
+    }
+}
+
+impl S3Client {
+    /// Uploads a stream of unknown length. If it ends within one part, one PUT; otherwise a
+    /// multipart upload with `concurrency` parts in flight (memory bounded by
+    /// `part_size × (concurrency + 1)`), each part hashed and signed. Any failure, the reader's
+    /// included, aborts the upload so no parts are left behind. `cond` is checked by the server
+    /// on `PutObject` or on `CompleteMultipartUpload`.
+    pub async fn put_stream(
+        &self,
+        key: &str,
+        mut reader: impl AsyncRead + Send + Unpin,
+        cond: PutCondition,
+    ) -> Result<ObjectMeta, S3Error> {
+        check_key(key)?;
+        let part_size = self.inner.cfg.part_size;
+        let first = read_part(&mut reader, part_size).await?;
+        if first.len() < part_size {
+            return self.put_bytes(key, first, cond).await;
+        }
+        let second = read_part(&mut reader, part_size).await?;
+        if second.is_empty() {
+            return self.put_bytes(key, first, cond).await;
+        }
+        let upload_id = self.create_multipart(key).await?;
+        let mut guard = AbortOnDrop {
+            client: self.clone(),
+            key: key.to_string(),
+            upload_id: upload_id.clone(),
+            armed: true,
+        };
+        let eof = second.len() < part_size;
+        let result = self
+            .upload_parts(key, &upload_id, VecDeque::from([first, second]), eof, reader, cond)
+            .await;
+        guard.armed = false;
+        match result {
+            Ok(meta) => Ok(meta),
+            Err(e) => {
+                debug!(key, error = %e, "s3: multipart upload failed; aborting it");
+                if let Err(abort_err) = self.abort_multipart(key, &upload_id).await {
+                    warn!(key, error = %abort_err, "s3: could not abort a failed multipart upload; parts may remain until a lifecycle rule removes them");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        mut pending: VecDeque<Bytes>,
+        mut eof: bool,
+        mut reader: impl AsyncRead + Send + Unpin,
+        cond: PutCondition,
+    ) -> Result<ObjectMeta, S3Error> {
+        let cfg = &self.inner.cfg;
+        let mut tasks: JoinSet<Result<(u32, String), S3Error>> = JoinSet::new();
+        let mut etags: Vec<(u32, String)> = Vec::new();
+        let mut next_part = 0u32;
+        let mut total = 0u64;
+        loop {
+            while tasks.len() < cfg.concurrency {
+                let part = match pending.pop_front() {
+                    Some(p) => p,
+                    None if eof => break,
+                    None => {
+                        let p = read_part(&mut reader, cfg.part_size).await?;
+                        if p.len() < cfg.part_size {
+                            eof = true;
+                        }
+                        if p.is_empty() {
+                            break;
+                        }
+                        p
+                    }
+                };
+                next_part += 1;
+                if next_part > MAX_PARTS {
+                    return Err(S3Error::Io(io::Error::other(format!(
+                        "stream needs more than {MAX_PARTS} parts of {} bytes; raise part_size",
+                        cfg.part_size
+                    ))));
+                }
+                total += part.len() as u64;
+                let client = self.clone();
+                let key = key.to_string();
+                let upload_id = upload_id.to_string();
+                let n = next_part;
+                tasks.spawn(async move {
+                    let etag = client.upload_part(&key, &upload_id, n, part).await?;
+                    Ok((n, etag))
+                });
+            }
+            match tasks.join_next().await {
+                None => break,
+                Some(Ok(Ok(done))) => etags.push(done),
+                Some(Ok(Err(e))) => return Err(e),
+                Some(Err(join)) => {
+                    return Err(S3Error::Io(io::Error::other(format!(
+                        "part upload task failed: {join}"
+                    ))))
+                }
+            }
+        }
+        etags.sort_by_key(|(n, _)| *n);
+        let parts = etags.len();
+        match self.complete_multipart(key, upload_id, &etags, &cond).await {
+            Ok(etag) => Ok(ObjectMeta {
+                key: key.to_string(),
+                size: total,
+                etag: Some(etag),
+                last_modified: None,
+            }),
+            // A retried Complete whose first attempt succeeded but whose answer was lost: AWS
+            // then answers NoSuchUpload. Accept if the object is there with our size and parts.
+            Err(S3Error::Service { code, .. }) if code == "NoSuchUpload" => {
+                let meta = self.head(key).await?;
+                let suffix = format!("-{parts}\"");
+                if meta.size == total && meta.etag.as_deref().is_some_and(|e| e.ends_with(&suffix)) {
+                    Ok(meta)
+                } else {
+                    Err(S3Error::InvalidResponse {
+                        op: format!("CompleteMultipartUpload {key:?}"),
+                        message: "the upload vanished (NoSuchUpload) and the object is not ours".into(),
+                    })
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `CreateMultipartUpload`; returns the upload id.
+    pub(crate) async fn create_multipart(&self, key: &str) -> Result<String, S3Error> {
+        let req = Request::new(Method::POST, Some(key)).query("uploads", "");
+        let (_, body) = self.send_buffered(&req).await?;
+        let fields = xml_fields(&body, &["UploadId"]).map_err(|e| S3Error::InvalidResponse {
+            op: format!("CreateMultipartUpload {key:?}"),
+            message: e,
+        })?;
+        fields
+            .get("UploadId")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| S3Error::InvalidResponse {
+                op: format!("CreateMultipartUpload {key:?}"),
+                message: "no UploadId in the answer".into(),
+            })
+    }
+
+    /// `UploadPart`; returns the part's ETag.
+    pub(crate) async fn upload_part(&self, key: &str, upload_id: &str, n: u32, part: Bytes) -> Result<String, S3Error> {
+        let req = Request::new(Method::PUT, Some(key))
+            .query("partNumber", &n.to_string())
+            .query("uploadId", upload_id)
+            .body(part)
+            .await;
+        let (headers, _) = self.send_buffered(&req).await?;
+        headers
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| S3Error::InvalidResponse {
+                op: format!("UploadPart {key:?} #{n}"),
+                message: "no ETag in the answer".into(),
+            })
+    }
+
+    /// `CompleteMultipartUpload` with the condition; a 200 carrying an `<Error>` is an error
+    /// (retried if transient). Returns the object's ETag.
+    pub(crate) async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+        cond: &PutCondition,
+    ) -> Result<String, S3Error> {
+        let mut xml = String::from(
+            "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
+        );
+        for (n, etag) in parts {
+            xml.push_str(&format!(
+                "<Part><PartNumber>{n}</PartNumber><ETag>{}</ETag></Part>",
+                quick_xml::escape::escape(etag.as_str())
+            ));
+        }
+        xml.push_str("</CompleteMultipartUpload>");
+        let mut req = Request::new(Method::POST, Some(key))
+            .query("uploadId", upload_id)
+            .header("content-type", "application/xml")
+            .body(Bytes::from(xml))
+            .await;
+        match cond {
+            PutCondition::None => {}
+            PutCondition::IfMatch(etag) => req = req.header("if-match", etag),
+            PutCondition::IfNoneMatchAny => req = req.header("if-none-match", "*"),
+        }
+        let op = format!("CompleteMultipartUpload {key:?}");
+        let (_, body) = self
+            .send(&req, |resp| {
+                let op = op.clone();
+                async move {
+                    let status = resp.status().as_u16();
+                    let body = self.read_body(&op, resp, 16 * 1024 * 1024).await?;
+                    if let Some(err) = parse_error_xml(&body) {
+                        return Err(S3Error::Service {
+                            status,
+                            code: err.code,
+                            message: err.message,
+                            request_id: err.request_id,
+                            key: Some(key.to_string()),
+                        });
+                    }
+                    Ok(((), body))
+                }
+            })
+            .await?;
+        let fields = xml_fields(&body, &["ETag"]).map_err(|e| S3Error::InvalidResponse {
+            op: op.clone(),
+            message: e,
+        })?;
+        fields
+            .get("ETag")
+            .map(str::to_string)
+            .ok_or_else(|| S3Error::InvalidResponse {
+                op,
+                message: "no ETag in the answer".into(),
+            })
+    }
+
+    /// `AbortMultipartUpload` (with retries).
+    pub(crate) async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), S3Error> {
+        let req = Request::new(Method::DELETE, Some(key)).query("uploadId", upload_id);
+        self.send_buffered(&req).await.map(|_| ())
+    }
+}
