@@ -24,6 +24,8 @@ use crate::types::{
 };
 
 const BLOCK: u64 = 512;
+/// The largest size the ustar header's 11 octal digits can hold.
+const USTAR_MAX_SIZE: u64 = 0o777_7777_7777;
 const READ_BUFFER: usize = 256 * 1024;
 
 /// Unpack the tar.gz read from `input` into `dest` (created if missing).
@@ -158,7 +160,12 @@ impl Unpacker<'_, '_> {
             .entry_size()
             .map_err(|e| self.read_error(e, &shown))?;
         let size = entry.size();
-        if header_size != size && header_size != 0 {
+        // A PAX size must agree with the header's, except that pax writers
+        // leave the header's size 0 for a file too large for its 11 octal
+        // digits. A 0 under any smaller PAX size is the CVE-2025-62518 shape:
+        // a ustar-only parser would read the body as further headers.
+        let oversized = header_size == 0 && size > USTAR_MAX_SIZE;
+        if header_size != size && !oversized {
             return Err(ArchiveError::Corrupt {
                 entry: shown,
                 message: format!(
