@@ -1,0 +1,176 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Storage: with no bucket configured (--bucket / CCWS_BUCKET), ccws keeps objects in a
+local directory store (CCWS_LOCAL_STORE, default ~/.local/share/ccws/store), so a whole
+turn works with no server. With a bucket, credentials come from AWS_ACCESS_KEY_ID /
+AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN or AWS_PROFILE (~/.aws/credentials); the
+endpoint from AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL; the region from AWS_REGION.
+Secrets are never accepted as flags.
+
+Exit codes: 0 success; 1 error; 2 usage error; 3 configuration error; 4 store error;
+5 archive error; 6 state could not be saved (kept on disk); 75 uploads still queued in
+the outbox. `ccws run` exits with the agent's own status (128+N if killed by signal N).";
+
+/// ccws keeps an AI coding agent's per-session home directory alive between
+/// turns, in S3 (or a local directory store).
+#[derive(Debug, Parser)]
+#[command(name = "ccws", version, about, long_about = None, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Print results as JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// S3 bucket; without one, the local store is used.
+    #[arg(long, global = true, env = "CCWS_BUCKET")]
+    pub bucket: Option<String>,
+    /// Key prefix for every object (e.g. `team-a/`).
+    #[arg(long, global = true, env = "CCWS_PREFIX", default_value = "")]
+    pub prefix: String,
+    /// S3 endpoint URL (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or AWS).
+    #[arg(long, global = true)]
+    pub endpoint: Option<String>,
+    /// S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile, us-east-1).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// AWS profile (default: AWS_PROFILE, then `default`).
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// Path-style addressing (true for MinIO-like servers; default: true with a custom endpoint).
+    #[arg(long, global = true, value_name = "BOOL")]
+    pub path_style: Option<bool>,
+    /// The local store directory (used when no bucket is set).
+    #[arg(long, global = true, env = "CCWS_LOCAL_STORE")]
+    pub local_store: Option<PathBuf>,
+    /// Parent of the per-session trees (`<dir>/cc-broker/sess_<id>`; default: the OS temp dir).
+    #[arg(long, global = true, env = "CCWS_TEMP_DIR")]
+    pub temp_dir: Option<PathBuf>,
+    /// ccws's durable state on this machine (the outbox; default ~/.local/share/ccws).
+    #[arg(long, global = true, env = "CCWS_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// The session a command is about.
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    /// Workspace id ([A-Za-z0-9._-], 1-128 chars).
+    #[arg(short, long)]
+    pub workspace: String,
+    /// Session id ([A-Za-z0-9._-], 1-128 chars).
+    #[arg(short, long)]
+    pub session: String,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one agent turn: setup, run CMD inside the workspace, teardown.
+    ///
+    /// CMD runs with CLAUDE_CONFIG_DIR (and CCWS_SESSION_DIR, CCWS_PROJECT_DIR,
+    /// CCWS_MEMORY_DIR, CCWS_TRANSCRIPT) set and the project directory as its
+    /// working directory. SIGINT and SIGTERM are forwarded to it; teardown
+    /// runs however it ends, and ccws exits with its status.
+    ///
+    /// Example: ccws run -w acme -s s-42 -- claude -p "summarise the repo"
+    Run {
+        #[command(flatten)]
+        session: SessionArgs,
+        /// The command and its arguments.
+        #[arg(required = true, last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Set up a session and print its paths, for brokers that run the agent themselves.
+    ///
+    /// The session stays live while the owner process runs (default: the
+    /// caller, ccws's parent); if the owner dies, the next setup recovers it.
+    Setup {
+        #[command(flatten)]
+        session: SessionArgs,
+        /// The process that owns the session (default: ccws's parent).
+        #[arg(long)]
+        owner_pid: Option<u32>,
+    },
+    /// Upload a session's state and remove its tree (failed uploads are queued).
+    Teardown {
+        #[command(flatten)]
+        session: SessionArgs,
+    },
+    /// Deliver uploads queued in the outbox.
+    Flush {
+        /// Only this workspace's entries.
+        #[arg(short, long)]
+        workspace: Option<String>,
+    },
+    /// Download one object to a file (`-` for stdout).
+    Get {
+        /// Object key.
+        key: String,
+        /// Destination file, or `-`.
+        dest: PathBuf,
+    },
+    /// Upload one file as an object.
+    Put {
+        /// Source file.
+        src: PathBuf,
+        /// Object key.
+        key: String,
+        /// Only if the object's current ETag is this.
+        #[arg(long, conflicts_with = "if_none_match")]
+        if_match: Option<String>,
+        /// Only if the object does not exist yet.
+        #[arg(long)]
+        if_none_match: bool,
+    },
+    /// Pack a directory into a tar.gz through the sandboxed component.
+    Pack {
+        /// Directory to pack.
+        dir: PathBuf,
+        /// Archive to write.
+        archive: PathBuf,
+        /// Glob of relative paths to leave out (repeatable).
+        #[arg(long)]
+        exclude: Vec<String>,
+        /// gzip level 0-9.
+        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
+        level: u32,
+    },
+    /// Unpack a tar.gz into a directory through the sandboxed component.
+    Unpack {
+        /// Archive to read.
+        archive: PathBuf,
+        /// Destination directory (created if missing).
+        dir: PathBuf,
+        /// Glob of relative paths to leave out (repeatable).
+        #[arg(long)]
+        exclude: Vec<String>,
+        /// Most entries.
+        #[arg(long)]
+        max_entries: Option<u64>,
+        /// Most bytes of content in total.
+        #[arg(long)]
+        max_total_bytes: Option<u64>,
+        /// Most bytes of one file.
+        #[arg(long)]
+        max_file_bytes: Option<u64>,
+    },
+    /// Write the embedded WASI component (.wasm) for use in other hosts.
+    Component {
+        /// Output file (`-` for stdout).
+        out: PathBuf,
+    },
+}

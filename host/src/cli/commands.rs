@@ -1,0 +1,325 @@
+//! What each command does.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ccws::archive::{Archiver, Limits, PackOptions, Report, SandboxConfig, UnpackOptions};
+use ccws::config::{self, Overrides, StoreSettings};
+use ccws::s3::{PutCondition, S3Client};
+use ccws::store::{LocalStore, Store};
+use ccws::workspace::{Keys, Owner, TeardownReport, Workspace, WorkspaceConfig, Workspaces};
+
+use super::args::{Cli, Command, Global, SessionArgs};
+use super::error::CliError;
+use super::progress;
+
+/// Exit code when uploads are still waiting in the outbox.
+const EXIT_QUEUED: u8 = 75;
+
+/// Run the parsed command; returns the exit code.
+pub async fn run(cli: Cli) -> Result<u8, CliError> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Run { session, command } => run_turn(g, &session, &command).await,
+        Command::Setup { session, owner_pid } => {
+            let ws = workspaces(g)?;
+            let owner = Owner::of(owner_pid.unwrap_or_else(std::os::unix::process::parent_id));
+            let w = ws
+                .setup(&session.workspace, &session.session, owner)
+                .await?;
+            print_setup(g, &w);
+            Ok(0)
+        }
+        Command::Teardown { session } => {
+            let ws = workspaces(g)?;
+            let r = ws.teardown(&session.workspace, &session.session).await?;
+            print_teardown(g, &r);
+            Ok(0)
+        }
+        Command::Flush { workspace } => {
+            let ws = workspaces(g)?;
+            let r = ws.flush(workspace.as_deref()).await?;
+            if g.json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                eprintln!("delivered {}, still queued {}", r.delivered, r.remaining);
+                for e in &r.errors {
+                    eprintln!("  {e}");
+                }
+            }
+            Ok(if r.remaining == 0 { 0 } else { EXIT_QUEUED })
+        }
+        Command::Get { key, dest } => get(g, &key, &dest).await,
+        Command::Put {
+            src,
+            key,
+            if_match,
+            if_none_match,
+        } => {
+            let store = store(g)?;
+            let cond = match (if_match, if_none_match) {
+                (Some(e), _) => PutCondition::IfMatch(e),
+                (None, true) => PutCondition::IfNoneMatchAny,
+                (None, false) => PutCondition::None,
+            };
+            let len = std::fs::metadata(&src).map(|m| m.len()).ok();
+            let pb = progress::bar(&format!("put {key}"), len);
+            let file = tokio::fs::File::open(&src)
+                .await
+                .map_err(|e| CliError::Other(format!("{}: {e}", src.display())))?;
+            let meta = store
+                .put_stream(&key, pb.wrap_async_read(file), cond)
+                .await?;
+            pb.finish_and_clear();
+            if g.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"key": meta.key, "size": meta.size, "etag": meta.etag})
+                );
+            } else {
+                eprintln!(
+                    "uploaded {key} ({} bytes, etag {})",
+                    meta.size,
+                    meta.etag.unwrap_or_default()
+                );
+            }
+            Ok(0)
+        }
+        Command::Pack {
+            dir,
+            archive,
+            exclude,
+            level,
+        } => {
+            let a = archiver()?;
+            let r = a
+                .pack_file(&dir, &archive, &PackOptions { level, exclude }, None)
+                .await?;
+            print_report(g, "packed", &r);
+            Ok(0)
+        }
+        Command::Unpack {
+            archive,
+            dir,
+            exclude,
+            max_entries,
+            max_total_bytes,
+            max_file_bytes,
+        } => {
+            let a = archiver()?;
+            let d = Limits::default();
+            let limits = Limits {
+                max_entries: max_entries.unwrap_or(d.max_entries),
+                max_total_bytes: max_total_bytes.unwrap_or(d.max_total_bytes),
+                max_file_bytes: max_file_bytes.unwrap_or(d.max_file_bytes),
+                ..d
+            };
+            let r = a
+                .unpack_file(&archive, &dir, &UnpackOptions { limits, exclude }, None)
+                .await?;
+            print_report(g, "unpacked", &r);
+            Ok(0)
+        }
+        Command::Component { out } => {
+            let wasm = ccws::archive::COMPONENT_WASM;
+            if out == Path::new("-") {
+                std::io::stdout()
+                    .write_all(wasm)
+                    .map_err(|e| CliError::Other(format!("stdout: {e}")))?;
+            } else {
+                std::fs::write(&out, wasm)
+                    .map_err(|e| CliError::Other(format!("{}: {e}", out.display())))?;
+                eprintln!("wrote {} ({} bytes)", out.display(), wasm.len());
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// `ccws run`: setup, the agent, teardown — on every exit path.
+async fn run_turn(g: &Global, s: &SessionArgs, command: &[String]) -> Result<u8, CliError> {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let ws = workspaces(g)?;
+    let w = ws
+        .setup(&s.workspace, &s.session, Owner::of(std::process::id()))
+        .await?;
+    tracing::info!(dir = %w.layout.temp_dir.display(), "workspace ready");
+
+    // Listen before spawning so no signal slips between the two.
+    let mut sigint =
+        signal(SignalKind::interrupt()).map_err(|e| CliError::Other(format!("signals: {e}")))?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|e| CliError::Other(format!("signals: {e}")))?;
+    let mut cmd = tokio::process::Command::new(&command[0]);
+    cmd.args(&command[1..]).current_dir(&w.layout.project_dir);
+    for (k, v) in w.env() {
+        cmd.env(k, v);
+    }
+    let code = match cmd.spawn() {
+        Err(e) => {
+            eprintln!("ccws: cannot run {:?}: {e}", command[0]);
+            127
+        }
+        Ok(mut child) => {
+            let pid = child.id();
+            loop {
+                tokio::select! {
+                    status = child.wait() => {
+                        break match status {
+                            Ok(st) => exit_status_code(st),
+                            Err(e) => {
+                                eprintln!("ccws: waiting for the agent: {e}");
+                                1
+                            }
+                        };
+                    }
+                    _ = sigint.recv() => forward(pid, libc::SIGINT),
+                    _ = sigterm.recv() => forward(pid, libc::SIGTERM),
+                }
+            }
+        }
+    };
+    match ws.teardown(&s.workspace, &s.session).await {
+        Ok(r) => print_teardown(g, &r),
+        Err(e) => {
+            eprintln!("ccws: teardown: {e}");
+            if code == 0 {
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn forward(pid: Option<u32>, sig: libc::c_int) {
+    if let Some(pid) = pid {
+        tracing::info!(pid, sig, "forwarding signal to the agent");
+        // SAFETY: sending a signal to our own child's pid.
+        unsafe {
+            libc::kill(pid as libc::pid_t, sig);
+        }
+    }
+}
+
+fn exit_status_code(st: std::process::ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (st.code(), st.signal()) {
+        (Some(c), _) => u8::try_from(c).unwrap_or(1),
+        (None, Some(sig)) => u8::try_from(128 + sig).unwrap_or(1),
+        _ => 1,
+    }
+}
+
+async fn get(g: &Global, key: &str, dest: &Path) -> Result<u8, CliError> {
+    let store = store(g)?;
+    let obj = store.get(key).await?;
+    let pb = progress::bar(&format!("get {key}"), Some(obj.meta.size));
+    let mut body = pb.wrap_async_read(obj.body);
+    if dest == Path::new("-") {
+        let mut out = tokio::io::stdout();
+        tokio::io::copy(&mut body, &mut out)
+            .await
+            .map_err(|e| CliError::Other(format!("downloading {key}: {e}")))?;
+    } else {
+        // Write beside the destination and rename: never a partial file.
+        let dir = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let io = |e: std::io::Error| CliError::Other(format!("{}: {e}", dest.display()));
+        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        let mut out = tokio::fs::File::from_std(tmp.reopen().map_err(io)?);
+        tokio::io::copy(&mut body, &mut out)
+            .await
+            .map_err(|e| CliError::Other(format!("downloading {key}: {e}")))?;
+        out.sync_all().await.map_err(io)?;
+        tmp.persist(dest).map_err(|e| io(e.error))?;
+    }
+    pb.finish_and_clear();
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({"key": key, "size": obj.meta.size, "etag": obj.meta.etag})
+        );
+    }
+    Ok(0)
+}
+
+fn archiver() -> Result<Archiver, CliError> {
+    Ok(Archiver::new(SandboxConfig::default())?)
+}
+
+fn store(g: &Global) -> Result<Store, CliError> {
+    let env = config::process_env();
+    let o = Overrides {
+        bucket: g.bucket.clone(),
+        endpoint: g.endpoint.clone(),
+        region: g.region.clone(),
+        profile: g.profile.clone(),
+        path_style: g.path_style,
+        local_store: g.local_store.clone(),
+    };
+    Ok(match config::resolve_store(&o, &env)? {
+        StoreSettings::S3(c) => Store::S3(S3Client::new(c).map_err(config::SettingsError::from)?),
+        StoreSettings::Local(dir) => Store::Local(LocalStore::open(dir)?),
+    })
+}
+
+fn workspaces(g: &Global) -> Result<Workspaces, CliError> {
+    let store = store(g)?;
+    let env = config::process_env();
+    let state_dir: PathBuf = g
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| config::default_state_dir(&env));
+    let mut cfg = WorkspaceConfig::new(state_dir);
+    cfg.temp_base = g.temp_dir.clone();
+    cfg.keys = Keys::new(&g.prefix);
+    tracing::debug!(store = %store.describe(), "using store");
+    Ok(Workspaces::new(store, archiver()?, cfg))
+}
+
+fn print_setup(g: &Global, w: &Workspace) {
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(w).unwrap_or_default());
+        return;
+    }
+    for (k, v) in w.env() {
+        println!("{k}={}", v.display());
+    }
+}
+
+fn print_teardown(g: &Global, r: &TeardownReport) {
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        return;
+    }
+    tracing::info!(transcript = ?r.transcript, home = ?r.home, "teardown done");
+    if !r.delivered() {
+        eprintln!("ccws: some uploads failed and are queued in the outbox; `ccws flush` or the next setup will deliver them");
+    }
+}
+
+fn print_report(g: &Global, verb: &str, r: &Report) {
+    if g.json {
+        let skipped: Vec<_> = r
+            .skipped
+            .iter()
+            .map(|s| serde_json::json!({"path": s.path, "reason": format!("{:?}", s.reason), "detail": s.detail}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"files": r.files, "dirs": r.dirs, "bytes": r.bytes,
+                "executables": r.executables, "skipped": skipped})
+        );
+        return;
+    }
+    eprintln!(
+        "{verb} {} files, {} dirs, {} bytes",
+        r.files, r.dirs, r.bytes
+    );
+    for s in &r.skipped {
+        eprintln!("  skipped {} ({:?}) {}", s.path, s.reason, s.detail);
+    }
+}

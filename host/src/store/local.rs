@@ -1,0 +1,264 @@
+//! The built-in local object store: a directory with S3's semantics for what
+//! ccws needs — atomic writes, ETags, conditional writes — so a whole turn
+//! runs on a machine with no server.
+//!
+//! Layout: the object `a/b.jsonl` is the file `<root>/a/b.jsonl`; writes land
+//! in `<root>/.ccws-tmp/` and are renamed into place; a conditional write
+//! checks and renames under an exclusive lock on `<root>/.ccws-lock`. An
+//! ETag is derived from the file's inode, modification time and size, so
+//! every replacement gets a new one.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tokio::io::{AsyncRead, AsyncWriteExt};
+
+use super::StoreError;
+use crate::s3::{GetObject, ObjectMeta, PutCondition};
+
+const TMP_DIR: &str = ".ccws-tmp";
+const LOCK_FILE: &str = ".ccws-lock";
+
+/// A directory used as an object store.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    /// Open (creating if needed) a store rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        for dir in [root.clone(), root.join(TMP_DIR)] {
+            create_private_dir(&dir).map_err(|source| StoreError::Local {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        Ok(LocalStore { root })
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        validate_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    fn local_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+        move |source| StoreError::Local {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Metadata of `key`, or `NotFound`.
+    pub async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
+        let path = self.path(key)?;
+        match fs::metadata(&path) {
+            Ok(md) if md.is_file() => Ok(meta(key, &md)),
+            Ok(_) => Err(StoreError::NotFound { key: key.into() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::NotFound { key: key.into() })
+            }
+            Err(e) => Err(Self::local_err(&path)(e)),
+        }
+    }
+
+    /// Open `key` for streaming.
+    pub async fn get(&self, key: &str) -> Result<GetObject, StoreError> {
+        let path = self.path(key)?;
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound { key: key.into() })
+            }
+            Err(e) => return Err(Self::local_err(&path)(e)),
+        };
+        let md = file.metadata().map_err(Self::local_err(&path))?;
+        if !md.is_file() {
+            return Err(StoreError::NotFound { key: key.into() });
+        }
+        Ok(GetObject {
+            meta: meta(key, &md),
+            body: Box::pin(tokio::fs::File::from_std(file)),
+        })
+    }
+
+    /// Copy `key` to the file `dest` (atomically: temp file, then rename).
+    pub async fn download_file(&self, key: &str, dest: &Path) -> Result<ObjectMeta, StoreError> {
+        let mut obj = self.get(key).await?;
+        let dir = dest.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(Self::local_err(dir))?;
+        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(Self::local_err(dir))?;
+        let mut out = tokio::fs::File::from_std(tmp.reopen().map_err(Self::local_err(dest))?);
+        tokio::io::copy(&mut obj.body, &mut out)
+            .await
+            .map_err(Self::local_err(dest))?;
+        out.flush().await.map_err(Self::local_err(dest))?;
+        tmp.persist(dest)
+            .map_err(|e| Self::local_err(dest)(e.error))?;
+        Ok(obj.meta)
+    }
+
+    /// Write `key` from a stream, atomically and under `cond`.
+    pub async fn put_stream<R: AsyncRead + Unpin + Send>(
+        &self,
+        key: &str,
+        mut reader: R,
+        cond: PutCondition,
+    ) -> Result<ObjectMeta, StoreError> {
+        let path = self.path(key)?;
+        let tmp_dir = self.root.join(TMP_DIR);
+        let tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(Self::local_err(&tmp_dir))?;
+        let mut out = tokio::fs::File::from_std(tmp.reopen().map_err(Self::local_err(&tmp_dir))?);
+        tokio::io::copy(&mut reader, &mut out)
+            .await
+            .map_err(StoreError::Body)?;
+        out.flush().await.map_err(Self::local_err(&tmp_dir))?;
+        out.into_std()
+            .await
+            .sync_all()
+            .map_err(Self::local_err(&tmp_dir))?;
+        let root = self.root.clone();
+        let key = key.to_owned();
+        tokio::task::spawn_blocking(move || commit(&root, &key, &path, tmp, &cond))
+            .await
+            .map_err(|e| StoreError::Local {
+                path: PathBuf::from(TMP_DIR),
+                source: io::Error::other(e),
+            })?
+    }
+
+    /// Write `key` from the file `src`.
+    pub async fn put_file(
+        &self,
+        src: &Path,
+        key: &str,
+        cond: PutCondition,
+    ) -> Result<ObjectMeta, StoreError> {
+        let file = tokio::fs::File::open(src)
+            .await
+            .map_err(Self::local_err(src))?;
+        self.put_stream(key, file, cond).await
+    }
+
+    /// Remove `key` (absent is fine, as in S3).
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Self::local_err(&path)(e)),
+        }
+    }
+}
+
+/// Check the condition and rename the temp file into place, under the lock.
+fn commit(
+    root: &Path,
+    key: &str,
+    path: &Path,
+    tmp: tempfile::NamedTempFile,
+    cond: &PutCondition,
+) -> Result<ObjectMeta, StoreError> {
+    let err = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| StoreError::Local { path: p, source }
+    };
+    let lock_path = root.join(LOCK_FILE);
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(err(&lock_path))?;
+    lock.lock().map_err(err(&lock_path))?;
+    let current = match fs::metadata(path) {
+        Ok(md) if md.is_file() => Some(etag(&md)),
+        Ok(_) => {
+            return Err(StoreError::Local {
+                path: path.to_path_buf(),
+                source: io::Error::new(io::ErrorKind::IsADirectory, "a directory is in the way"),
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(err(path)(e)),
+    };
+    let ok = match cond {
+        PutCondition::None => true,
+        PutCondition::IfMatch(want) => current.as_deref() == Some(want.as_str()),
+        PutCondition::IfNoneMatchAny => current.is_none(),
+    };
+    if !ok {
+        return Err(StoreError::PreconditionFailed { key: key.into() });
+    }
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir).map_err(err(dir))?;
+    }
+    let file = tmp.persist(path).map_err(|e| err(path)(e.error))?;
+    let md = file.metadata().map_err(err(path))?;
+    if let Some(dir) = path.parent() {
+        // Make the rename durable.
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
+    drop(lock);
+    Ok(meta(key, &md))
+}
+
+fn meta(key: &str, md: &fs::Metadata) -> ObjectMeta {
+    ObjectMeta {
+        key: key.into(),
+        size: md.len(),
+        etag: Some(etag(md)),
+        last_modified: md.modified().ok().map(Into::into),
+    }
+}
+
+/// An ETag that changes whenever the file is replaced.
+fn etag(md: &fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "\"{:x}-{:x}{:09x}-{:x}\"",
+        md.ino(),
+        md.mtime(),
+        md.mtime_nsec(),
+        md.size()
+    )
+}
+
+/// Keys are `/`-separated relative paths with no empty, `.` or `..` parts
+/// and nothing that would collide with the store's own files.
+pub fn validate_key(key: &str) -> Result<(), StoreError> {
+    let bad = |why: &str| StoreError::InvalidKey {
+        key: key.into(),
+        reason: why.into(),
+    };
+    if key.is_empty() || key.len() > 1024 {
+        return Err(bad("must be 1 to 1024 bytes"));
+    }
+    if key.contains('\0') || key.contains('\\') {
+        return Err(bad("must not contain NUL or backslash"));
+    }
+    for part in key.split('/') {
+        match part {
+            "" => return Err(bad("must not start or end with '/' or contain '//'")),
+            "." | ".." => return Err(bad("must not contain '.' or '..' segments")),
+            TMP_DIR | LOCK_FILE => return Err(bad("uses a name reserved by the local store")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}

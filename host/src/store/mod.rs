@@ -1,0 +1,154 @@
+//! Where workspace state lives: an S3 bucket, or the built-in local store.
+//! Both offer the same operations with the same semantics (streamed reads,
+//! atomic writes, ETags, conditional writes).
+
+mod local;
+
+use std::path::{Path, PathBuf};
+
+use tokio::io::AsyncRead;
+
+pub use local::{validate_key, LocalStore};
+
+use crate::s3::{GetObject, ObjectMeta, PutCondition, S3Client, S3Error};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("object not found: {key:?}")]
+    NotFound {
+        /// The object key.
+        key: String,
+    },
+    /// A conditional write lost: the object changed (or exists).
+    #[error("precondition failed for {key:?}: the object changed since it was read")]
+    PreconditionFailed {
+        /// The object key.
+        key: String,
+    },
+    /// The key is not acceptable.
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// The S3 transport failed.
+    #[error(transparent)]
+    S3(S3Error),
+    /// The local store's filesystem failed.
+    #[error("local store: {path}: {source}")]
+    Local {
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The body being uploaded failed to produce its bytes.
+    #[error("reading the upload body: {0}")]
+    Body(std::io::Error),
+}
+
+impl StoreError {
+    /// Whether this is the not-found answer.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound { .. })
+    }
+
+    /// Whether a conditional write lost.
+    pub fn is_precondition_failed(&self) -> bool {
+        matches!(self, StoreError::PreconditionFailed { .. })
+    }
+}
+
+impl From<S3Error> for StoreError {
+    fn from(e: S3Error) -> Self {
+        match e {
+            S3Error::NotFound { key } => StoreError::NotFound { key },
+            S3Error::PreconditionFailed { key } => StoreError::PreconditionFailed { key },
+            e => StoreError::S3(e),
+        }
+    }
+}
+
+/// An object store: S3, or a local directory.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// An S3 bucket.
+    S3(S3Client),
+    /// The built-in local store.
+    Local(LocalStore),
+}
+
+impl Store {
+    /// A short human description (`s3://bucket` or `local:/path`), no secrets.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::S3(c) => format!("s3://{}", c.config().bucket),
+            Store::Local(l) => format!("local:{}", l.root().display()),
+        }
+    }
+
+    /// Metadata of `key`.
+    pub async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
+        match self {
+            Store::S3(c) => Ok(c.head(key).await?),
+            Store::Local(l) => l.head(key).await,
+        }
+    }
+
+    /// Stream `key`.
+    pub async fn get(&self, key: &str) -> Result<GetObject, StoreError> {
+        match self {
+            Store::S3(c) => Ok(c.get(key).await?),
+            Store::Local(l) => l.get(key).await,
+        }
+    }
+
+    /// Download `key` to the file `dest`, atomically.
+    pub async fn download_file(&self, key: &str, dest: &Path) -> Result<ObjectMeta, StoreError> {
+        match self {
+            Store::S3(c) => Ok(c.download_file(key, dest).await?),
+            Store::Local(l) => l.download_file(key, dest).await,
+        }
+    }
+
+    /// Upload the file `src` as `key`, under `cond`.
+    pub async fn put_file(
+        &self,
+        src: &Path,
+        key: &str,
+        cond: PutCondition,
+    ) -> Result<ObjectMeta, StoreError> {
+        match self {
+            Store::S3(c) => Ok(c.put_file(src, key, cond).await?),
+            Store::Local(l) => l.put_file(src, key, cond).await,
+        }
+    }
+
+    /// Upload a stream of unknown length as `key`, under `cond`.
+    pub async fn put_stream<R>(
+        &self,
+        key: &str,
+        reader: R,
+        cond: PutCondition,
+    ) -> Result<ObjectMeta, StoreError>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        match self {
+            Store::S3(c) => Ok(c.put_stream(key, reader, cond).await?),
+            Store::Local(l) => l.put_stream(key, reader, cond).await,
+        }
+    }
+
+    /// Delete `key` (absent is fine).
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self {
+            Store::S3(c) => Ok(c.delete(key).await?),
+            Store::Local(l) => l.delete(key).await,
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Where things are: the per-session temp tree and the object keys.
+
+use std::path::{Path, PathBuf};
+
+/// The per-session directory tree (the seed's `Workspace` paths).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Layout {
+    /// `<base>/cc-broker/sess_<session>`: the root, removed at teardown.
+    pub temp_dir: PathBuf,
+    /// `<temp_dir>/claude-config`: the agent's `CLAUDE_CONFIG_DIR`.
+    pub claude_dir: PathBuf,
+    /// `<temp_dir>/project`: the agent's working directory, kept empty.
+    pub project_dir: PathBuf,
+    /// `<claude_dir>/projects/ws_<workspace>/memory`: the auto-memory directory.
+    pub memory_dir: PathBuf,
+    /// `<claude_dir>/projects/<project hash>/<session>.jsonl`: the transcript.
+    pub transcript: PathBuf,
+    /// `projects/<project hash>`: this session's own subtree, relative to
+    /// `claude_dir`; stored separately, so never packed into the home.
+    pub session_subtree: String,
+    /// `<temp_dir>/.ccws`: ccws's own bookkeeping (outside the agent's view).
+    pub meta_dir: PathBuf,
+}
+
+impl Layout {
+    /// The layout for `workspace`/`session` under `base` (already absolute).
+    pub fn new(base: &Path, workspace: &str, session: &str) -> Self {
+        let temp_dir = base.join("cc-broker").join(format!("sess_{session}"));
+        let claude_dir = temp_dir.join("claude-config");
+        let project_dir = temp_dir.join("project");
+        let hash = project_hash(&project_dir);
+        let session_subtree = format!("projects/{hash}");
+        Layout {
+            memory_dir: claude_dir
+                .join("projects")
+                .join(format!("ws_{workspace}"))
+                .join("memory"),
+            transcript: claude_dir
+                .join(&session_subtree)
+                .join(format!("{session}.jsonl")),
+            meta_dir: temp_dir.join(".ccws"),
+            session_subtree,
+            temp_dir,
+            claude_dir,
+            project_dir,
+        }
+    }
+}
+
+/// Claude Code's project directory name: the project path with every
+/// character outside `[A-Za-z0-9]` replaced by `-`.
+pub fn project_hash(project_dir: &Path) -> String {
+    project_dir
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
+/// Object keys, under an optional prefix:
+/// `<prefix>workspaces/<ws>/claude-home.tar.gz` and
+/// `<prefix>workspaces/<ws>/sessions/<session>.jsonl`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys under `prefix` (a trailing `/` is added when missing).
+    pub fn new(prefix: &str) -> Self {
+        let prefix = prefix.trim_matches('/');
+        Keys {
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
+        }
+    }
+
+    /// The workspace's shared home tarball.
+    pub fn home(&self, workspace: &str) -> String {
+        format!("{}workspaces/{workspace}/claude-home.tar.gz", self.prefix)
+    }
+
+    /// One session's transcript.
+    pub fn transcript(&self, workspace: &str, session: &str) -> String {
+        format!(
+            "{}workspaces/{workspace}/sessions/{session}.jsonl",
+            self.prefix
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_follow_the_seed() {
+        let l = Layout::new(Path::new("/tmp"), "w1", "s.1");
+        assert_eq!(l.temp_dir, Path::new("/tmp/cc-broker/sess_s.1"));
+        assert_eq!(
+            l.claude_dir,
+            Path::new("/tmp/cc-broker/sess_s.1/claude-config")
+        );
+        assert_eq!(l.project_dir, Path::new("/tmp/cc-broker/sess_s.1/project"));
+        assert_eq!(
+            l.memory_dir,
+            Path::new("/tmp/cc-broker/sess_s.1/claude-config/projects/ws_w1/memory")
+        );
+        assert_eq!(
+            l.session_subtree,
+            "projects/-tmp-cc-broker-sess-s-1-project"
+        );
+        assert_eq!(
+            l.transcript,
+            Path::new("/tmp/cc-broker/sess_s.1/claude-config/projects/-tmp-cc-broker-sess-s-1-project/s.1.jsonl")
+        );
+    }
+
+    #[test]
+    fn keys_with_and_without_prefix() {
+        assert_eq!(Keys::new("").home("w"), "workspaces/w/claude-home.tar.gz");
+        assert_eq!(
+            Keys::new("/team/a/").transcript("w", "s"),
+            "team/a/workspaces/w/sessions/s.jsonl"
+        );
+    }
+}

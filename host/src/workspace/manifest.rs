@@ -1,0 +1,82 @@
+//! A manifest of a tree: every regular file's SHA-256 and executable bit, and
+//! every directory. Taken at Setup; compared at Teardown to find this
+//! session's own changes.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+/// One entry of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Item {
+    /// A directory.
+    Dir,
+    /// A regular file: SHA-256 (hex) and whether it is executable.
+    File {
+        /// SHA-256 of the content, hex.
+        sha256: String,
+        /// Any executable bit set.
+        exec: bool,
+    },
+}
+
+/// Relative `/`-separated path → item. Symlinks and special files are left
+/// out, as the archive leaves them out.
+pub type Manifest = BTreeMap<String, Item>;
+
+/// Scan `root`, leaving out the subtree `exclude` (relative) if given.
+pub fn scan(root: &Path, exclude: Option<&str>) -> io::Result<Manifest> {
+    let mut out = Manifest::new();
+    if root.exists() {
+        walk(root, "", exclude, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, prefix: &str, exclude: Option<&str>, out: &mut Manifest) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        if exclude == Some(rel.as_str()) {
+            continue;
+        }
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            out.insert(rel.clone(), Item::Dir);
+            walk(&entry.path(), &rel, exclude, out)?;
+        } else if ft.is_file() {
+            out.insert(rel, file_item(&entry.path())?);
+        }
+    }
+    Ok(())
+}
+
+/// The manifest item of one regular file.
+pub fn file_item(path: &Path) -> io::Result<Item> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut file = fs::File::open(path)?;
+    let exec = file.metadata()?.permissions().mode() & 0o111 != 0;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 128 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(Item::File {
+        sha256: hex::encode(hasher.finalize()),
+        exec,
+    })
+}

@@ -1,0 +1,395 @@
+//! The per-turn workspace: Setup before the agent runs, Teardown after.
+//!
+//! Keeps the seed's semantics (paths, keys, "a flaky upload must not fail the
+//! turn") and closes its gaps: nothing is lost when an upload fails (the
+//! durable [`outbox`]), concurrent sessions of one workspace merge instead
+//! of overwriting each other ([`merge`]), ids are validated before any I/O,
+//! and an abandoned session is recovered by the next Setup.
+
+pub mod ids;
+pub mod layout;
+pub mod manifest;
+pub mod merge;
+pub mod outbox;
+mod publish;
+pub mod session;
+mod setup;
+mod teardown;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::archive::{Archiver, HostError, PackOptions, UnpackOptions};
+use crate::store::{Store, StoreError};
+
+pub use layout::{Keys, Layout};
+pub use merge::MergeReport;
+pub use outbox::Outbox;
+pub use session::Owner;
+
+/// How workspaces are laid out and stored.
+#[derive(Debug, Clone)]
+pub struct WorkspaceConfig {
+    /// Parent of `cc-broker/sess_<session>`; the OS temp dir when `None`
+    /// (the seed's `TempDirBase`).
+    pub temp_base: Option<PathBuf>,
+    /// ccws's durable state on this machine (the outbox lives here).
+    pub state_dir: PathBuf,
+    /// Object keys.
+    pub keys: Keys,
+    /// How the home is packed.
+    pub pack: PackOptions,
+    /// How the home is unpacked (limits).
+    pub unpack: UnpackOptions,
+    /// How many times a conflicting home upload is merged and retried.
+    pub merge_attempts: u32,
+}
+
+impl WorkspaceConfig {
+    /// Defaults, with durable state in `state_dir`.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        WorkspaceConfig {
+            temp_base: None,
+            state_dir: state_dir.into(),
+            keys: Keys::default(),
+            pack: PackOptions::default(),
+            unpack: UnpackOptions::default(),
+            merge_attempts: 5,
+        }
+    }
+}
+
+/// Why a workspace operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    /// A workspace or session id is not acceptable.
+    #[error("invalid {kind} id {id:?}: {reason}")]
+    InvalidId {
+        /// `workspace` or `session`.
+        kind: &'static str,
+        /// The id (escaped).
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The temp base directory cannot be used.
+    #[error("temp directory base {path}: {source} (set --temp-dir or CCWS_TEMP_DIR to a writable directory)")]
+    TempBase {
+        /// The base.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Another live process already has this session set up here.
+    #[error("session {session:?} is already set up at {} by live process {pid}; tear it down first", temp_dir.display())]
+    SessionBusy {
+        /// The session id.
+        session: String,
+        /// The owner's pid.
+        pid: u32,
+        /// Its directory.
+        temp_dir: PathBuf,
+    },
+    /// Teardown found no set-up session.
+    #[error("no session {session:?} is set up at {} (run setup first)", temp_dir.display())]
+    NoSession {
+        /// The session id.
+        session: String,
+        /// Where it was looked for.
+        temp_dir: PathBuf,
+    },
+    /// The session belongs to another workspace.
+    #[error("session {session:?} belongs to workspace {actual:?}, not {requested:?}")]
+    WrongWorkspace {
+        /// The session id.
+        session: String,
+        /// The workspace asked for.
+        requested: String,
+        /// The workspace it was set up for.
+        actual: String,
+    },
+    /// The store failed.
+    #[error("{op}: {source}")]
+    Store {
+        /// What was being done.
+        op: String,
+        /// The store's error.
+        source: StoreError,
+    },
+    /// The archive sandbox failed.
+    #[error("{op}: {source}")]
+    Archive {
+        /// What was being done.
+        op: String,
+        /// The sandbox's error.
+        source: HostError,
+    },
+    /// A local file operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Concurrent sessions kept winning the race for the home.
+    #[error(
+        "claude-home of workspace {workspace:?} kept changing; gave up after {attempts} merges"
+    )]
+    TooManyConflicts {
+        /// The workspace id.
+        workspace: String,
+        /// Merge attempts made.
+        attempts: u32,
+    },
+    /// Teardown could neither upload nor queue the session's state: it is
+    /// left in place so nothing is lost.
+    #[error("could not upload or queue the session's state ({reason}); it is kept at {}", temp_dir.display())]
+    Unsaved {
+        /// The kept directory.
+        temp_dir: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WorkspaceError + '_ {
+    move |source| WorkspaceError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A set-up session: where the agent should look.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Workspace {
+    /// The workspace id.
+    pub workspace_id: String,
+    /// The session id.
+    pub session_id: String,
+    /// Its paths.
+    pub layout: Layout,
+    /// The claude-home ETag it started from.
+    pub home_etag: Option<String>,
+    /// What Setup did.
+    pub report: SetupReport,
+}
+
+impl Workspace {
+    /// The environment the agent runs with.
+    pub fn env(&self) -> Vec<(&'static str, PathBuf)> {
+        let l = &self.layout;
+        vec![
+            ("CLAUDE_CONFIG_DIR", l.claude_dir.clone()),
+            ("CCWS_SESSION_DIR", l.temp_dir.clone()),
+            ("CCWS_PROJECT_DIR", l.project_dir.clone()),
+            ("CCWS_MEMORY_DIR", l.memory_dir.clone()),
+            ("CCWS_TRANSCRIPT", l.transcript.clone()),
+        ]
+    }
+}
+
+/// Where Setup's claude-home came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "source")]
+pub enum HomeSource {
+    /// Downloaded from the store.
+    Store {
+        /// Files unpacked.
+        files: u64,
+        /// Bytes unpacked.
+        bytes: u64,
+    },
+    /// None in the store yet: an empty home.
+    Empty,
+    /// A newer home still waiting in this machine's outbox.
+    Outbox,
+}
+
+/// Where Setup's transcript came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TranscriptSource {
+    /// Downloaded from the store.
+    Store,
+    /// None yet: a new session.
+    New,
+    /// A newer transcript still waiting in this machine's outbox.
+    Outbox,
+}
+
+/// What Setup did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SetupReport {
+    /// Where the home came from.
+    pub home: HomeSource,
+    /// Where the transcript came from.
+    pub transcript: TranscriptSource,
+    /// Entries the outbox delivered first.
+    pub flushed: FlushReport,
+    /// An abandoned earlier run of this session that was recovered first.
+    pub recovered: Option<TeardownReport>,
+}
+
+/// What happened to one upload.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "status")]
+pub enum Delivery {
+    /// Uploaded.
+    Uploaded {
+        /// The new ETag.
+        etag: Option<String>,
+    },
+    /// Uploaded after merging onto a newer home.
+    Merged {
+        /// The new ETag.
+        etag: Option<String>,
+        /// Upload attempts.
+        attempts: u32,
+        /// What the merge did.
+        merge: MergeReport,
+    },
+    /// Nothing changed since Setup: nothing to upload.
+    Unchanged,
+    /// There was nothing to upload (no transcript written).
+    Missing,
+    /// The upload failed; the data waits in the outbox.
+    Queued {
+        /// Why it failed.
+        reason: String,
+        /// The outbox entry.
+        entry: PathBuf,
+    },
+}
+
+/// What Teardown did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TeardownReport {
+    /// The transcript.
+    pub transcript: Delivery,
+    /// The claude-home.
+    pub home: Delivery,
+    /// Whether the temp tree was removed.
+    pub removed: bool,
+}
+
+impl TeardownReport {
+    /// Whether everything reached the store (nothing queued).
+    pub fn delivered(&self) -> bool {
+        !matches!(self.transcript, Delivery::Queued { .. })
+            && !matches!(self.home, Delivery::Queued { .. })
+    }
+}
+
+/// What a flush of the outbox did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FlushReport {
+    /// Entries delivered and removed.
+    pub delivered: usize,
+    /// Entries still waiting.
+    pub remaining: usize,
+    /// Why the remaining ones failed.
+    pub errors: Vec<String>,
+}
+
+/// Setup, Teardown and flush against one store.
+#[derive(Clone)]
+pub struct Workspaces {
+    store: Store,
+    archiver: Archiver,
+    config: WorkspaceConfig,
+    outbox: Outbox,
+}
+
+impl Workspaces {
+    /// Workspaces kept in `store`, archived by `archiver`.
+    pub fn new(store: Store, archiver: Archiver, config: WorkspaceConfig) -> Self {
+        let outbox = Outbox::new(config.state_dir.join("outbox"));
+        Workspaces {
+            store,
+            archiver,
+            config,
+            outbox,
+        }
+    }
+
+    /// The store in use.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The outbox.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &WorkspaceConfig {
+        &self.config
+    }
+
+    /// The absolute temp base, created if missing.
+    fn temp_base(&self) -> Result<PathBuf, WorkspaceError> {
+        let base = self
+            .config
+            .temp_base
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        let err = |source| WorkspaceError::TempBase {
+            path: base.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&base).map_err(err)?;
+        let base = std::fs::canonicalize(&base).map_err(err)?;
+        let broker = base.join("cc-broker");
+        private_dir(&broker).map_err(|source| WorkspaceError::TempBase {
+            path: broker.clone(),
+            source,
+        })?;
+        Ok(base)
+    }
+
+    /// The layout of `workspace`/`session` (ids validated).
+    pub fn layout(&self, workspace: &str, session: &str) -> Result<Layout, WorkspaceError> {
+        ids::validate("workspace", workspace)?;
+        ids::validate("session", session)?;
+        Ok(Layout::new(&self.temp_base()?, workspace, session))
+    }
+
+    /// Hold the per-session lock (setup and teardown of one session never overlap).
+    fn session_lock(&self, layout: &Layout) -> Result<File, WorkspaceError> {
+        let name = layout
+            .temp_dir
+            .file_name()
+            .map(|n| format!(".{}.lock", n.to_string_lossy()))
+            .unwrap_or_else(|| ".lock".into());
+        let path = layout.temp_dir.with_file_name(name);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        f.lock().map_err(io_err(&path))?;
+        Ok(f)
+    }
+}
+
+/// Create `dir` (and parents) with mode 0700 if missing.
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+fn store_err(op: impl Into<String>) -> impl FnOnce(StoreError) -> WorkspaceError {
+    let op = op.into();
+    move |source| WorkspaceError::Store { op, source }
+}
+
+fn archive_err(op: impl Into<String>) -> impl FnOnce(HostError) -> WorkspaceError {
+    let op = op.into();
+    move |source| WorkspaceError::Archive { op, source }
+}

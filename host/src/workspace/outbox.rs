@@ -1,0 +1,231 @@
+//! The durable local outbox: uploads that failed wait here, on disk, until a
+//! later Setup, Teardown or `ccws flush` on this machine delivers them.
+//!
+//! Each entry is a directory `<outbox>/<id>/` holding `entry.json`, the
+//! `payload` (a transcript, or a packed claude-home) and, for a home, the
+//! `base.json` manifest it was built against. Entries are built in a
+//! temporary directory and renamed into place, so a crash leaves either a
+//! whole entry or none. Ids sort by creation time.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::manifest::Manifest;
+use super::session::{read_json, write_json};
+
+const ENTRY: &str = "entry.json";
+const PAYLOAD: &str = "payload";
+const BASE: &str = "base.json";
+const LOCK: &str = ".lock";
+
+/// What an entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// A session transcript (uploaded as is).
+    Transcript,
+    /// A packed claude-home (uploaded conditionally, merged on conflict).
+    Home,
+}
+
+/// An entry's description.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Entry {
+    /// What it holds.
+    pub kind: Kind,
+    /// The workspace id.
+    pub workspace: String,
+    /// The session id.
+    pub session: String,
+    /// The object key to write.
+    pub key: String,
+    /// For a home: the ETag it was built on (`None`: there was no home).
+    pub base_etag: Option<String>,
+    /// When it was queued (Unix seconds).
+    pub created: u64,
+    /// Why the last upload failed.
+    pub last_error: String,
+}
+
+/// A queued upload on disk.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    /// The entry directory.
+    pub dir: PathBuf,
+    /// Its description.
+    pub entry: Entry,
+}
+
+impl Queued {
+    /// The payload file.
+    pub fn payload(&self) -> PathBuf {
+        self.dir.join(PAYLOAD)
+    }
+
+    /// For a home: the manifest it was built against.
+    pub fn base(&self) -> io::Result<Manifest> {
+        Ok(read_json(&self.dir.join(BASE))?.unwrap_or_default())
+    }
+
+    /// Record another failed attempt.
+    pub fn note_failure(&mut self, why: &str) -> io::Result<()> {
+        self.entry.last_error = why.to_owned();
+        write_json(&self.dir, ENTRY, &self.entry)
+    }
+
+    /// Remove the delivered entry.
+    pub fn remove(self) -> io::Result<()> {
+        fs::remove_dir_all(&self.dir)
+    }
+}
+
+/// The outbox directory.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    dir: PathBuf,
+}
+
+impl Outbox {
+    /// The outbox at `dir` (created 0700 on first use).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Outbox { dir: dir.into() }
+    }
+
+    /// Its directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn ensure(&self) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+    }
+
+    /// Take the outbox's exclusive lock (held until the file is dropped), so
+    /// two processes never deliver the same entry at once.
+    pub fn lock(&self) -> io::Result<File> {
+        self.ensure()?;
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(LOCK))?;
+        f.lock()?;
+        Ok(f)
+    }
+
+    /// Queue an upload. `fill` writes the payload into the path it is given.
+    pub fn add(
+        &self,
+        mut entry: Entry,
+        base: Option<&Manifest>,
+        fill: impl FnOnce(&Path) -> io::Result<()>,
+    ) -> io::Result<Queued> {
+        self.ensure()?;
+        entry.created = now();
+        let staging = tempfile::Builder::new()
+            .prefix(".new-")
+            .tempdir_in(&self.dir)?;
+        fill(&staging.path().join(PAYLOAD))?;
+        File::open(staging.path().join(PAYLOAD))?.sync_all()?;
+        if let Some(base) = base {
+            write_json(staging.path(), BASE, base)?;
+        }
+        write_json(staging.path(), ENTRY, &entry)?;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let id = format!("{nanos:024}-{}-{}", entry.workspace, std::process::id());
+        let dir = self.dir.join(id);
+        fs::rename(staging.keep(), &dir)?;
+        File::open(&self.dir)?.sync_all()?;
+        Ok(Queued { dir, entry })
+    }
+
+    /// Every whole entry, oldest first (half-built ones are ignored; stale
+    /// ones are cleaned up).
+    pub fn list(&self) -> io::Result<Vec<Queued>> {
+        let mut out = Vec::new();
+        let rd = match fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        let mut names: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+        names.sort();
+        for name in names {
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with('.') {
+                continue;
+            }
+            let dir = self.dir.join(name);
+            match read_json::<Entry>(&dir.join(ENTRY)) {
+                Ok(Some(entry)) if dir.join(PAYLOAD).is_file() => out.push(Queued { dir, entry }),
+                Ok(_) => {
+                    tracing::warn!(dir = %dir.display(), "outbox entry is incomplete; ignoring it")
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), "outbox entry unreadable; ignoring it: {e}")
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(kind: Kind, ws: &str) -> Entry {
+        Entry {
+            kind,
+            workspace: ws.into(),
+            session: "s".into(),
+            key: "k".into(),
+            base_etag: None,
+            created: 0,
+            last_error: "down".into(),
+        }
+    }
+
+    #[test]
+    fn entries_are_whole_ordered_and_removable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ob = Outbox::new(tmp.path().join("outbox"));
+        let a = ob
+            .add(entry(Kind::Transcript, "w1"), None, |p| fs::write(p, "t1"))
+            .unwrap();
+        let b = ob
+            .add(entry(Kind::Home, "w1"), Some(&Manifest::new()), |p| {
+                fs::write(p, "h1")
+            })
+            .unwrap();
+        // A failed fill leaves nothing behind.
+        let err = ob.add(entry(Kind::Home, "w2"), None, |_| {
+            Err(io::Error::other("pack failed"))
+        });
+        assert!(err.is_err());
+        let listed = ob.list().unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].dir, a.dir);
+        assert_eq!(listed[1].dir, b.dir);
+        assert_eq!(fs::read_to_string(listed[1].payload()).unwrap(), "h1");
+        listed.into_iter().next().unwrap().remove().unwrap();
+        assert_eq!(ob.list().unwrap().len(), 1);
+        let _lock = ob.lock().unwrap();
+    }
+}

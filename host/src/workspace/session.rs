@@ -1,0 +1,127 @@
+//! A live session's bookkeeping (kept in `<temp_dir>/.ccws/`): who owns it,
+//! the claude-home ETag and manifest taken at Setup. An owner process that
+//! is gone means the session was abandoned (crash, SIGKILL) and is recovered.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+
+use super::manifest::Manifest;
+
+const STATE: &str = "session.json";
+const MANIFEST: &str = "manifest.json";
+
+/// The process that owns a live session.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Owner {
+    /// Its pid.
+    pub pid: u32,
+    /// Its start time (clock ticks since boot, from `/proc/<pid>/stat`), so a
+    /// reused pid is not mistaken for the owner.
+    pub start: Option<u64>,
+}
+
+impl Owner {
+    /// The process `pid`, as it is now.
+    pub fn of(pid: u32) -> Self {
+        Owner {
+            pid,
+            start: start_time(pid),
+        }
+    }
+
+    /// Whether that process still runs.
+    pub fn is_alive(&self) -> bool {
+        // SAFETY: kill with signal 0 only checks for existence/permission.
+        let exists = unsafe { libc::kill(self.pid as libc::pid_t, 0) } == 0
+            || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        exists && (self.start.is_none() || start_time(self.pid) == self.start)
+    }
+}
+
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: skip past the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// What Setup records for Teardown.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionState {
+    /// The workspace id.
+    pub workspace: String,
+    /// The session id.
+    pub session: String,
+    /// Who owns the session.
+    pub owner: Owner,
+    /// The claude-home ETag Setup started from (`None`: there was none).
+    pub home_etag: Option<String>,
+    /// When Setup ran (Unix seconds).
+    pub created: u64,
+}
+
+/// Write the state and manifest (atomically) into `meta_dir`.
+pub fn save(meta_dir: &Path, state: &SessionState, manifest: &Manifest) -> io::Result<()> {
+    write_json(meta_dir, MANIFEST, manifest)?;
+    write_json(meta_dir, STATE, state)
+}
+
+/// Read the state, if Setup got far enough to write it.
+pub fn load_state(meta_dir: &Path) -> io::Result<Option<SessionState>> {
+    read_json(&meta_dir.join(STATE))
+}
+
+/// Read the Setup manifest.
+pub fn load_manifest(meta_dir: &Path) -> io::Result<Manifest> {
+    Ok(read_json(&meta_dir.join(MANIFEST))?.unwrap_or_default())
+}
+
+/// Write `value` as JSON to `dir/name` via a temp file and a rename.
+pub fn write_json<T: serde::Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()> {
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    serde_json::to_writer(&mut tmp, value)?;
+    tmp.flush()?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(dir.join(name)).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Read JSON from `path`; `Ok(None)` if it does not exist.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_alive_and_a_dead_one_is_not() {
+        let me = Owner::of(std::process::id());
+        assert!(me.start.is_some());
+        assert!(me.is_alive());
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let owner = Owner::of(pid);
+        child.wait().unwrap();
+        assert!(!owner.is_alive());
+        let reused = Owner {
+            pid: std::process::id(),
+            start: me.start.map(|s| s + 1),
+        };
+        assert!(
+            !reused.is_alive(),
+            "a different start time means another process"
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! Teardown: upload the transcript, publish the home without this session's
+//! subtree, and remove the temp tree. A failed upload never fails the turn
+//! and never loses data: it is queued in the outbox.
+
+use std::fs;
+
+use super::manifest;
+use super::outbox::{Entry, Kind};
+use super::publish::Start;
+use super::session::{self, SessionState};
+use super::{archive_err, io_err, Delivery, Layout, TeardownReport, WorkspaceError, Workspaces};
+use crate::s3::PutCondition;
+
+impl Workspaces {
+    /// Tear down `session` of `workspace` (set up earlier, possibly by another process).
+    pub async fn teardown(
+        &self,
+        workspace: &str,
+        session: &str,
+    ) -> Result<TeardownReport, WorkspaceError> {
+        let layout = self.layout(workspace, session)?;
+        let _lock = self.session_lock(&layout)?;
+        let state = session::load_state(&layout.meta_dir)
+            .map_err(io_err(&layout.meta_dir))?
+            .ok_or_else(|| WorkspaceError::NoSession {
+                session: session.to_owned(),
+                temp_dir: layout.temp_dir.clone(),
+            })?;
+        if state.workspace != workspace {
+            return Err(WorkspaceError::WrongWorkspace {
+                session: session.to_owned(),
+                requested: workspace.to_owned(),
+                actual: state.workspace,
+            });
+        }
+        self.finish(&layout, &state).await
+    }
+
+    /// Deliver (or queue) the session's state, then remove its tree. If the
+    /// state can be neither uploaded nor queued, the tree is kept.
+    pub(super) async fn finish(
+        &self,
+        layout: &Layout,
+        state: &SessionState,
+    ) -> Result<TeardownReport, WorkspaceError> {
+        let transcript = self.deliver_transcript(layout, state).await;
+        let home = self.deliver_home(layout, state).await;
+        let (transcript, home) = match (transcript, home) {
+            (Ok(t), Ok(h)) => (t, h),
+            (Err(e), _) | (_, Err(e)) => {
+                return Err(WorkspaceError::Unsaved {
+                    temp_dir: layout.temp_dir.clone(),
+                    reason: e.to_string(),
+                })
+            }
+        };
+        let removed = match fs::remove_dir_all(&layout.temp_dir) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(dir = %layout.temp_dir.display(), "removing the temp tree: {e}");
+                false
+            }
+        };
+        Ok(TeardownReport {
+            transcript,
+            home,
+            removed,
+        })
+    }
+
+    async fn deliver_transcript(
+        &self,
+        layout: &Layout,
+        state: &SessionState,
+    ) -> Result<Delivery, WorkspaceError> {
+        let path = &layout.transcript;
+        if !path.is_file() {
+            return Ok(Delivery::Missing);
+        }
+        let key = self
+            .config
+            .keys
+            .transcript(&state.workspace, &state.session);
+        match self.store.put_file(path, &key, PutCondition::None).await {
+            Ok(meta) => Ok(Delivery::Uploaded { etag: meta.etag }),
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::warn!(
+                    key,
+                    "transcript upload failed, queued in the outbox: {reason}"
+                );
+                let q = self
+                    .outbox
+                    .add(
+                        self.entry(Kind::Transcript, state, key, &reason),
+                        None,
+                        |dest| fs::copy(path, dest).map(|_| ()),
+                    )
+                    .map_err(io_err(self.outbox.dir()))?;
+                Ok(Delivery::Queued {
+                    reason,
+                    entry: q.dir,
+                })
+            }
+        }
+    }
+
+    async fn deliver_home(
+        &self,
+        layout: &Layout,
+        state: &SessionState,
+    ) -> Result<Delivery, WorkspaceError> {
+        let base = session::load_manifest(&layout.meta_dir).map_err(io_err(&layout.meta_dir))?;
+        let subtree = layout.session_subtree.as_str();
+        let mine = manifest::scan(&layout.claude_dir, Some(subtree))
+            .map_err(io_err(&layout.claude_dir))?;
+        if mine == base && (state.home_etag.is_some() || mine.is_empty()) {
+            return Ok(Delivery::Unchanged);
+        }
+        let start = Start::Dir {
+            root: &layout.claude_dir,
+            exclude: Some(subtree),
+        };
+        match self
+            .publish_home(
+                &state.workspace,
+                start,
+                &base,
+                state.home_etag.clone(),
+                &layout.meta_dir,
+            )
+            .await
+        {
+            Ok(p) => Ok(match p.merge {
+                None => Delivery::Uploaded { etag: p.meta.etag },
+                Some(merge) => Delivery::Merged {
+                    etag: p.meta.etag,
+                    attempts: p.attempts,
+                    merge,
+                },
+            }),
+            Err(e) => {
+                let reason = e.to_string();
+                let key = self.config.keys.home(&state.workspace);
+                tracing::warn!(
+                    key,
+                    "claude-home upload failed, queued in the outbox: {reason}"
+                );
+                let payload = self.outbox.dir().join(".payload.tar.gz");
+                let _ = fs::remove_file(&payload);
+                let filter = {
+                    let sub = subtree.to_owned();
+                    Box::new(move |rel: &str, _| {
+                        if rel == sub {
+                            crate::archive::Verdict::Exclude
+                        } else {
+                            crate::archive::Verdict::Keep
+                        }
+                    }) as crate::archive::FilterFn
+                };
+                crate::workspace::private_dir(self.outbox.dir())
+                    .map_err(io_err(self.outbox.dir()))?;
+                self.archiver
+                    .pack_file(
+                        &layout.claude_dir,
+                        &payload,
+                        &self.config.pack,
+                        Some(filter),
+                    )
+                    .await
+                    .map_err(archive_err("packing the claude-home for the outbox"))?;
+                let q = self
+                    .outbox
+                    .add(
+                        self.entry(Kind::Home, state, key, &reason),
+                        Some(&base),
+                        |dest| fs::rename(&payload, dest),
+                    )
+                    .map_err(io_err(self.outbox.dir()))?;
+                Ok(Delivery::Queued {
+                    reason,
+                    entry: q.dir,
+                })
+            }
+        }
+    }
+
+    fn entry(&self, kind: Kind, state: &SessionState, key: String, reason: &str) -> Entry {
+        Entry {
+            kind,
+            workspace: state.workspace.clone(),
+            session: state.session.clone(),
+            key,
+            base_etag: if kind == Kind::Home {
+                state.home_etag.clone()
+            } else {
+                None
+            },
+            created: 0,
+            last_error: reason.to_owned(),
+        }
+    }
+}
