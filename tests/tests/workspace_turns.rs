@@ -1,0 +1,373 @@
+//! Whole turns through `ccws::workspace`, against the built-in local store
+//! and against the real s3s-fs server (through a fault-injecting proxy).
+
+use std::path::Path;
+use std::time::Duration;
+
+use ccws::s3::{PutCondition, S3Client};
+use ccws::store::{LocalStore, Store};
+use ccws::workspace::{Delivery, HomeSource, Owner, TranscriptSource, WorkspaceConfig, WorkspaceError, Workspaces};
+use ccws_tests::faultproxy::{Fault, FaultProxy, Rule};
+use ccws_tests::s3s::S3sServer;
+use ccws_tests::{archiver, tree};
+
+/// A store under test and what keeps it alive.
+struct Backend {
+    store: Store,
+    _local: Option<tempfile::TempDir>,
+    _server: Option<S3sServer>,
+    proxy: Option<FaultProxy>,
+    /// Per-backend machine state: temp base and ccws state dir.
+    machine: tempfile::TempDir,
+}
+
+impl Backend {
+    async fn local() -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        Backend {
+            store: Store::Local(LocalStore::open(dir.path().join("store")).unwrap()),
+            _local: Some(dir),
+            _server: None,
+            proxy: None,
+            machine: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    async fn s3() -> Backend {
+        let server = S3sServer::start().await;
+        let proxy = FaultProxy::start(server.addr).await;
+        let client = S3Client::new(server.config_for(&proxy.endpoint()).build().unwrap()).unwrap();
+        Backend {
+            store: Store::S3(client),
+            _local: None,
+            _server: Some(server),
+            proxy: Some(proxy),
+            machine: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    async fn both() -> Vec<(&'static str, Backend)> {
+        vec![("local", Backend::local().await), ("s3s-fs", Backend::s3().await)]
+    }
+
+    fn workspaces(&self) -> Workspaces {
+        let mut cfg = WorkspaceConfig::new(self.machine.path().join("state"));
+        cfg.temp_base = Some(self.machine.path().join("tmp"));
+        Workspaces::new(self.store.clone(), archiver(), cfg)
+    }
+
+    fn temp_base(&self) -> std::path::PathBuf {
+        self.machine.path().join("tmp")
+    }
+}
+
+fn me() -> Owner {
+    Owner::of(std::process::id())
+}
+
+/// The files of the stored home, unpacked into a fresh directory.
+async fn stored_home(ws: &Workspaces, workspace: &str) -> (tempfile::TempDir, tree::Snapshot) {
+    let dir = tempfile::tempdir().unwrap();
+    let obj = ws.store().get(&ws.config().keys.home(workspace)).await.unwrap();
+    archiver()
+        .unpack(obj.body, dir.path(), &Default::default(), None)
+        .await
+        .unwrap();
+    let snap = tree::snapshot(dir.path());
+    (dir, snap)
+}
+
+fn with_timeout<F: std::future::Future>(f: F) -> tokio::time::Timeout<F> {
+    tokio::time::timeout(Duration::from_secs(120), f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_turn_round_trip_on_both_stores() {
+    for (name, b) in Backend::both().await {
+        with_timeout(async {
+            let ws = b.workspaces();
+            let w = ws.setup("acme", "s1", me()).await.unwrap();
+            assert_eq!(w.report.home, HomeSource::Empty, "{name}");
+            assert_eq!(w.report.transcript, TranscriptSource::New, "{name}");
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&w.layout.temp_dir).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o700, "{name}: the temp tree is private");
+            }
+            assert!(w.layout.memory_dir.is_dir(), "{name}");
+            std::fs::write(w.layout.memory_dir.join("notes.md"), "remember the milk").unwrap();
+            tree::write(&w.layout.claude_dir, "settings.json", b"{\"theme\":\"dark\"}");
+            tree::write(&w.layout.claude_dir, "hooks/pre.sh", b"#!/bin/sh\nexit 0\n");
+            tree::make_executable(&w.layout.claude_dir, "hooks/pre.sh");
+            std::fs::create_dir_all(w.layout.transcript.parent().unwrap()).unwrap();
+            std::fs::write(&w.layout.transcript, "{\"turn\":1}\n").unwrap();
+            std::fs::write(w.layout.transcript.with_file_name("scratch.txt"), "session-only").unwrap();
+
+            let r = ws.teardown("acme", "s1").await.unwrap();
+            assert!(matches!(r.transcript, Delivery::Uploaded { .. }), "{name}: {r:?}");
+            assert!(matches!(r.home, Delivery::Uploaded { .. }), "{name}: {r:?}");
+            assert!(r.removed && !w.layout.temp_dir.exists(), "{name}");
+
+            // The session's own subtree is not in the shared home.
+            let (_d, home) = stored_home(&ws, "acme").await;
+            assert!(home.keys().all(|k| !k.starts_with(&w.layout.session_subtree)), "{name}: {home:?}");
+            assert_eq!(
+                home.get("projects/ws_acme/memory/notes.md"),
+                Some(&Some((b"remember the milk".to_vec(), false))),
+                "{name}"
+            );
+            assert_eq!(home["hooks/pre.sh"].as_ref().unwrap().1, true, "{name}: exec bit kept");
+
+            // The next turn sees everything again.
+            let w2 = ws.setup("acme", "s1", me()).await.unwrap();
+            assert!(matches!(w2.report.home, HomeSource::Store { .. }), "{name}");
+            assert_eq!(w2.report.transcript, TranscriptSource::Store, "{name}");
+            assert_eq!(std::fs::read_to_string(&w2.layout.transcript).unwrap(), "{\"turn\":1}\n");
+            assert_eq!(
+                std::fs::read_to_string(w2.layout.memory_dir.join("notes.md")).unwrap(),
+                "remember the milk"
+            );
+            assert!(!w2.layout.transcript.with_file_name("scratch.txt").exists(), "{name}");
+            let snap = tree::snapshot(&w2.layout.claude_dir);
+            assert!(snap["hooks/pre.sh"].as_ref().unwrap().1, "{name}: exec bit restored");
+            // Nothing changed: nothing is uploaded.
+            let r = ws.teardown("acme", "s1").await.unwrap();
+            assert_eq!(r.home, Delivery::Unchanged, "{name}");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{name}: timed out"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sessions_share_memory() {
+    for (name, b) in Backend::both().await {
+        let ws = b.workspaces();
+        let a = ws.setup("team", "a", me()).await.unwrap();
+        std::fs::write(a.layout.memory_dir.join("from-a.md"), "A").unwrap();
+        ws.teardown("team", "a").await.unwrap();
+        let bb = ws.setup("team", "b", me()).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(bb.layout.memory_dir.join("from-a.md")).unwrap(),
+            "A",
+            "{name}"
+        );
+        assert_ne!(a.layout.session_subtree, bb.layout.session_subtree);
+        ws.teardown("team", "b").await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_teardowns_lose_no_update() {
+    for (name, b) in Backend::both().await {
+        with_timeout(async {
+            let ws = b.workspaces();
+            // A shared starting point.
+            let w0 = ws.setup("race", "s0", me()).await.unwrap();
+            std::fs::write(w0.layout.memory_dir.join("shared.md"), "v0").unwrap();
+            ws.teardown("race", "s0").await.unwrap();
+
+            let sessions = ["s1", "s2", "s3", "s4"];
+            for s in sessions {
+                let w = ws.setup("race", s, me()).await.unwrap();
+                std::fs::write(w.layout.memory_dir.join(format!("{s}.md")), s).unwrap();
+                std::fs::write(w.layout.memory_dir.join("shared.md"), format!("by {s}")).unwrap();
+            }
+            // The local store's compare-and-swap is atomic, so its teardowns
+            // race for real. s3s-fs checks If-Match before it streams the body
+            // and writes (s3s-fs 0.14.1 src/s3.rs, put_object), so truly
+            // simultaneous PUTs can all pass its check; against it the
+            // teardowns run one after another, all from the same stale base,
+            // which still drives every merge through the real server.
+            let results = if name == "local" {
+                futures::future::join_all(sessions.iter().map(|s| ws.teardown("race", s))).await
+            } else {
+                let mut out = Vec::new();
+                for s in sessions {
+                    out.push(ws.teardown("race", s).await);
+                }
+                out
+            };
+            let mut merged = 0;
+            let mut conflicts = 0;
+            for r in results {
+                match r.unwrap().home {
+                    Delivery::Uploaded { .. } => {}
+                    Delivery::Merged { merge, .. } => {
+                        merged += 1;
+                        conflicts += merge.conflicts.iter().filter(|c| c.ends_with("shared.md")).count();
+                    }
+                    other => panic!("{name}: {other:?}"),
+                }
+            }
+            assert_eq!(merged, 3, "{name}: all but the first teardown merge");
+            assert_eq!(conflicts, 3, "{name}: each merge reports the shared file");
+            let (_d, home) = stored_home(&ws, "race").await;
+            for s in sessions {
+                let got = &home[&format!("projects/ws_race/memory/{s}.md")];
+                assert_eq!(got.as_ref().unwrap().0, s.as_bytes(), "{name}: {s}'s file survived");
+            }
+            let shared = String::from_utf8(home["projects/ws_race/memory/shared.md"].clone().unwrap().0).unwrap();
+            assert!(sessions.iter().any(|s| shared == format!("by {s}")), "{name}: {shared}");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{name}: timed out"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_away_at_teardown_queues_then_next_setup_recovers() {
+    let b = Backend::s3().await;
+    let proxy = b.proxy.as_ref().unwrap();
+    let ws = b.workspaces();
+    let w = ws.setup("down", "s1", me()).await.unwrap();
+    std::fs::write(w.layout.memory_dir.join("m.md"), "written while the server was down").unwrap();
+    std::fs::create_dir_all(w.layout.transcript.parent().unwrap()).unwrap();
+    std::fs::write(&w.layout.transcript, "line\n").unwrap();
+
+    // The server goes away: every request fails.
+    proxy.push(Rule::any(Fault::Reset, 10_000));
+    let r = with_timeout(ws.teardown("down", "s1")).await.unwrap().unwrap();
+    assert!(matches!(r.transcript, Delivery::Queued { .. }), "{r:?}");
+    assert!(matches!(r.home, Delivery::Queued { .. }), "{r:?}");
+    assert!(r.removed, "the turn still ends cleanly");
+    assert_eq!(ws.outbox().list().unwrap().len(), 2);
+
+    // While still down, a new session of the workspace starts from the queued state.
+    let w2 = with_timeout(ws.setup("down", "s1", me())).await.unwrap().unwrap();
+    assert_eq!(w2.report.home, HomeSource::Outbox);
+    assert_eq!(w2.report.transcript, TranscriptSource::Outbox);
+    assert_eq!(std::fs::read_to_string(&w2.layout.transcript).unwrap(), "line\n");
+    std::fs::remove_dir_all(&w2.layout.temp_dir).unwrap();
+
+    // The server is back: the next setup delivers the outbox first.
+    proxy.clear();
+    let w3 = with_timeout(ws.setup("down", "s2", me())).await.unwrap().unwrap();
+    assert_eq!(w3.report.flushed.delivered, 2, "{:?}", w3.report.flushed);
+    assert!(ws.outbox().list().unwrap().is_empty());
+    assert_eq!(
+        std::fs::read_to_string(w3.layout.memory_dir.join("m.md")).unwrap(),
+        "written while the server was down"
+    );
+    let t = ws.store().get(&ws.config().keys.transcript("down", "s1")).await.unwrap();
+    assert_eq!(t.meta.size, 5);
+    ws.teardown("down", "s2").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_home_merges_onto_a_newer_one_when_flushed() {
+    let b = Backend::s3().await;
+    let proxy = b.proxy.as_ref().unwrap();
+    let ws = b.workspaces();
+    let w = ws.setup("q", "s1", me()).await.unwrap();
+    std::fs::write(w.layout.memory_dir.join("mine.md"), "mine").unwrap();
+    proxy.push(Rule::any(Fault::Reset, 10_000));
+    let r = ws.teardown("q", "s1").await.unwrap();
+    assert!(matches!(r.home, Delivery::Queued { .. }));
+    proxy.clear();
+
+    // Meanwhile another machine publishes a home (simulated with a second state dir).
+    let other = {
+        let mut cfg = WorkspaceConfig::new(b.machine.path().join("other-state"));
+        cfg.temp_base = Some(b.machine.path().join("other-tmp"));
+        Workspaces::new(b.store.clone(), archiver(), cfg)
+    };
+    let o = other.setup("q", "s9", me()).await.unwrap();
+    std::fs::write(o.layout.memory_dir.join("theirs.md"), "theirs").unwrap();
+    other.teardown("q", "s9").await.unwrap();
+
+    let f = ws.flush(None).await.unwrap();
+    assert_eq!((f.delivered, f.remaining), (1, 0), "{f:?}");
+    let (_d, home) = stored_home(&ws, "q").await;
+    assert!(home.contains_key("projects/ws_q/memory/mine.md"), "{home:?}");
+    assert!(home.contains_key("projects/ws_q/memory/theirs.md"), "{home:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_session_is_refused_and_abandoned_one_recovered() {
+    let b = Backend::local().await;
+    let ws = b.workspaces();
+    let w = ws.setup("live", "s1", me()).await.unwrap();
+    let err = ws.setup("live", "s1", me()).await.unwrap_err();
+    assert!(matches!(err, WorkspaceError::SessionBusy { .. }), "{err}");
+    assert!(err.to_string().contains("already set up"), "{err}");
+    std::fs::write(w.layout.memory_dir.join("unsaved.md"), "from a crashed turn").unwrap();
+
+    // Hand the session to a process that is gone, as after a SIGKILL.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = Owner::of(child.id());
+    child.wait().unwrap();
+    let mut state = ccws::workspace::session::load_state(&w.layout.meta_dir).unwrap().unwrap();
+    state.owner = dead;
+    let manifest = ccws::workspace::session::load_manifest(&w.layout.meta_dir).unwrap();
+    ccws::workspace::session::save(&w.layout.meta_dir, &state, &manifest).unwrap();
+
+    let w2 = ws.setup("live", "s1", me()).await.unwrap();
+    let rec = w2.report.recovered.as_ref().expect("the abandoned turn was recovered");
+    assert!(matches!(rec.home, Delivery::Uploaded { .. }), "{rec:?}");
+    assert_eq!(
+        std::fs::read_to_string(w2.layout.memory_dir.join("unsaved.md")).unwrap(),
+        "from a crashed turn"
+    );
+    ws.teardown("live", "s1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_before_any_io() {
+    let b = Backend::local().await;
+    let ws = b.workspaces();
+    for (w, s) in [("ok", "../evil"), ("a/b", "ok"), ("", "ok"), ("ok", ".."), ("ok", "sp ace")] {
+        let err = ws.setup(w, s, me()).await.unwrap_err();
+        assert!(matches!(err, WorkspaceError::InvalidId { .. }), "{w:?}/{s:?}: {err}");
+    }
+    assert!(!b.temp_base().join("cc-broker").exists(), "nothing was created");
+
+    let err = ws.teardown("ok", "never").await.unwrap_err();
+    assert!(matches!(err, WorkspaceError::NoSession { .. }), "{err}");
+
+    // An unusable temp base (a path under a regular file).
+    let file = b.machine.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let mut cfg = WorkspaceConfig::new(b.machine.path().join("state"));
+    cfg.temp_base = Some(file.join("sub"));
+    let bad = Workspaces::new(b.store.clone(), archiver(), cfg);
+    let err = bad.setup("ok", "ok", me()).await.unwrap_err();
+    assert!(matches!(err, WorkspaceError::TempBase { .. }), "{err}");
+    assert!(err.to_string().contains("--temp-dir"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_remote_home_fails_setup_and_cleans_up() {
+    let b = Backend::local().await;
+    let ws = b.workspaces();
+    let key = ws.config().keys.home("bad");
+    let junk = b.machine.path().join("junk");
+    std::fs::write(&junk, b"\x1f\x8bnot really gzip").unwrap();
+    ws.store().put_file(&junk, &key, PutCondition::None).await.unwrap();
+    let err = ws.setup("bad", "s1", me()).await.unwrap_err();
+    assert!(matches!(err, WorkspaceError::Archive { .. }), "{err}");
+    assert!(!b.temp_base().join("cc-broker/sess_s1").exists(), "setup removed its tree");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_store_conditional_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    let src = dir.path().join("src");
+    std::fs::write(&src, "v1").unwrap();
+    let m1 = store.put_file(&src, "a/b", PutCondition::IfNoneMatchAny).await.unwrap();
+    let again = store.put_file(&src, "a/b", PutCondition::IfNoneMatchAny).await.unwrap_err();
+    assert!(again.is_precondition_failed(), "{again}");
+    let m2 = store
+        .put_file(&src, "a/b", PutCondition::IfMatch(m1.etag.clone().unwrap()))
+        .await
+        .unwrap();
+    assert_ne!(m1.etag, m2.etag, "every write gets a new ETag");
+    let stale = store.put_file(&src, "a/b", PutCondition::IfMatch(m1.etag.unwrap())).await.unwrap_err();
+    assert!(stale.is_precondition_failed());
+    assert!(store.head("missing").await.unwrap_err().is_not_found());
+    for bad in ["../x", "/abs", "a//b", "a/./b", ".ccws-tmp/x"] {
+        assert!(store.head(bad).await.is_err(), "{bad}");
+    }
+    assert!(Path::new(&dir.path().join(".ccws-tmp")).read_dir().unwrap().next().is_none());
+}
