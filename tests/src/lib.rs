@@ -21,3 +21,6 @@ pub fn archiver() -> Archiver {
         })
         .clone()
 }
+
+pub mod faultproxy;
+pub mod s3s;

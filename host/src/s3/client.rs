@@ -264,7 +264,8 @@ impl S3Client {
                 reason,
             };
             let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
             if certs.is_empty() {
                 return Err(bad("no certificate in the bundle".into()));
             }
@@ -389,7 +390,12 @@ impl S3Client {
     }
 
     /// Reads a whole (small) body, with the idle timeout per chunk.
-    pub(crate) async fn read_body(&self, op: &str, mut resp: reqwest::Response, limit: usize) -> Result<Bytes, S3Error> {
+    pub(crate) async fn read_body(
+        &self,
+        op: &str,
+        mut resp: reqwest::Response,
+        limit: usize,
+    ) -> Result<Bytes, S3Error> {
         let idle = self.inner.cfg.read_timeout;
         let expected = content_length(resp.headers());
         let mut buf = BytesMut::new();
@@ -437,7 +443,11 @@ impl S3Client {
     }
 
     /// Turns an error response into a typed error; also returns the server's `Date`.
-    async fn error_from(&self, req: &Request, resp: reqwest::Response) -> (S3Error, Option<String>) {
+    async fn error_from(
+        &self,
+        req: &Request,
+        resp: reqwest::Response,
+    ) -> (S3Error, Option<String>) {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let date = header_str(&headers, "date").map(str::to_string);
@@ -457,7 +467,13 @@ impl S3Client {
         (self.map_error(req, status, xml, request_id), date)
     }
 
-    fn map_error(&self, req: &Request, status: u16, xml: XmlError, request_id: Option<String>) -> S3Error {
+    fn map_error(
+        &self,
+        req: &Request,
+        status: u16,
+        xml: XmlError,
+        request_id: Option<String>,
+    ) -> S3Error {
         let key = req.key.clone();
         let code = xml.code.as_str();
         if status == 412
@@ -629,7 +645,12 @@ impl S3Client {
     }
 
     /// One signed `PutObject` with `Content-Length` and the payload's SHA-256.
-    pub async fn put_bytes(&self, key: &str, body: Bytes, cond: PutCondition) -> Result<ObjectMeta, S3Error> {
+    pub async fn put_bytes(
+        &self,
+        key: &str,
+        body: Bytes,
+        cond: PutCondition,
+    ) -> Result<ObjectMeta, S3Error> {
         check_key(key)?;
         let size = body.len() as u64;
         let mut req = Request::new(Method::PUT, Some(key)).body(body).await;
@@ -646,14 +667,24 @@ impl S3Client {
     }
 
     /// Uploads a file: one PUT below the part size, a multipart upload above.
-    pub async fn put_file(&self, src: &Path, key: &str, cond: PutCondition) -> Result<ObjectMeta, S3Error> {
+    pub async fn put_file(
+        &self,
+        src: &Path,
+        key: &str,
+        cond: PutCondition,
+    ) -> Result<ObjectMeta, S3Error> {
         check_key(key)?;
         let file = tokio::fs::File::open(src).await?;
         self.put_stream(key, file, cond).await
     }
 
     /// Opens a GET (optionally from `offset`, requiring `etag`) and returns the response.
-    async fn open_get(&self, key: &str, offset: u64, etag: Option<&str>) -> Result<reqwest::Response, S3Error> {
+    async fn open_get(
+        &self,
+        key: &str,
+        offset: u64,
+        etag: Option<&str>,
+    ) -> Result<reqwest::Response, S3Error> {
         let mut req = Request::new(Method::GET, Some(key));
         if offset > 0 {
             req = req.header("range", &format!("bytes={offset}-"));
@@ -678,7 +709,13 @@ impl S3Client {
     pub(crate) async fn get_stream(
         &self,
         key: &str,
-    ) -> Result<(ObjectMeta, impl Stream<Item = Result<Bytes, S3Error>> + Send + 'static), S3Error> {
+    ) -> Result<
+        (
+            ObjectMeta,
+            impl Stream<Item = Result<Bytes, S3Error>> + Send + 'static,
+        ),
+        S3Error,
+    > {
         check_key(key)?;
         let resp = self.open_get(key, 0, None).await?;
         let expected = content_length(resp.headers());
@@ -876,7 +913,9 @@ impl BodyState {
             }
         }
         let want = format!("bytes {}-{}/{}", self.received, expected - 1, expected);
-        if resp.status() != StatusCode::PARTIAL_CONTENT || header_str(h, "content-range") != Some(want.as_str()) {
+        if resp.status() != StatusCode::PARTIAL_CONTENT
+            || header_str(h, "content-range") != Some(want.as_str())
+        {
             return Err(S3Error::InvalidResponse {
                 op: format!("GET {:?} (resume)", self.key),
                 message: format!(

@@ -435,10 +435,7 @@ mod tests {
 
     #[test]
     fn debug_redacts_secrets() {
-        let cfg = base()
-            .session_token("TOKEN-VALUE-123")
-            .build()
-            .unwrap();
+        let cfg = base().session_token("TOKEN-VALUE-123").build().unwrap();
         let dbg = format!("{cfg:?}");
         assert!(!dbg.contains("SECRET"), "{dbg}");
         assert!(!dbg.contains("TOKEN-VALUE-123"), "{dbg}");

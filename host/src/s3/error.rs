@@ -134,9 +134,7 @@ impl S3Error {
     /// 5xx, `SlowDown`, `RequestTimeout`, `InternalError`, ...).
     pub fn is_retryable(&self) -> bool {
         match self {
-            S3Error::Transport { .. } | S3Error::Timeout { .. } | S3Error::ShortBody { .. } => {
-                true
-            }
+            S3Error::Transport { .. } | S3Error::Timeout { .. } | S3Error::ShortBody { .. } => true,
             S3Error::Service { status, code, .. } => {
                 matches!(status, 408 | 429 | 500..=599) || RETRYABLE_CODES.contains(&code.as_str())
             }
@@ -263,7 +261,10 @@ mod tests {
         assert_eq!(e.code, "SlowDown");
         assert_eq!(e.message, "Please reduce your request rate & retry.");
         assert_eq!(e.request_id.as_deref(), Some("4442587FB7D0A2F9"));
-        assert!(parse_error_xml(b"<CompleteMultipartUploadResult><ETag>x</ETag></CompleteMultipartUploadResult>").is_none());
+        assert!(parse_error_xml(
+            b"<CompleteMultipartUploadResult><ETag>x</ETag></CompleteMultipartUploadResult>"
+        )
+        .is_none());
         assert!(parse_error_xml(b"not xml at all <").is_none());
         // A 200 CompleteMultipartUpload answer that is an error, after keep-alive whitespace.
         let e = parse_error_xml(b"   \n  <Error><Code>InternalError</Code></Error>").unwrap();

@@ -1,11 +1,11 @@
 //! S3 transport: hand-rolled SigV4 over `reqwest`, streaming GET, single and multipart PUT,
 //! retries with backoff and clock-skew correction.
 //!
-//! - [`config`]: [`S3Config`], its builder and validation.
+//! - [`config`]: the [`S3Config`], its builder and validation.
 //! - [`sigv4`]: request signing.
-//! - [`client`]: [`S3Client`] and the object operations ([`multipart`] for large uploads).
-//! - [`retry`]: [`RetryConfig`] (backoff with full jitter).
-//! - [`error`]: [`S3Error`].
+//! - [`client`]: the [`S3Client`] and the object operations ([`multipart`] for large uploads).
+//! - [`retry`]: the [`RetryConfig`] (backoff with full jitter).
+//! - [`error`]: the typed [`S3Error`].
 
 pub mod client;
 pub mod config;

@@ -85,9 +85,15 @@ impl S3Client {
             armed: true,
         };
         let eof = second.len() < part_size;
+        let mut tasks = JoinSet::new();
+        let pending = VecDeque::from([first, second]);
         let result = self
-            .upload_parts(key, &upload_id, VecDeque::from([first, second]), eof, reader, cond)
+            .upload_parts(&mut tasks, key, &upload_id, pending, eof, reader, cond)
             .await;
+        if result.is_err() {
+            // Cancel parts still in flight and wait for them, so none lands after the abort.
+            tasks.shutdown().await;
+        }
         guard.armed = false;
         match result {
             Ok(meta) => Ok(meta),
@@ -101,8 +107,10 @@ impl S3Client {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn upload_parts(
         &self,
+        tasks: &mut JoinSet<Result<(u32, String), S3Error>>,
         key: &str,
         upload_id: &str,
         mut pending: VecDeque<Bytes>,
@@ -111,7 +119,6 @@ impl S3Client {
         cond: PutCondition,
     ) -> Result<ObjectMeta, S3Error> {
         let cfg = &self.inner.cfg;
-        let mut tasks: JoinSet<Result<(u32, String), S3Error>> = JoinSet::new();
         let mut etags: Vec<(u32, String)> = Vec::new();
         let mut next_part = 0u32;
         let mut total = 0u64;
@@ -173,12 +180,14 @@ impl S3Client {
             Err(S3Error::Service { code, .. }) if code == "NoSuchUpload" => {
                 let meta = self.head(key).await?;
                 let suffix = format!("-{parts}\"");
-                if meta.size == total && meta.etag.as_deref().is_some_and(|e| e.ends_with(&suffix)) {
+                if meta.size == total && meta.etag.as_deref().is_some_and(|e| e.ends_with(&suffix))
+                {
                     Ok(meta)
                 } else {
                     Err(S3Error::InvalidResponse {
                         op: format!("CompleteMultipartUpload {key:?}"),
-                        message: "the upload vanished (NoSuchUpload) and the object is not ours".into(),
+                        message: "the upload vanished (NoSuchUpload) and the object is not ours"
+                            .into(),
                     })
                 }
             }
@@ -205,7 +214,13 @@ impl S3Client {
     }
 
     /// `UploadPart`; returns the part's ETag.
-    pub(crate) async fn upload_part(&self, key: &str, upload_id: &str, n: u32, part: Bytes) -> Result<String, S3Error> {
+    pub(crate) async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        n: u32,
+        part: Bytes,
+    ) -> Result<String, S3Error> {
         let req = Request::new(Method::PUT, Some(key))
             .query("partNumber", &n.to_string())
             .query("uploadId", upload_id)

@@ -39,7 +39,9 @@ impl RetryConfig {
             return Err(ConfigError::InvalidRetry("max_attempts must be at least 1"));
         }
         if self.max_attempts > 100 {
-            return Err(ConfigError::InvalidRetry("max_attempts must be at most 100"));
+            return Err(ConfigError::InvalidRetry(
+                "max_attempts must be at most 100",
+            ));
         }
         if self.base_delay > self.max_delay {
             return Err(ConfigError::InvalidRetry(

@@ -266,6 +266,7 @@ impl Signer {
     /// Signs an S3 request: adds `x-amz-date`, `x-amz-content-sha256` and (if any)
     /// `x-amz-security-token` to `headers`, signs `host` + all of `headers`, and returns the
     /// headers to send (the added ones plus `authorization`).
+    #[allow(clippy::too_many_arguments)]
     pub fn sign_s3(
         &self,
         method: &str,
@@ -308,7 +309,10 @@ mod tests {
 
     #[test]
     fn encodings() {
-        assert_eq!(encode_path("/a b/c+d~e=f%g&h/ü"), "/a%20b/c%2Bd~e%3Df%25g%26h/%C3%BC");
+        assert_eq!(
+            encode_path("/a b/c+d~e=f%g&h/ü"),
+            "/a%20b/c%2Bd~e%3Df%25g%26h/%C3%BC"
+        );
         assert_eq!(encode_query_component("a b+c/d"), "a%20b%2Bc%2Fd");
         assert_eq!(
             canonical_query(&[
@@ -346,7 +350,10 @@ mod tests {
         );
         let t = time::macros::datetime!(2013-05-24 00:00:00 UTC);
         let headers = [
-            ("Host".to_string(), "examplebucket.s3.amazonaws.com".to_string()),
+            (
+                "Host".to_string(),
+                "examplebucket.s3.amazonaws.com".to_string(),
+            ),
             ("Range".to_string(), "bytes=0-9".to_string()),
             ("x-amz-content-sha256".to_string(), EMPTY_SHA256.to_string()),
             ("x-amz-date".to_string(), "20130524T000000Z".to_string()),

@@ -9,7 +9,9 @@ use proptest::prelude::*;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::sigv4::{amz_date, encode_path, encode_query_component, sha256_hex, SignableRequest, Signer};
+use super::sigv4::{
+    amz_date, encode_path, encode_query_component, sha256_hex, SignableRequest, Signer,
+};
 
 fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sigv4")
@@ -27,7 +29,7 @@ struct Vector {
 /// line folding (continuation lines start with whitespace), blank line, body.
 fn parse_request(text: &str) -> Vector {
     let (head, body) = match text.find("\n\n") {
-        Some(i) => (&text[..i], text[i + 2..].as_bytes().to_vec()),
+        Some(i) => (&text[..i], text.as_bytes()[i + 2..].to_vec()),
         None => (text, Vec::new()),
     };
     let mut lines = head.lines();
@@ -85,7 +87,10 @@ fn official_vectors_that_apply_to_s3() {
         let creds = &ctx["credentials"];
         let token = creds["token"].as_str().map(str::to_string);
         let omit_token = ctx["omit_session_token"].as_bool().unwrap_or(false);
-        assert!(!omit_token, "{name}: token-after-signing vectors do not apply");
+        assert!(
+            !omit_token,
+            "{name}: token-after-signing vectors do not apply"
+        );
         let signer = Signer::new(
             creds["access_key_id"].as_str().unwrap(),
             creds["secret_access_key"].as_str().unwrap(),
@@ -135,7 +140,11 @@ fn official_vectors_that_apply_to_s3() {
             read(dir, "header-string-to-sign.txt"),
             "{name}: string to sign"
         );
-        assert_eq!(parts.signature, read(dir, "header-signature.txt"), "{name}: signature");
+        assert_eq!(
+            parts.signature,
+            read(dir, "header-signature.txt"),
+            "{name}: signature"
+        );
     }
 }
 

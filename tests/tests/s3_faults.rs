@@ -1,0 +1,407 @@
+//! Fault injection: a loopback proxy in front of `s3s-fs` resets connections, answers 500 /
+//! 503 SlowDown, cuts bodies short and stalls; transfers must retry to identical bytes, or
+//! fail clearly without leaving a partial file or an orphan multipart upload.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ccws::s3::{PutCondition, RetryConfig, S3Client, S3Error};
+use ccws_tests::faultproxy::{Fault, FaultProxy, Rule};
+use ccws_tests::s3s::S3sServer;
+use tokio::io::AsyncReadExt;
+
+const MIB: usize = 1024 * 1024;
+
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn err503() -> Fault {
+    Fault::Error {
+        status: 503,
+        code: "SlowDown".into(),
+    }
+}
+
+fn err500() -> Fault {
+    Fault::Error {
+        status: 500,
+        code: "InternalError".into(),
+    }
+}
+
+struct Setup {
+    server: S3sServer,
+    proxy: FaultProxy,
+    /// Through the proxy.
+    client: S3Client,
+    /// Straight to the server (to seed and check).
+    direct: S3Client,
+}
+
+async fn setup(read_timeout: Duration) -> Setup {
+    let server = S3sServer::start().await;
+    let proxy = FaultProxy::start(server.addr).await;
+    let client = S3Client::new(
+        server
+            .config_for(&proxy.endpoint())
+            .part_size(5 * MIB)
+            .concurrency(2)
+            .read_timeout(read_timeout)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let direct = server.client();
+    Setup {
+        server,
+        proxy,
+        client,
+        direct,
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn get_retries_reset_500_and_slowdown() {
+    let s = setup(Duration::from_secs(5)).await;
+    let body = data(300_000, 1);
+    s.direct
+        .put_bytes("obj", Bytes::from(body.clone()), PutCondition::None)
+        .await
+        .unwrap();
+    s.proxy.push(Rule::on("GET", "/obj", Fault::Reset, 1));
+    s.proxy.push(Rule::on("GET", "/obj", err500(), 1));
+    s.proxy.push(Rule::on("GET", "/obj", err503(), 1));
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("obj");
+    let meta = s.client.download_file("obj", &dest).await.unwrap();
+    assert_eq!(meta.size, body.len() as u64);
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    assert_eq!(s.proxy.remaining(), 0, "not every fault fired");
+    assert_eq!(s.proxy.faults_applied(), 3);
+    // HEAD and PUT retry the same way.
+    s.proxy.push(Rule::on("HEAD", "", err503(), 1));
+    s.proxy.push(Rule::on("PUT", "", Fault::Reset, 1));
+    s.proxy.push(Rule::on("PUT", "", err500(), 1));
+    assert_eq!(s.client.head("obj").await.unwrap().size, body.len() as u64);
+    s.client
+        .put_bytes("obj2", Bytes::from(body.clone()), PutCondition::None)
+        .await
+        .unwrap();
+    assert_eq!(s.proxy.remaining(), 0);
+    assert_eq!(
+        std::fs::read(s.server.bucket_dir().join("obj2")).unwrap(),
+        body
+    );
+}
+
+#[tokio::test]
+async fn get_resumes_a_cut_body_with_range_and_if_match() {
+    let s = setup(Duration::from_secs(5)).await;
+    let body = data(3 * MIB, 2);
+    let put = s
+        .direct
+        .put_bytes("cut", Bytes::from(body.clone()), PutCondition::None)
+        .await
+        .unwrap();
+    s.proxy
+        .push(Rule::on("GET", "/cut", Fault::CutBody { after: MIB }, 2));
+    let mut obj = s.client.get("cut").await.unwrap();
+    let mut got = Vec::new();
+    obj.body.read_to_end(&mut got).await.unwrap();
+    assert!(got == body, "resumed bytes differ");
+    assert_eq!(s.proxy.remaining(), 0);
+    let gets: Vec<_> = s
+        .proxy
+        .seen()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect();
+    assert_eq!(gets.len(), 3, "{gets:?}");
+    for resumed in &gets[1..] {
+        let head = resumed.head.to_ascii_lowercase();
+        assert!(head.contains("range: bytes="), "{head}");
+        assert!(
+            head.contains(&format!("if-match: {}", put.etag.as_deref().unwrap())),
+            "{head}"
+        );
+    }
+    assert!(
+        gets[2].head.contains(&format!("bytes={}-", 2 * MIB)),
+        "{}",
+        gets[2].head
+    );
+}
+
+#[tokio::test]
+async fn get_resumes_after_a_mid_body_stall() {
+    let s = setup(Duration::from_millis(700)).await;
+    let body = data(2 * MIB, 3);
+    s.direct
+        .put_bytes("stall", Bytes::from(body.clone()), PutCondition::None)
+        .await
+        .unwrap();
+    s.proxy.push(Rule::on(
+        "GET",
+        "/stall",
+        Fault::StallBody {
+            after: 100_000,
+            stall: Duration::from_secs(5),
+        },
+        1,
+    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("stall");
+    s.client.download_file("stall", &dest).await.unwrap();
+    assert!(std::fs::read(&dest).unwrap() == body);
+    assert_eq!(s.proxy.remaining(), 0);
+}
+
+#[tokio::test]
+async fn stalled_response_times_out_and_is_retried() {
+    let s = setup(Duration::from_millis(700)).await;
+    s.proxy.push(Rule::on(
+        "PUT",
+        "",
+        Fault::StallBeforeResponse(Duration::from_secs(5)),
+        1,
+    ));
+    s.client
+        .put_bytes(
+            "slow",
+            Bytes::from_static(b"eventually"),
+            PutCondition::None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.proxy.remaining(), 0);
+    assert_eq!(
+        std::fs::read(s.server.bucket_dir().join("slow")).unwrap(),
+        b"eventually"
+    );
+}
+
+#[tokio::test]
+async fn exhausted_retries_are_a_clear_error() {
+    let s = setup(Duration::from_secs(5)).await;
+    s.proxy.push(Rule::any(err503(), 100));
+    let err = s.client.get("x").await.unwrap_err();
+    match &err {
+        S3Error::RetriesExhausted { attempts, last } => {
+            assert_eq!(*attempts, 4);
+            assert!(
+                matches!(&**last, S3Error::Service { status: 503, code, .. } if code == "SlowDown"),
+                "{last:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("gave up after 4 attempts") && msg.contains("SlowDown"),
+        "{msg}"
+    );
+    assert_eq!(s.proxy.seen().len(), 4);
+
+    // Non-retryable errors are not retried.
+    s.proxy.clear();
+    s.proxy.push(Rule::any(
+        Fault::Error {
+            status: 400,
+            code: "InvalidArgument".into(),
+        },
+        100,
+    ));
+    let before = s.proxy.seen().len();
+    let err = s.client.get("x").await.unwrap_err();
+    assert!(
+        matches!(&err, S3Error::Service { status: 400, code, .. } if code == "InvalidArgument"),
+        "{err:?}"
+    );
+    assert_eq!(s.proxy.seen().len(), before + 1);
+
+    // HEAD answers carry no body: the status alone decides.
+    s.proxy.clear();
+    s.proxy.push(Rule::any(err503(), 100));
+    let err = s.client.head("x").await.unwrap_err();
+    assert!(
+        matches!(err.root(), S3Error::Service { status: 503, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn short_body_after_retries_leaves_no_partial_file() {
+    let s = setup(Duration::from_secs(5)).await;
+    let body = data(2 * MIB, 4);
+    s.direct
+        .put_bytes("short", Bytes::from(body), PutCondition::None)
+        .await
+        .unwrap();
+    s.proxy.push(Rule::on(
+        "GET",
+        "/short",
+        Fault::CutBody { after: 500_000 },
+        100,
+    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("dl/short");
+    let err = s.client.download_file("short", &dest).await.unwrap_err();
+    assert!(
+        matches!(err.root(), S3Error::ShortBody { expected, .. } if *expected == 2 * MIB as u64),
+        "{err:?}"
+    );
+    assert!(!dest.exists(), "partial file left at the destination");
+    assert_eq!(
+        files_in(&tmp.path().join("dl")),
+        Vec::<String>::new(),
+        "temp file left behind"
+    );
+
+    // Through the AsyncRead body: an UnexpectedEof error, never a silent EOF.
+    let mut obj = s.client.get("short").await.unwrap();
+    let mut got = Vec::new();
+    let e = obj.body.read_to_end(&mut got).await.unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+    assert!(e.to_string().contains("short body"), "{e}");
+    assert!(got.len() < 2 * MIB);
+}
+
+#[tokio::test]
+async fn multipart_retries_parts_and_complete() {
+    let s = setup(Duration::from_secs(5)).await;
+    let body = data(12 * MIB, 5);
+    s.proxy
+        .push(Rule::on("PUT", "partNumber=1&", Fault::Reset, 1));
+    s.proxy.push(Rule::on("PUT", "partNumber=2&", err500(), 1));
+    s.proxy.push(Rule::on("PUT", "partNumber=3&", err503(), 1));
+    s.proxy.push(Rule::on("POST", "?uploads", err503(), 1));
+    // A 200 whose body is an error: CompleteMultipartUpload did not happen; retry it.
+    s.proxy.push(Rule::on(
+        "POST",
+        "?uploadId=",
+        Fault::OkWithErrorNotForwarded {
+            code: "InternalError".into(),
+        },
+        1,
+    ));
+    let meta = s
+        .client
+        .put_stream("mp", &body[..], PutCondition::None)
+        .await
+        .unwrap();
+    assert_eq!(meta.size, body.len() as u64);
+    assert!(meta.etag.unwrap().ends_with("-3\""));
+    assert_eq!(s.proxy.remaining(), 0, "not every fault fired");
+    assert!(std::fs::read(s.server.bucket_dir().join("mp")).unwrap() == body);
+    assert_eq!(s.server.multipart_leftovers(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn multipart_failures_abort_the_upload() {
+    let s = setup(Duration::from_secs(5)).await;
+    let body = data(16 * MIB, 6);
+    // A part that keeps failing: retries run out, the upload is aborted.
+    s.proxy
+        .push(Rule::on("PUT", "partNumber=2&", err503(), 100));
+    let err = s
+        .client
+        .put_stream("mp", &body[..], PutCondition::None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, S3Error::RetriesExhausted { attempts: 4, .. }),
+        "{err:?}"
+    );
+    assert!(s
+        .proxy
+        .seen()
+        .iter()
+        .any(|r| r.method == "DELETE" && r.target.contains("uploadId=")));
+    assert_eq!(s.server.multipart_leftovers(), Vec::<String>::new());
+    assert!(s.direct.head("mp").await.unwrap_err().is_not_found());
+
+    // A non-retryable answer on Complete: aborted too.
+    s.proxy.clear();
+    s.proxy.push(Rule::on(
+        "POST",
+        "?uploadId=",
+        Fault::Error {
+            status: 400,
+            code: "InvalidPart".into(),
+        },
+        1,
+    ));
+    let err = s
+        .client
+        .put_stream("mp", &body[..], PutCondition::None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, S3Error::Service { code, .. } if code == "InvalidPart"),
+        "{err:?}"
+    );
+    assert_eq!(s.server.multipart_leftovers(), Vec::<String>::new());
+
+    // A retryable error on every Complete attempt: exhausted, aborted.
+    s.proxy.clear();
+    s.proxy.push(Rule::on(
+        "POST",
+        "?uploadId=",
+        Fault::OkWithErrorNotForwarded {
+            code: "InternalError".into(),
+        },
+        100,
+    ));
+    let err = s
+        .client
+        .put_stream("mp", &body[..], PutCondition::None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.root(), S3Error::Service { status: 200, code, .. } if code == "InternalError"),
+        "{err:?}"
+    );
+    assert_eq!(s.server.multipart_leftovers(), Vec::<String>::new());
+    assert!(s.direct.head("mp").await.unwrap_err().is_not_found());
+}
+
+#[tokio::test]
+async fn single_attempt_config_fails_fast() {
+    let server = S3sServer::start().await;
+    let proxy = FaultProxy::start(server.addr).await;
+    let client = S3Client::new(
+        server
+            .config_for(&proxy.endpoint())
+            .retry(RetryConfig {
+                max_attempts: 1,
+                ..RetryConfig::default()
+            })
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    proxy.push(Rule::any(Fault::Reset, 1));
+    let err = client.head("x").await.unwrap_err();
+    assert!(matches!(err, S3Error::Transport { .. }), "{err:?}");
+    assert_eq!(proxy.seen().len(), 1);
+}

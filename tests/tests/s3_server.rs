@@ -1,0 +1,412 @@
+//! The S3 transport against a real SigV4-verifying server (`s3s-fs` on loopback).
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ccws::s3::{PutCondition, S3Client, S3Config, S3Error};
+use ccws_tests::s3s::{S3sOptions, S3sServer};
+use tokio::io::AsyncReadExt;
+
+const MIB: usize = 1024 * 1024;
+
+/// Deterministic pseudo-random bytes (xorshift), so mismatches are not masked by repetition.
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+async fn read_all(client: &S3Client, key: &str) -> Vec<u8> {
+    let mut obj = client.get(key).await.unwrap();
+    let mut out = Vec::new();
+    obj.body.read_to_end(&mut out).await.unwrap();
+    assert_eq!(out.len() as u64, obj.meta.size);
+    out
+}
+
+fn dir_entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+const ODD_KEYS: &[&str] = &[
+    "plain.txt",
+    "with space/and  two  spaces",
+    "plus+sign+",
+    "tilde~key",
+    "equals=sign",
+    "percent%20literal%",
+    "amp&ersand&",
+    "unicodé/ключ/キー/😀",
+    "deep/nested/path/to/file.jsonl",
+    "specials !$'()*,;:@[]^`{}|",
+    "question?and#hash",
+    "-_.~",
+];
+
+#[tokio::test]
+async fn odd_keys_round_trip_byte_for_byte() {
+    let server = S3sServer::start().await;
+    let client = server.client();
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, key) in ODD_KEYS.iter().enumerate() {
+        let body = data(1000 + i * 37, i as u64);
+        let put = client
+            .put_bytes(key, Bytes::from(body.clone()), PutCondition::None)
+            .await
+            .unwrap_or_else(|e| panic!("put {key:?}: {e}"));
+        assert_eq!(put.size, body.len() as u64);
+        assert!(put.etag.is_some(), "{key:?}: no etag");
+        // The server stored it under exactly this key (s3s-fs maps keys to paths).
+        let on_disk = std::fs::read(server.bucket_dir().join(key))
+            .unwrap_or_else(|e| panic!("{key:?} not stored under its own name: {e}"));
+        assert_eq!(on_disk, body, "{key:?}");
+        let head = client.head(key).await.unwrap();
+        assert_eq!(head.size, body.len() as u64);
+        assert_eq!(head.etag, put.etag, "{key:?}");
+        assert!(head.last_modified.is_some());
+        assert_eq!(read_all(&client, key).await, body, "{key:?}");
+        let dest = tmp.path().join(format!("d{i}/file"));
+        let meta = client.download_file(key, &dest).await.unwrap();
+        assert_eq!(meta.size, body.len() as u64);
+        assert_eq!(std::fs::read(&dest).unwrap(), body, "{key:?}");
+    }
+}
+
+#[tokio::test]
+async fn zero_byte_objects() {
+    let server = S3sServer::start().await;
+    let client = server.client();
+    let meta = client
+        .put_bytes("empty", Bytes::new(), PutCondition::None)
+        .await
+        .unwrap();
+    assert_eq!(meta.size, 0);
+    assert_eq!(client.head("empty").await.unwrap().size, 0);
+    assert!(read_all(&client, "empty").await.is_empty());
+    let meta = client
+        .put_stream("empty-stream", tokio::io::empty(), PutCondition::None)
+        .await
+        .unwrap();
+    assert_eq!(meta.size, 0);
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("sub/empty");
+    client.download_file("empty-stream", &dest).await.unwrap();
+    assert_eq!(std::fs::metadata(&dest).unwrap().len(), 0);
+    assert!(
+        std::fs::metadata(server.bucket_dir().join("empty-stream"))
+            .unwrap()
+            .len()
+            == 0
+    );
+}
+
+#[tokio::test]
+async fn multipart_50_mb_with_5_mib_parts() {
+    let server = S3sServer::start().await;
+    let client = S3Client::new(
+        server
+            .config()
+            .part_size(5 * MIB)
+            .concurrency(3)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("big.bin");
+    let body = data(50_000_000, 7);
+    std::fs::write(&src, &body).unwrap();
+
+    let meta = client
+        .put_file(&src, "big/object.bin", PutCondition::None)
+        .await
+        .unwrap();
+    assert_eq!(meta.size, 50_000_000);
+    // 50 000 000 / 5 MiB = 9.54: ten parts, and S3's multipart ETag says so.
+    let etag = meta.etag.clone().unwrap();
+    assert!(
+        etag.ends_with("-10\""),
+        "not a 10-part multipart ETag: {etag}"
+    );
+    assert_eq!(server.multipart_leftovers(), Vec::<String>::new());
+
+    let head = client.head("big/object.bin").await.unwrap();
+    assert_eq!(head.size, 50_000_000);
+    assert_eq!(head.etag.as_deref(), Some(etag.as_str()));
+
+    let dest = tmp.path().join("out/big.bin");
+    let got = client.download_file("big/object.bin", &dest).await.unwrap();
+    assert_eq!(got.size, 50_000_000);
+    assert!(
+        std::fs::read(&dest).unwrap() == body,
+        "downloaded bytes differ"
+    );
+    assert_eq!(
+        dir_entries(&tmp.path().join("out")),
+        vec!["big.bin".to_string()]
+    );
+
+    // Exactly one part size: one PUT, not multipart.
+    let exact = Bytes::from(data(5 * MIB, 8));
+    let meta = client
+        .put_stream("exact", &exact[..], PutCondition::None)
+        .await
+        .unwrap();
+    assert!(!meta.etag.unwrap().contains('-'));
+    assert_eq!(read_all(&client, "exact").await, exact);
+
+    // One byte over: two parts.
+    let over = Bytes::from(data(5 * MIB + 1, 9));
+    let meta = client
+        .put_stream("over", &over[..], PutCondition::None)
+        .await
+        .unwrap();
+    assert!(meta.etag.unwrap().ends_with("-2\""));
+    assert_eq!(read_all(&client, "over").await, over);
+    assert_eq!(server.multipart_leftovers(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn virtual_hosted_style() {
+    let server = S3sServer::start_with(S3sOptions {
+        domain: Some("localhost".into()),
+    })
+    .await;
+    let port = server.addr.port();
+    // `bucket.localhost` does not resolve on every Linux (no systemd-resolved here): pin it.
+    let cfg = S3Config::builder(
+        format!("http://localhost:{port}"),
+        "us-east-1",
+        &server.bucket,
+        &server.access_key,
+        &server.secret_key,
+    )
+    .path_style(false)
+    .resolve(format!("{}.localhost", server.bucket), server.addr)
+    .read_timeout(Duration::from_secs(5))
+    .build()
+    .unwrap();
+    let client = S3Client::new(cfg).unwrap();
+    let body = data(70_000, 3);
+    client
+        .put_bytes(
+            "vhost/key with space+plus",
+            Bytes::from(body.clone()),
+            PutCondition::None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(server.bucket_dir().join("vhost/key with space+plus")).unwrap(),
+        body
+    );
+    assert_eq!(read_all(&client, "vhost/key with space+plus").await, body);
+    client.head_bucket().await.unwrap();
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_a_clear_auth_error() {
+    let server = S3sServer::start().await;
+    let mut cfg = server.config().build().unwrap();
+    cfg.secret_access_key = "definitely-not-the-secret".into();
+    let client = S3Client::new(cfg).unwrap();
+    let err = client
+        .put_bytes("k", Bytes::from_static(b"x"), PutCondition::None)
+        .await
+        .unwrap_err();
+    match &err {
+        S3Error::Auth { status, code, .. } => {
+            assert_eq!(*status, 403);
+            assert_eq!(code, "SignatureDoesNotMatch");
+        }
+        other => panic!("expected an auth error, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("authentication failed"), "{msg}");
+    assert!(!msg.contains("definitely-not-the-secret"), "{msg}");
+    assert!(!server.bucket_dir().join("k").exists());
+
+    let mut cfg = server.config().build().unwrap();
+    cfg.access_key_id = "AKNOSUCHKEY".into();
+    let err = S3Client::new(cfg).unwrap().head("k").await.unwrap_err();
+    assert!(matches!(err, S3Error::Auth { status: 403, .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn missing_object_and_missing_bucket() {
+    let server = S3sServer::start().await;
+    let client = server.client();
+    assert!(matches!(client.head("nope").await, Err(S3Error::NotFound { key }) if key == "nope"));
+    assert!(matches!(
+        client.get("nope/deeper").await,
+        Err(S3Error::NotFound { .. })
+    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("x/never");
+    let err = client.download_file("nope", &dest).await.unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    assert!(!dest.exists());
+    client.head_bucket().await.unwrap();
+
+    let mut cfg = server.config().build().unwrap();
+    cfg.bucket = "no-such-bucket".into();
+    let other = S3Client::new(cfg).unwrap();
+    let err = other.head_bucket().await.unwrap_err();
+    assert!(
+        matches!(&err, S3Error::NoSuchBucket { bucket } if bucket == "no-such-bucket"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("does not exist"), "{err}");
+}
+
+#[tokio::test]
+async fn conditional_puts() {
+    let server = S3sServer::start().await;
+    let client = S3Client::new(server.config().part_size(5 * MIB).build().unwrap()).unwrap();
+    let first = client
+        .put_bytes(
+            "cas",
+            Bytes::from_static(b"one"),
+            PutCondition::IfNoneMatchAny,
+        )
+        .await
+        .unwrap();
+    let err = client
+        .put_bytes(
+            "cas",
+            Bytes::from_static(b"two"),
+            PutCondition::IfNoneMatchAny,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, S3Error::PreconditionFailed { key } if key == "cas"),
+        "{err:?}"
+    );
+    let err = client
+        .put_bytes(
+            "cas",
+            Bytes::from_static(b"two"),
+            PutCondition::IfMatch("\"0123456789abcdef0123456789abcdef\"".into()),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, S3Error::PreconditionFailed { .. }), "{err:?}");
+    assert_eq!(read_all(&client, "cas").await, b"one");
+    let second = client
+        .put_bytes(
+            "cas",
+            Bytes::from_static(b"two"),
+            PutCondition::IfMatch(first.etag.clone().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(read_all(&client, "cas").await, b"two");
+
+    // Multipart: the condition is checked on CompleteMultipartUpload; a refusal aborts the upload.
+    let big = Bytes::from(data(11 * MIB, 5));
+    let err = client
+        .put_stream("cas", &big[..], PutCondition::IfNoneMatchAny)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, S3Error::PreconditionFailed { .. }), "{err:?}");
+    assert_eq!(server.multipart_leftovers(), Vec::<String>::new());
+    let err = client
+        .put_stream("cas", &big[..], PutCondition::IfMatch(first.etag.unwrap()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, S3Error::PreconditionFailed { .. }), "{err:?}");
+    assert_eq!(read_all(&client, "cas").await, b"two");
+    let meta = client
+        .put_stream("cas", &big[..], PutCondition::IfMatch(second.etag.unwrap()))
+        .await
+        .unwrap();
+    assert!(meta.etag.unwrap().ends_with("-3\""));
+    assert_eq!(read_all(&client, "cas").await, big);
+    assert_eq!(server.multipart_leftovers(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn clock_skew_is_corrected_from_the_date_header() {
+    let server = S3sServer::start().await;
+    let client = server.client();
+    // An hour slow: s3s-fs (like S3) refuses requests more than 15 minutes off.
+    client.set_clock_offset(-3600);
+    client
+        .put_bytes("skewed", Bytes::from_static(b"on time"), PutCondition::None)
+        .await
+        .unwrap();
+    assert!(
+        client.clock_offset().abs() < 60,
+        "offset not corrected: {}",
+        client.clock_offset()
+    );
+    assert_eq!(read_all(&client, "skewed").await, b"on time");
+}
+
+#[tokio::test]
+async fn delete_and_invalid_keys() {
+    let server = S3sServer::start().await;
+    let client = server.client();
+    client
+        .put_bytes("gone/soon", Bytes::from_static(b"x"), PutCondition::None)
+        .await
+        .unwrap();
+    client.delete("gone/soon").await.unwrap();
+    assert!(client.head("gone/soon").await.unwrap_err().is_not_found());
+    client.delete("gone/soon").await.unwrap();
+    for bad in ["", "a/../b", "./x", "x/."] {
+        let err = client
+            .put_bytes(bad, Bytes::new(), PutCondition::None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, S3Error::InvalidKey { .. }),
+            "{bad:?}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn failing_reader_aborts_the_multipart_upload() {
+    let server = S3sServer::start().await;
+    let client = S3Client::new(server.config().part_size(5 * MIB).build().unwrap()).unwrap();
+    // 12 MiB then an I/O error: two parts are uploaded before the failure is seen.
+    let good = std::io::Cursor::new(data(12 * MIB, 11));
+    let failing = tokio::io::AsyncReadExt::chain(good, FailingReader);
+    let err = client
+        .put_stream("never", failing, PutCondition::None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, S3Error::Io(e) if e.to_string().contains("reader broke")),
+        "{err:?}"
+    );
+    assert_eq!(server.multipart_leftovers(), Vec::<String>::new());
+    assert!(client.head("never").await.unwrap_err().is_not_found());
+}
+
+struct FailingReader;
+
+impl tokio::io::AsyncRead for FailingReader {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Err(std::io::Error::other("reader broke")))
+    }
+}
