@@ -5,7 +5,8 @@
 //! executables), owners are zeroed, symlinks and special files are skipped and
 //! reported, and unreadable entries are skipped and reported while the pack
 //! goes on. The `tar` crate's `append_path`/`append_dir_all` cannot run on
-//! wasm32, so headers are built here and written with `append_data`.
+//! wasm32, so headers are built here and written with `append` (names too:
+//! see [`append_named`]).
 
 use std::fs::{self, File, Metadata};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -140,8 +141,7 @@ impl<W: Write> Packer<'_, '_, W> {
         };
         let mut header = base_header(EntryType::Directory, 0o755, md);
         header.set_size(0);
-        self.builder
-            .append_data(&mut header, format!("{rel}/"), io::empty())
+        append_named(&mut self.builder, &mut header, &format!("{rel}/"), io::empty())
             .map_err(|e| self.blame.error(e))?;
         self.report.dirs += 1;
         self.walk(abs, listing, rel)
@@ -171,8 +171,8 @@ impl<W: Write> Packer<'_, '_, W> {
             pos: 0,
             failure: None,
         };
-        self.builder
-            .append_data(&mut header, rel, BufReader::with_capacity(COPY_BUFFER, &mut body))
+        let reader = BufReader::with_capacity(COPY_BUFFER, &mut body);
+        append_named(&mut self.builder, &mut header, rel, reader)
             .map_err(|e| self.blame.error(e))?;
         if let Some(why) = body.failure {
             self.report.skip(rel, SkipReason::Unreadable, why);
@@ -184,6 +184,44 @@ impl<W: Write> Packer<'_, '_, W> {
         }
         Ok(())
     }
+}
+
+/// Append an entry whose name is `name`, byte for byte (after a GNU long-name
+/// entry when it is over 100 bytes). The tar crate's own path handling
+/// (`append_data`) treats `\` as a separator on wasm32, so a legal Unix name
+/// such as `a\b` failed the whole pack, or past 100 bytes was silently stored
+/// as `a/b`. Any other name gets the same bytes as `append_data` writes.
+fn append_named<W: Write, R: Read>(
+    builder: &mut tar::Builder<W>,
+    header: &mut Header,
+    name: &str,
+    data: R,
+) -> io::Result<()> {
+    let bytes = name.as_bytes();
+    let field = &mut header.as_old_mut().name;
+    field.fill(0);
+    if bytes.len() <= field.len() {
+        field[..bytes.len()].copy_from_slice(bytes);
+    } else {
+        let mut long = Header::new_gnu();
+        long.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+        long.set_mode(0o644);
+        long.set_uid(0);
+        long.set_gid(0);
+        long.set_mtime(0);
+        long.set_size(bytes.len() as u64 + 1);
+        long.set_entry_type(EntryType::GNULongName);
+        long.set_cksum();
+        builder.append(&long, bytes.chain(&[0u8][..]))?;
+        // The header keeps a truncated copy, cut on a character boundary.
+        let mut cut = field.len();
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        field[..cut].copy_from_slice(&bytes[..cut]);
+    }
+    header.set_cksum();
+    builder.append(header, data)
 }
 
 fn join(prefix: &str, name: &str) -> String {
