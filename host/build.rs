@@ -34,7 +34,13 @@ fn build_guest(root: &Path) -> PathBuf {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root)
-        .args(["build", "--package", "ccws-archive", "--target", "wasm32-wasip2"])
+        .args([
+            "build",
+            "--package",
+            "ccws-archive",
+            "--target",
+            "wasm32-wasip2",
+        ])
         .args(["--profile", "guest", "--target-dir"])
         .arg(&target_dir)
         // Flags meant for the host build (or clippy's wrapper) must not leak in.

@@ -14,7 +14,7 @@ use crate::s3::{ConfigError, S3Config};
 #[derive(Debug, Clone)]
 pub enum StoreSettings {
     /// An S3 bucket.
-    S3(S3Config),
+    S3(Box<S3Config>),
     /// The built-in local store at this directory.
     Local(PathBuf),
 }
@@ -178,7 +178,7 @@ pub fn resolve_store(
     if let Some(ca) = get("AWS_CA_BUNDLE") {
         b = b.ca_bundle(ca);
     }
-    Ok(StoreSettings::S3(b.build()?))
+    Ok(StoreSettings::S3(Box::new(b.build()?)))
 }
 
 /// ccws's durable state directory: `$CCWS_STATE_DIR`, else

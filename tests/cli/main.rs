@@ -59,14 +59,20 @@ impl Machine {
     }
 
     fn session_dir(&self, session: &str) -> PathBuf {
-        self.path("tmp").join("cc-broker").join(format!("sess_{session}"))
+        self.path("tmp")
+            .join("cc-broker")
+            .join(format!("sess_{session}"))
     }
 }
 
 fn wait_for(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !path.exists() {
-        assert!(Instant::now() < deadline, "timed out waiting for {}", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {}",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -82,13 +88,31 @@ fn agent(note: &str, then: &str) -> String {
 #[test]
 fn run_passes_the_agents_exit_code_and_tears_down_after_failure() {
     let m = Machine::new();
-    let out = m.run(&["run", "-w", "w", "-s", "s", "--", "sh", "-c", &agent("one", "exit 3")]);
+    let out = m.run(&[
+        "run",
+        "-w",
+        "w",
+        "-s",
+        "s",
+        "--",
+        "sh",
+        "-c",
+        &agent("one", "exit 3"),
+    ]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(!m.session_dir("s").exists(), "torn down after a failing agent");
-    let check = "test \"$(cat \"$CCWS_MEMORY_DIR/note.md\")\" = one && grep -q one \"$CCWS_TRANSCRIPT\" \
+    assert!(
+        !m.session_dir("s").exists(),
+        "torn down after a failing agent"
+    );
+    let check =
+        "test \"$(cat \"$CCWS_MEMORY_DIR/note.md\")\" = one && grep -q one \"$CCWS_TRANSCRIPT\" \
                  && test \"$PWD\" = \"$CCWS_PROJECT_DIR\" && test -n \"$CLAUDE_CONFIG_DIR\"";
     let out = m.run(&["run", "-w", "w", "-s", "s", "--", "sh", "-c", check]);
-    assert_eq!(out.status.code(), Some(0), "the next turn sees memory and transcript");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the next turn sees memory and transcript"
+    );
     let out = m.run(&["run", "-w", "w", "-s", "s", "--", "/nonexistent/agent"]);
     assert_eq!(out.status.code(), Some(127));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run"));
@@ -101,15 +125,33 @@ fn sigterm_is_forwarded_and_teardown_still_runs() {
     let ready = m.path("ready");
     let script = agent(
         "before-term",
-        &format!("trap 'exit 143' TERM; touch {}; sleep 30 & wait", ready.display()),
+        &format!(
+            "trap 'exit 143' TERM; touch {}; sleep 30 & wait",
+            ready.display()
+        ),
     );
-    let mut child = m.cmd().args(["run", "-w", "w", "-s", "t", "--", "sh", "-c", &script]).spawn().unwrap();
+    let mut child = m
+        .cmd()
+        .args(["run", "-w", "w", "-s", "t", "--", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
     wait_for(&ready);
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(143), "exit status of the agent");
     assert!(!m.session_dir("t").exists(), "teardown ran");
-    let out = m.run(&["run", "-w", "w", "-s", "t", "--", "grep", "-q", "before-term", "../claude-config/projects/ws_w/memory/note.md"]);
+    let out = m.run(&[
+        "run",
+        "-w",
+        "w",
+        "-s",
+        "t",
+        "--",
+        "grep",
+        "-q",
+        "before-term",
+        "../claude-config/projects/ws_w/memory/note.md",
+    ]);
     assert_eq!(out.status.code(), Some(0));
 }
 
@@ -117,19 +159,32 @@ fn sigterm_is_forwarded_and_teardown_still_runs() {
 fn sigkill_mid_turn_is_recovered_by_the_next_run() {
     let m = Machine::new();
     let pidfile = m.path("agent.pid");
-    let script = agent("crashed-turn", &format!("echo $$ > {}; exec sleep 60", pidfile.display()));
-    let mut child = m.cmd().args(["run", "-w", "w", "-s", "k", "--", "sh", "-c", &script]).spawn().unwrap();
+    let script = agent(
+        "crashed-turn",
+        &format!("echo $$ > {}; exec sleep 60", pidfile.display()),
+    );
+    let mut child = m
+        .cmd()
+        .args(["run", "-w", "w", "-s", "k", "--", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
     wait_for(&pidfile);
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
     // The orphaned agent is killed too, as a broker would.
     std::thread::sleep(Duration::from_millis(50));
-    let agent_pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let agent_pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     unsafe { libc::kill(agent_pid, libc::SIGKILL) };
     assert!(m.session_dir("k").exists(), "the killed turn left its tree");
     // No partial object was written by the killed process.
     let store = m.path("state/store");
-    let leftovers: Vec<_> = std::fs::read_dir(store.join(".ccws-tmp")).unwrap().collect();
+    let leftovers: Vec<_> = std::fs::read_dir(store.join(".ccws-tmp"))
+        .unwrap()
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     assert!(!store.join("workspaces/w/claude-home.tar.gz").exists());
 
@@ -138,10 +193,18 @@ fn sigkill_mid_turn_is_recovered_by_the_next_run() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["report"]["recovered"].is_object(), "{v}");
     let memory = PathBuf::from(v["layout"]["memory_dir"].as_str().unwrap());
-    assert_eq!(std::fs::read_to_string(memory.join("note.md")).unwrap(), "crashed-turn\n");
+    assert_eq!(
+        std::fs::read_to_string(memory.join("note.md")).unwrap(),
+        "crashed-turn\n"
+    );
     let transcript = PathBuf::from(v["layout"]["transcript"].as_str().unwrap());
-    assert!(std::fs::read_to_string(transcript).unwrap().contains("crashed-turn"));
-    assert_eq!(m.run(&["teardown", "-w", "w", "-s", "k"]).status.code(), Some(0));
+    assert!(std::fs::read_to_string(transcript)
+        .unwrap()
+        .contains("crashed-turn"));
+    assert_eq!(
+        m.run(&["teardown", "-w", "w", "-s", "k"]).status.code(),
+        Some(0)
+    );
 }
 
 #[test]
@@ -156,7 +219,15 @@ fn split_setup_and_teardown_for_brokers() {
         .expect("setup prints CLAUDE_CONFIG_DIR=");
     std::fs::write(Path::new(config_dir).join("settings.json"), "{}").unwrap();
     // The owner (this test process) is alive: a second setup is refused.
-    let again = m.run(&["setup", "-w", "w", "-s", "split", "--owner-pid", &std::process::id().to_string()]);
+    let again = m.run(&[
+        "setup",
+        "-w",
+        "w",
+        "-s",
+        "split",
+        "--owner-pid",
+        &std::process::id().to_string(),
+    ]);
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already set up"));
     let out = m.run(&["--json", "teardown", "-w", "w", "-s", "split"]);
@@ -176,9 +247,18 @@ fn bad_input_and_configuration_errors_are_clear() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid workspace id"));
 
-    let out = m.cmd().args(["run", "-w", "w", "-s", "s", "--", "true"]).env("CCWS_BUCKET", "some-bucket").output().unwrap();
+    let out = m
+        .cmd()
+        .args(["run", "-w", "w", "-s", "s", "--", "true"])
+        .env("CCWS_BUCKET", "some-bucket")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no credentials"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no credentials"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     std::fs::write(m.path("file"), "").unwrap();
     let out = m
@@ -204,23 +284,44 @@ fn pack_unpack_and_component_commands() {
     std::fs::write(src.join("d/f.txt"), "hello").unwrap();
     std::fs::write(src.join("skip.log"), "x").unwrap();
     let archive = m.path("a.tar.gz");
-    let out = m.run(&["pack", src.to_str().unwrap(), archive.to_str().unwrap(), "--exclude", "*.log"]);
+    let out = m.run(&[
+        "pack",
+        src.to_str().unwrap(),
+        archive.to_str().unwrap(),
+        "--exclude",
+        "*.log",
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let dest = m.path("dest");
-    let out = m.run(&["--json", "unpack", archive.to_str().unwrap(), dest.to_str().unwrap()]);
+    let out = m.run(&[
+        "--json",
+        "unpack",
+        archive.to_str().unwrap(),
+        dest.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["files"], 1);
-    assert_eq!(std::fs::read_to_string(dest.join("d/f.txt")).unwrap(), "hello");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("d/f.txt")).unwrap(),
+        "hello"
+    );
     assert!(!dest.join("skip.log").exists());
 
     std::fs::write(m.path("junk.tar.gz"), "not an archive").unwrap();
-    let out = m.run(&["unpack", m.path("junk.tar.gz").to_str().unwrap(), m.path("d2").to_str().unwrap()]);
+    let out = m.run(&[
+        "unpack",
+        m.path("junk.tar.gz").to_str().unwrap(),
+        m.path("d2").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt archive"));
 
     let wasm = m.path("ccws.wasm");
-    assert_eq!(m.run(&["component", wasm.to_str().unwrap()]).status.code(), Some(0));
+    assert_eq!(
+        m.run(&["component", wasm.to_str().unwrap()]).status.code(),
+        Some(0)
+    );
     let bytes = std::fs::read(&wasm).unwrap();
     assert_eq!(&bytes[..4], b"\0asm");
     assert_eq!(bytes, ccws::archive::COMPONENT_WASM);
@@ -245,19 +346,57 @@ async fn turns_and_objects_against_s3s_fs() {
         eprintln!("{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         out
     };
-    let out = run(&["run", "-w", "w", "-s", "s", "--", "sh", "-c", &agent("via-s3", "true")]);
+    let out = run(&[
+        "run",
+        "-w",
+        "w",
+        "-s",
+        "s",
+        "--",
+        "sh",
+        "-c",
+        &agent("via-s3", "true"),
+    ]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(server.bucket_dir().join("team/workspaces/w/claude-home.tar.gz").is_file());
-    assert!(server.bucket_dir().join("team/workspaces/w/sessions/s.jsonl").is_file());
-    let out = run(&["run", "-w", "w", "-s", "s2", "--", "grep", "-q", "via-s3", "../claude-config/projects/ws_w/memory/note.md"]);
+    assert!(server
+        .bucket_dir()
+        .join("team/workspaces/w/claude-home.tar.gz")
+        .is_file());
+    assert!(server
+        .bucket_dir()
+        .join("team/workspaces/w/sessions/s.jsonl")
+        .is_file());
+    let out = run(&[
+        "run",
+        "-w",
+        "w",
+        "-s",
+        "s2",
+        "--",
+        "grep",
+        "-q",
+        "via-s3",
+        "../claude-config/projects/ws_w/memory/note.md",
+    ]);
     assert_eq!(out.status.code(), Some(0));
 
     // Single objects, with odd keys and conditions.
     let src = m.path("obj");
     std::fs::write(&src, "payload").unwrap();
-    let out = run(&["--json", "put", src.to_str().unwrap(), "odd key/ü+=&.txt", "--if-none-match"]);
+    let out = run(&[
+        "--json",
+        "put",
+        src.to_str().unwrap(),
+        "odd key/ü+=&.txt",
+        "--if-none-match",
+    ]);
     assert_eq!(out.status.code(), Some(0));
-    let out = run(&["put", src.to_str().unwrap(), "odd key/ü+=&.txt", "--if-none-match"]);
+    let out = run(&[
+        "put",
+        src.to_str().unwrap(),
+        "odd key/ü+=&.txt",
+        "--if-none-match",
+    ]);
     assert_eq!(out.status.code(), Some(4), "the object exists");
     let dest = m.path("got");
     let out = run(&["get", "odd key/ü+=&.txt", dest.to_str().unwrap()]);
@@ -279,5 +418,8 @@ async fn turns_and_objects_against_s3s_fs() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(err.contains("authentication failed"), "{err}");
-    assert!(!err.contains("definitely-wrong-secret"), "the secret leaked: {err}");
+    assert!(
+        !err.contains("definitely-wrong-secret"),
+        "the secret leaked: {err}"
+    );
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use ccws::s3::{PutCondition, S3Client};
 use ccws::store::{LocalStore, Store};
-use ccws::workspace::{Delivery, HomeSource, Owner, TranscriptSource, WorkspaceConfig, WorkspaceError, Workspaces};
+use ccws::workspace::{
+    Delivery, HomeSource, Owner, TranscriptSource, WorkspaceConfig, WorkspaceError, Workspaces,
+};
 use ccws_tests::faultproxy::{Fault, FaultProxy, Rule};
 use ccws_tests::s3s::S3sServer;
 use ccws_tests::{archiver, tree};
@@ -47,7 +49,10 @@ impl Backend {
     }
 
     async fn both() -> Vec<(&'static str, Backend)> {
-        vec![("local", Backend::local().await), ("s3s-fs", Backend::s3().await)]
+        vec![
+            ("local", Backend::local().await),
+            ("s3s-fs", Backend::s3().await),
+        ]
     }
 
     fn workspaces(&self) -> Workspaces {
@@ -68,7 +73,11 @@ fn me() -> Owner {
 /// The files of the stored home, unpacked into a fresh directory.
 async fn stored_home(ws: &Workspaces, workspace: &str) -> (tempfile::TempDir, tree::Snapshot) {
     let dir = tempfile::tempdir().unwrap();
-    let obj = ws.store().get(&ws.config().keys.home(workspace)).await.unwrap();
+    let obj = ws
+        .store()
+        .get(&ws.config().keys.home(workspace))
+        .await
+        .unwrap();
     archiver()
         .unpack(obj.body, dir.path(), &Default::default(), None)
         .await
@@ -91,45 +100,75 @@ async fn full_turn_round_trip_on_both_stores() {
             assert_eq!(w.report.transcript, TranscriptSource::New, "{name}");
             {
                 use std::os::unix::fs::PermissionsExt;
-                let mode = std::fs::metadata(&w.layout.temp_dir).unwrap().permissions().mode();
+                let mode = std::fs::metadata(&w.layout.temp_dir)
+                    .unwrap()
+                    .permissions()
+                    .mode();
                 assert_eq!(mode & 0o777, 0o700, "{name}: the temp tree is private");
             }
             assert!(w.layout.memory_dir.is_dir(), "{name}");
             std::fs::write(w.layout.memory_dir.join("notes.md"), "remember the milk").unwrap();
-            tree::write(&w.layout.claude_dir, "settings.json", b"{\"theme\":\"dark\"}");
+            tree::write(
+                &w.layout.claude_dir,
+                "settings.json",
+                b"{\"theme\":\"dark\"}",
+            );
             tree::write(&w.layout.claude_dir, "hooks/pre.sh", b"#!/bin/sh\nexit 0\n");
             tree::make_executable(&w.layout.claude_dir, "hooks/pre.sh");
             std::fs::create_dir_all(w.layout.transcript.parent().unwrap()).unwrap();
             std::fs::write(&w.layout.transcript, "{\"turn\":1}\n").unwrap();
-            std::fs::write(w.layout.transcript.with_file_name("scratch.txt"), "session-only").unwrap();
+            std::fs::write(
+                w.layout.transcript.with_file_name("scratch.txt"),
+                "session-only",
+            )
+            .unwrap();
 
             let r = ws.teardown("acme", "s1").await.unwrap();
-            assert!(matches!(r.transcript, Delivery::Uploaded { .. }), "{name}: {r:?}");
+            assert!(
+                matches!(r.transcript, Delivery::Uploaded { .. }),
+                "{name}: {r:?}"
+            );
             assert!(matches!(r.home, Delivery::Uploaded { .. }), "{name}: {r:?}");
             assert!(r.removed && !w.layout.temp_dir.exists(), "{name}");
 
             // The session's own subtree is not in the shared home.
             let (_d, home) = stored_home(&ws, "acme").await;
-            assert!(home.keys().all(|k| !k.starts_with(&w.layout.session_subtree)), "{name}: {home:?}");
+            assert!(
+                home.keys()
+                    .all(|k| !k.starts_with(&w.layout.session_subtree)),
+                "{name}: {home:?}"
+            );
             assert_eq!(
                 home.get("projects/ws_acme/memory/notes.md"),
                 Some(&Some((b"remember the milk".to_vec(), false))),
                 "{name}"
             );
-            assert_eq!(home["hooks/pre.sh"].as_ref().unwrap().1, true, "{name}: exec bit kept");
+            assert!(
+                home["hooks/pre.sh"].as_ref().unwrap().1,
+                "{name}: exec bit kept"
+            );
 
             // The next turn sees everything again.
             let w2 = ws.setup("acme", "s1", me()).await.unwrap();
             assert!(matches!(w2.report.home, HomeSource::Store { .. }), "{name}");
             assert_eq!(w2.report.transcript, TranscriptSource::Store, "{name}");
-            assert_eq!(std::fs::read_to_string(&w2.layout.transcript).unwrap(), "{\"turn\":1}\n");
+            assert_eq!(
+                std::fs::read_to_string(&w2.layout.transcript).unwrap(),
+                "{\"turn\":1}\n"
+            );
             assert_eq!(
                 std::fs::read_to_string(w2.layout.memory_dir.join("notes.md")).unwrap(),
                 "remember the milk"
             );
-            assert!(!w2.layout.transcript.with_file_name("scratch.txt").exists(), "{name}");
+            assert!(
+                !w2.layout.transcript.with_file_name("scratch.txt").exists(),
+                "{name}"
+            );
             let snap = tree::snapshot(&w2.layout.claude_dir);
-            assert!(snap["hooks/pre.sh"].as_ref().unwrap().1, "{name}: exec bit restored");
+            assert!(
+                snap["hooks/pre.sh"].as_ref().unwrap().1,
+                "{name}: exec bit restored"
+            );
             // Nothing changed: nothing is uploaded.
             let r = ws.teardown("acme", "s1").await.unwrap();
             assert_eq!(r.home, Delivery::Unchanged, "{name}");
@@ -195,7 +234,11 @@ async fn concurrent_teardowns_lose_no_update() {
                     Delivery::Uploaded { .. } => {}
                     Delivery::Merged { merge, .. } => {
                         merged += 1;
-                        conflicts += merge.conflicts.iter().filter(|c| c.ends_with("shared.md")).count();
+                        conflicts += merge
+                            .conflicts
+                            .iter()
+                            .filter(|c| c.ends_with("shared.md"))
+                            .count();
                     }
                     other => panic!("{name}: {other:?}"),
                 }
@@ -205,10 +248,19 @@ async fn concurrent_teardowns_lose_no_update() {
             let (_d, home) = stored_home(&ws, "race").await;
             for s in sessions {
                 let got = &home[&format!("projects/ws_race/memory/{s}.md")];
-                assert_eq!(got.as_ref().unwrap().0, s.as_bytes(), "{name}: {s}'s file survived");
+                assert_eq!(
+                    got.as_ref().unwrap().0,
+                    s.as_bytes(),
+                    "{name}: {s}'s file survived"
+                );
             }
-            let shared = String::from_utf8(home["projects/ws_race/memory/shared.md"].clone().unwrap().0).unwrap();
-            assert!(sessions.iter().any(|s| shared == format!("by {s}")), "{name}: {shared}");
+            let shared =
+                String::from_utf8(home["projects/ws_race/memory/shared.md"].clone().unwrap().0)
+                    .unwrap();
+            assert!(
+                sessions.iter().any(|s| shared == format!("by {s}")),
+                "{name}: {shared}"
+            );
         })
         .await
         .unwrap_or_else(|_| panic!("{name}: timed out"));
@@ -221,35 +273,55 @@ async fn server_away_at_teardown_queues_then_next_setup_recovers() {
     let proxy = b.proxy.as_ref().unwrap();
     let ws = b.workspaces();
     let w = ws.setup("down", "s1", me()).await.unwrap();
-    std::fs::write(w.layout.memory_dir.join("m.md"), "written while the server was down").unwrap();
+    std::fs::write(
+        w.layout.memory_dir.join("m.md"),
+        "written while the server was down",
+    )
+    .unwrap();
     std::fs::create_dir_all(w.layout.transcript.parent().unwrap()).unwrap();
     std::fs::write(&w.layout.transcript, "line\n").unwrap();
 
     // The server goes away: every request fails.
     proxy.push(Rule::any(Fault::Reset, 10_000));
-    let r = with_timeout(ws.teardown("down", "s1")).await.unwrap().unwrap();
+    let r = with_timeout(ws.teardown("down", "s1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(matches!(r.transcript, Delivery::Queued { .. }), "{r:?}");
     assert!(matches!(r.home, Delivery::Queued { .. }), "{r:?}");
     assert!(r.removed, "the turn still ends cleanly");
     assert_eq!(ws.outbox().list().unwrap().len(), 2);
 
     // While still down, a new session of the workspace starts from the queued state.
-    let w2 = with_timeout(ws.setup("down", "s1", me())).await.unwrap().unwrap();
+    let w2 = with_timeout(ws.setup("down", "s1", me()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(w2.report.home, HomeSource::Outbox);
     assert_eq!(w2.report.transcript, TranscriptSource::Outbox);
-    assert_eq!(std::fs::read_to_string(&w2.layout.transcript).unwrap(), "line\n");
+    assert_eq!(
+        std::fs::read_to_string(&w2.layout.transcript).unwrap(),
+        "line\n"
+    );
     std::fs::remove_dir_all(&w2.layout.temp_dir).unwrap();
 
     // The server is back: the next setup delivers the outbox first.
     proxy.clear();
-    let w3 = with_timeout(ws.setup("down", "s2", me())).await.unwrap().unwrap();
+    let w3 = with_timeout(ws.setup("down", "s2", me()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(w3.report.flushed.delivered, 2, "{:?}", w3.report.flushed);
     assert!(ws.outbox().list().unwrap().is_empty());
     assert_eq!(
         std::fs::read_to_string(w3.layout.memory_dir.join("m.md")).unwrap(),
         "written while the server was down"
     );
-    let t = ws.store().get(&ws.config().keys.transcript("down", "s1")).await.unwrap();
+    let t = ws
+        .store()
+        .get(&ws.config().keys.transcript("down", "s1"))
+        .await
+        .unwrap();
     assert_eq!(t.meta.size, 5);
     ws.teardown("down", "s2").await.unwrap();
 }
@@ -279,8 +351,14 @@ async fn queued_home_merges_onto_a_newer_one_when_flushed() {
     let f = ws.flush(None).await.unwrap();
     assert_eq!((f.delivered, f.remaining), (1, 0), "{f:?}");
     let (_d, home) = stored_home(&ws, "q").await;
-    assert!(home.contains_key("projects/ws_q/memory/mine.md"), "{home:?}");
-    assert!(home.contains_key("projects/ws_q/memory/theirs.md"), "{home:?}");
+    assert!(
+        home.contains_key("projects/ws_q/memory/mine.md"),
+        "{home:?}"
+    );
+    assert!(
+        home.contains_key("projects/ws_q/memory/theirs.md"),
+        "{home:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,19 +369,29 @@ async fn live_session_is_refused_and_abandoned_one_recovered() {
     let err = ws.setup("live", "s1", me()).await.unwrap_err();
     assert!(matches!(err, WorkspaceError::SessionBusy { .. }), "{err}");
     assert!(err.to_string().contains("already set up"), "{err}");
-    std::fs::write(w.layout.memory_dir.join("unsaved.md"), "from a crashed turn").unwrap();
+    std::fs::write(
+        w.layout.memory_dir.join("unsaved.md"),
+        "from a crashed turn",
+    )
+    .unwrap();
 
     // Hand the session to a process that is gone, as after a SIGKILL.
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = Owner::of(child.id());
     child.wait().unwrap();
-    let mut state = ccws::workspace::session::load_state(&w.layout.meta_dir).unwrap().unwrap();
+    let mut state = ccws::workspace::session::load_state(&w.layout.meta_dir)
+        .unwrap()
+        .unwrap();
     state.owner = dead;
     let manifest = ccws::workspace::session::load_manifest(&w.layout.meta_dir).unwrap();
     ccws::workspace::session::save(&w.layout.meta_dir, &state, &manifest).unwrap();
 
     let w2 = ws.setup("live", "s1", me()).await.unwrap();
-    let rec = w2.report.recovered.as_ref().expect("the abandoned turn was recovered");
+    let rec = w2
+        .report
+        .recovered
+        .as_ref()
+        .expect("the abandoned turn was recovered");
     assert!(matches!(rec.home, Delivery::Uploaded { .. }), "{rec:?}");
     assert_eq!(
         std::fs::read_to_string(w2.layout.memory_dir.join("unsaved.md")).unwrap(),
@@ -316,11 +404,23 @@ async fn live_session_is_refused_and_abandoned_one_recovered() {
 async fn bad_input_is_refused_before_any_io() {
     let b = Backend::local().await;
     let ws = b.workspaces();
-    for (w, s) in [("ok", "../evil"), ("a/b", "ok"), ("", "ok"), ("ok", ".."), ("ok", "sp ace")] {
+    for (w, s) in [
+        ("ok", "../evil"),
+        ("a/b", "ok"),
+        ("", "ok"),
+        ("ok", ".."),
+        ("ok", "sp ace"),
+    ] {
         let err = ws.setup(w, s, me()).await.unwrap_err();
-        assert!(matches!(err, WorkspaceError::InvalidId { .. }), "{w:?}/{s:?}: {err}");
+        assert!(
+            matches!(err, WorkspaceError::InvalidId { .. }),
+            "{w:?}/{s:?}: {err}"
+        );
     }
-    assert!(!b.temp_base().join("cc-broker").exists(), "nothing was created");
+    assert!(
+        !b.temp_base().join("cc-broker").exists(),
+        "nothing was created"
+    );
 
     let err = ws.teardown("ok", "never").await.unwrap_err();
     assert!(matches!(err, WorkspaceError::NoSession { .. }), "{err}");
@@ -343,10 +443,16 @@ async fn corrupt_remote_home_fails_setup_and_cleans_up() {
     let key = ws.config().keys.home("bad");
     let junk = b.machine.path().join("junk");
     std::fs::write(&junk, b"\x1f\x8bnot really gzip").unwrap();
-    ws.store().put_file(&junk, &key, PutCondition::None).await.unwrap();
+    ws.store()
+        .put_file(&junk, &key, PutCondition::None)
+        .await
+        .unwrap();
     let err = ws.setup("bad", "s1", me()).await.unwrap_err();
     assert!(matches!(err, WorkspaceError::Archive { .. }), "{err}");
-    assert!(!b.temp_base().join("cc-broker/sess_s1").exists(), "setup removed its tree");
+    assert!(
+        !b.temp_base().join("cc-broker/sess_s1").exists(),
+        "setup removed its tree"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,19 +461,32 @@ async fn local_store_conditional_writes() {
     let store = LocalStore::open(dir.path()).unwrap();
     let src = dir.path().join("src");
     std::fs::write(&src, "v1").unwrap();
-    let m1 = store.put_file(&src, "a/b", PutCondition::IfNoneMatchAny).await.unwrap();
-    let again = store.put_file(&src, "a/b", PutCondition::IfNoneMatchAny).await.unwrap_err();
+    let m1 = store
+        .put_file(&src, "a/b", PutCondition::IfNoneMatchAny)
+        .await
+        .unwrap();
+    let again = store
+        .put_file(&src, "a/b", PutCondition::IfNoneMatchAny)
+        .await
+        .unwrap_err();
     assert!(again.is_precondition_failed(), "{again}");
     let m2 = store
         .put_file(&src, "a/b", PutCondition::IfMatch(m1.etag.clone().unwrap()))
         .await
         .unwrap();
     assert_ne!(m1.etag, m2.etag, "every write gets a new ETag");
-    let stale = store.put_file(&src, "a/b", PutCondition::IfMatch(m1.etag.unwrap())).await.unwrap_err();
+    let stale = store
+        .put_file(&src, "a/b", PutCondition::IfMatch(m1.etag.unwrap()))
+        .await
+        .unwrap_err();
     assert!(stale.is_precondition_failed());
     assert!(store.head("missing").await.unwrap_err().is_not_found());
     for bad in ["../x", "/abs", "a//b", "a/./b", ".ccws-tmp/x"] {
         assert!(store.head(bad).await.is_err(), "{bad}");
     }
-    assert!(Path::new(&dir.path().join(".ccws-tmp")).read_dir().unwrap().next().is_none());
+    assert!(Path::new(&dir.path().join(".ccws-tmp"))
+        .read_dir()
+        .unwrap()
+        .next()
+        .is_none());
 }

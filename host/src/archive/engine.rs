@@ -68,11 +68,15 @@ pub fn load_component(
             // written next to them, so they are the artifact we wrote.
             match unsafe { Component::deserialize(engine, &bytes) } {
                 Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!(path = %artifact.display(), "cached component rejected, recompiling: {e:#}"),
+                Err(e) => {
+                    tracing::warn!(path = %artifact.display(), "cached component rejected, recompiling: {e:#}")
+                }
             }
         }
         Ok(None) => {}
-        Err(why) => tracing::warn!(path = %artifact.display(), "component cache unusable, recompiling: {why}"),
+        Err(why) => {
+            tracing::warn!(path = %artifact.display(), "component cache unusable, recompiling: {why}")
+        }
     }
     let bytes = engine
         .precompile_component(wasm)

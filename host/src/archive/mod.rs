@@ -286,7 +286,10 @@ impl Archiver {
             path: archive.to_path_buf(),
             source,
         };
-        let dir = archive.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = archive
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err)?;
         let file = tokio::fs::File::from_std(tmp.reopen().map_err(io_err)?);
         let (report, file) = self.pack(src, file, options, filter).await?;
@@ -362,7 +365,9 @@ impl Archiver {
         ) -> std::pin::Pin<
             Box<
                 dyn std::future::Future<
-                        Output = wasmtime::Result<Result<bindings::wit::Report, bindings::wit::ArchiveError>>,
+                        Output = wasmtime::Result<
+                            Result<bindings::wit::Report, bindings::wit::ArchiveError>,
+                        >,
                     > + Send
                     + 'a,
             >,
@@ -440,7 +445,10 @@ fn apply_executables(dest: &Path, rels: &[String]) -> Result<(), HostError> {
     for rel in rels {
         use std::os::unix::fs::PermissionsExt;
         let relp = Path::new(rel);
-        if !relp.components().all(|c| matches!(c, PathComponent::Normal(_))) {
+        if !relp
+            .components()
+            .all(|c| matches!(c, PathComponent::Normal(_)))
+        {
             continue;
         }
         let mut path = dest.to_path_buf();

@@ -68,7 +68,10 @@ impl FilterHost for Sandbox {
 /// from the guest, so anything but a plain relative path is refused.
 fn is_executable(root: &Path, rel: &str) -> bool {
     let rel = Path::new(rel);
-    if !rel.components().all(|c| matches!(c, PathComponent::Normal(_))) {
+    if !rel
+        .components()
+        .all(|c| matches!(c, PathComponent::Normal(_)))
+    {
         return false;
     }
     #[cfg(unix)]

@@ -261,7 +261,7 @@ fn store(g: &Global) -> Result<Store, CliError> {
         local_store: g.local_store.clone(),
     };
     Ok(match config::resolve_store(&o, &env)? {
-        StoreSettings::S3(c) => Store::S3(S3Client::new(c).map_err(config::SettingsError::from)?),
+        StoreSettings::S3(c) => Store::S3(S3Client::new(*c).map_err(config::SettingsError::from)?),
         StoreSettings::Local(dir) => Store::Local(LocalStore::open(dir)?),
     })
 }

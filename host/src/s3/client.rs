@@ -675,6 +675,14 @@ impl S3Client {
     ) -> Result<ObjectMeta, S3Error> {
         check_key(key)?;
         let file = tokio::fs::File::open(src).await?;
+        let len = file.metadata().await?.len();
+        if len < self.inner.cfg.part_size as u64 {
+            // Small: read exactly the file (no part-sized buffer) and PUT it in one request.
+            let mut buf = Vec::with_capacity(len as usize);
+            let mut file = file;
+            tokio::io::AsyncReadExt::read_to_end(&mut file, &mut buf).await?;
+            return self.put_bytes(key, Bytes::from(buf), cond).await;
+        }
         self.put_stream(key, file, cond).await
     }
 

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::io;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use reqwest::Method;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinSet;
@@ -16,17 +16,27 @@ use super::error::{parse_error_xml, xml_fields, S3Error};
 /// S3's limit on the number of parts.
 const MAX_PARTS: u32 = 10_000;
 
-/// Reads up to `size` bytes (fewer only at the end of the stream).
-async fn read_part<R: AsyncRead + Unpin>(r: &mut R, size: usize) -> io::Result<Bytes> {
-    let mut buf = BytesMut::with_capacity(size);
+/// Reads up to `size` bytes (fewer only at the end of the stream) into a buffer that starts at
+/// `initial` bytes of capacity and grows as needed (so small streams stay small).
+async fn read_part<R: AsyncRead + Unpin>(
+    r: &mut R,
+    size: usize,
+    initial: usize,
+) -> io::Result<Bytes> {
+    let mut buf: Vec<u8> = Vec::with_capacity(initial.min(size));
     while buf.len() < size {
+        if buf.len() == buf.capacity() {
+            // Grow by doubling, never past `size` (so a part never holds more than `size`).
+            let grow = buf.capacity().max(64 * 1024).min(size - buf.len());
+            buf.reserve_exact(grow);
+        }
         let want = (size - buf.len()) as u64;
         let n = (&mut *r).take(want).read_buf(&mut buf).await?;
         if n == 0 {
             break;
         }
     }
-    Ok(buf.freeze())
+    Ok(Bytes::from(buf))
 }
 
 /// Aborts the upload if dropped while armed (e.g. the caller's future was cancelled).
@@ -69,11 +79,11 @@ impl S3Client {
     ) -> Result<ObjectMeta, S3Error> {
         check_key(key)?;
         let part_size = self.inner.cfg.part_size;
-        let first = read_part(&mut reader, part_size).await?;
+        let first = read_part(&mut reader, part_size, 64 * 1024).await?;
         if first.len() < part_size {
             return self.put_bytes(key, first, cond).await;
         }
-        let second = read_part(&mut reader, part_size).await?;
+        let second = read_part(&mut reader, part_size, part_size).await?;
         if second.is_empty() {
             return self.put_bytes(key, first, cond).await;
         }
@@ -128,7 +138,7 @@ impl S3Client {
                     Some(p) => p,
                     None if eof => break,
                     None => {
-                        let p = read_part(&mut reader, cfg.part_size).await?;
+                        let p = read_part(&mut reader, cfg.part_size, cfg.part_size).await?;
                         if p.len() < cfg.part_size {
                             eof = true;
                         }

@@ -37,7 +37,7 @@ pub enum StoreError {
     },
     /// The S3 transport failed.
     #[error(transparent)]
-    S3(S3Error),
+    S3(Box<S3Error>),
     /// The local store's filesystem failed.
     #[error("local store: {path}: {source}")]
     Local {
@@ -68,7 +68,7 @@ impl From<S3Error> for StoreError {
         match e {
             S3Error::NotFound { key } => StoreError::NotFound { key },
             S3Error::PreconditionFailed { key } => StoreError::PreconditionFailed { key },
-            e => StoreError::S3(e),
+            e => StoreError::S3(Box::new(e)),
         }
     }
 }

@@ -122,7 +122,7 @@ pub enum WorkspaceError {
         /// What was being done.
         op: String,
         /// The sandbox's error.
-        source: HostError,
+        source: Box<HostError>,
     },
     /// A local file operation failed.
     #[error("{}: {source}", path.display())]
@@ -391,5 +391,8 @@ fn store_err(op: impl Into<String>) -> impl FnOnce(StoreError) -> WorkspaceError
 
 fn archive_err(op: impl Into<String>) -> impl FnOnce(HostError) -> WorkspaceError {
     let op = op.into();
-    move |source| WorkspaceError::Archive { op, source }
+    move |source| WorkspaceError::Archive {
+        op,
+        source: Box::new(source),
+    }
 }
