@@ -146,8 +146,14 @@ impl Workspaces {
                     key,
                     "claude-home upload failed, queued in the outbox: {reason}"
                 );
-                let payload = self.outbox.dir().join(".payload.tar.gz");
-                let _ = fs::remove_file(&payload);
+                crate::workspace::private_dir(self.outbox.dir()).map_err(io_err(self.outbox.dir()))?;
+                // A unique staging name: concurrent teardowns may queue at once.
+                let staging = tempfile::Builder::new()
+                    .prefix(".payload-")
+                    .tempfile_in(self.outbox.dir())
+                    .map_err(io_err(self.outbox.dir()))?
+                    .into_temp_path();
+                let payload = staging.to_path_buf();
                 let filter = {
                     let sub = subtree.to_owned();
                     Box::new(move |rel: &str, _| {
