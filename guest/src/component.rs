@@ -40,7 +40,9 @@ impl Guest for Component {
         let (opts, mut host) = pack_options(&options)?;
         let sink = BufWriter::with_capacity(256 * 1024, StreamWriter(out));
         let result = crate::pack(Path::new(&src), sink, &opts, host.as_mut().map(|h| h as _));
-        result.map(|(report, _)| report_to_wit(report)).map_err(error_to_wit)
+        result
+            .map(|(report, _)| report_to_wit(report))
+            .map_err(error_to_wit)
     }
 
     fn unpack(
@@ -50,9 +52,14 @@ impl Guest for Component {
     ) -> Result<wit::Report, wit::ArchiveError> {
         let (opts, mut host) = unpack_options(&options)?;
         let reader = crate::io::ChunkReader::new(|max| read_chunk(input, max));
-        crate::unpack(reader, Path::new(&dest), &opts, host.as_mut().map(|h| h as _))
-            .map(report_to_wit)
-            .map_err(error_to_wit)
+        crate::unpack(
+            reader,
+            Path::new(&dest),
+            &opts,
+            host.as_mut().map(|h| h as _),
+        )
+        .map(report_to_wit)
+        .map_err(error_to_wit)
     }
 
     fn pack_file(

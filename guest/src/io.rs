@@ -89,7 +89,9 @@ impl<R: Read> Read for Counting<R> {
         self.count.set(total);
         if total > self.cap {
             self.over.set(true);
-            return Err(io::Error::other("decompressed archive exceeds the size limit"));
+            return Err(io::Error::other(
+                "decompressed archive exceeds the size limit",
+            ));
         }
         Ok(n)
     }
@@ -176,9 +178,7 @@ impl<R: BufRead> Read for MultiGz<R> {
                     self.state = GzState::Done;
                     return Ok(0);
                 }
-                GzState::Failed => {
-                    return Err(io::Error::other("gzip reader used after an error"))
-                }
+                GzState::Failed => return Err(io::Error::other("gzip reader used after an error")),
             }
         }
     }

@@ -51,7 +51,10 @@ pub fn pack<W: Write>(
         blame,
     };
     packer.walk(src, root, "")?;
-    let gz = packer.builder.into_inner().map_err(|e| packer.blame.error(e))?;
+    let gz = packer
+        .builder
+        .into_inner()
+        .map_err(|e| packer.blame.error(e))?;
     let buffered = gz.finish().map_err(|e| packer.blame.error(e))?;
     let mut tracked = buffered
         .into_inner()
@@ -91,7 +94,9 @@ impl<W: Write> Packer<'_, '_, W> {
         for item in listing {
             match item {
                 Ok(e) => names.push(e.file_name()),
-                Err(e) => self.report.skip(prefix, SkipReason::Unreadable, e.to_string()),
+                Err(e) => self
+                    .report
+                    .skip(prefix, SkipReason::Unreadable, e.to_string()),
             }
         }
         names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
@@ -163,7 +168,11 @@ impl<W: Write> Packer<'_, '_, W> {
         let md = file.metadata().unwrap_or_else(|_| md.clone());
         let size = md.len();
         let executable = verdict == Verdict::KeepExecutable || native_executable(&md);
-        let mut header = base_header(EntryType::Regular, if executable { 0o755 } else { 0o644 }, &md);
+        let mut header = base_header(
+            EntryType::Regular,
+            if executable { 0o755 } else { 0o644 },
+            &md,
+        );
         header.set_size(size);
         let mut body = SizedReader {
             file,

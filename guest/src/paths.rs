@@ -49,9 +49,15 @@ mod tests {
         assert_eq!(clean_entry_path(b"a/./b//c/").unwrap(), "a/b/c");
         assert_eq!(clean_entry_path(b"./").unwrap(), "");
         assert_eq!(clean_entry_path(b"../x"), Err(SkipReason::ParentComponent));
-        assert_eq!(clean_entry_path(b"a/../../x"), Err(SkipReason::ParentComponent));
+        assert_eq!(
+            clean_entry_path(b"a/../../x"),
+            Err(SkipReason::ParentComponent)
+        );
         assert_eq!(clean_entry_path(b"a/.."), Err(SkipReason::ParentComponent));
-        assert_eq!(clean_entry_path(b"/etc/passwd"), Err(SkipReason::AbsolutePath));
+        assert_eq!(
+            clean_entry_path(b"/etc/passwd"),
+            Err(SkipReason::AbsolutePath)
+        );
         assert_eq!(clean_entry_path(b"//x"), Err(SkipReason::AbsolutePath));
         assert_eq!(clean_entry_path(b"a\0b"), Err(SkipReason::NulInName));
         assert_eq!(clean_entry_path(b"a\xffb"), Err(SkipReason::NonUtf8Name));

@@ -152,7 +152,12 @@ pub struct Report {
 }
 
 impl Report {
-    pub(crate) fn skip(&mut self, path: impl Into<String>, reason: SkipReason, detail: impl Into<String>) {
+    pub(crate) fn skip(
+        &mut self,
+        path: impl Into<String>,
+        reason: SkipReason,
+        detail: impl Into<String>,
+    ) {
         self.skipped.push(Skipped {
             path: path.into(),
             reason,

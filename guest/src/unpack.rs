@@ -68,6 +68,7 @@ pub fn unpack<R: Read>(
         filter,
         report: Report::default(),
         known_dirs: HashSet::new(),
+        dir_mtimes: Vec::new(),
         excluded_dirs: HashMap::new(),
         buf: vec![0; READ_BUFFER],
         blame,
@@ -95,6 +96,7 @@ pub fn unpack<R: Read>(
             message: "archive ends without an end-of-archive marker (truncated?)".into(),
         });
     }
+    run.restore_dir_mtimes();
     Ok(run.report)
 }
 
@@ -105,6 +107,9 @@ struct Unpacker<'a, 'f> {
     report: Report,
     /// Directories (relative) verified or created as real directories.
     known_dirs: HashSet<String>,
+    /// Directory entries' mtimes, applied last (writing into a directory
+    /// changes its mtime).
+    dir_mtimes: Vec<(String, u64)>,
     /// Directory exclusion decisions, so a subtree is decided once.
     excluded_dirs: HashMap<String, bool>,
     buf: Vec<u8>,
@@ -168,9 +173,7 @@ impl Unpacker<'_, '_> {
         if header_size != size && !oversized {
             return Err(ArchiveError::Corrupt {
                 entry: shown,
-                message: format!(
-                    "PAX size {size} disagrees with the header's size {header_size}"
-                ),
+                message: format!("PAX size {size} disagrees with the header's size {header_size}"),
             });
         }
         self.end_of_data = entry.raw_file_position() + size.div_ceil(BLOCK) * BLOCK;
@@ -229,7 +232,10 @@ impl Unpacker<'_, '_> {
             return Ok(());
         }
         match kind {
-            EntryKind::Directory => self.directory(&rel),
+            EntryKind::Directory => {
+                let mtime = entry.header().mtime().unwrap_or(0);
+                self.directory(&rel, mtime)
+            }
             EntryKind::File => {
                 if size > limits.max_file_bytes {
                     return Err(self.limit(LimitKind::FileBytes, limits.max_file_bytes, &shown));
@@ -296,11 +302,17 @@ impl Unpacker<'_, '_> {
             let abs = self.dest.join(dir);
             match fs::symlink_metadata(&abs) {
                 Ok(md) if md.file_type().is_symlink() => {
-                    return Ok(Some((SkipReason::ThroughSymlink, format!("{dir} is a symlink"))));
+                    return Ok(Some((
+                        SkipReason::ThroughSymlink,
+                        format!("{dir} is a symlink"),
+                    )));
                 }
                 Ok(md) if md.is_dir() => {}
                 Ok(_) => {
-                    return Ok(Some((SkipReason::TypeConflict, format!("{dir} is not a directory"))));
+                    return Ok(Some((
+                        SkipReason::TypeConflict,
+                        format!("{dir} is not a directory"),
+                    )));
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     fs::create_dir(&abs).map_err(|e| dest_error(dir, &e))?;
@@ -312,17 +324,19 @@ impl Unpacker<'_, '_> {
         Ok(None)
     }
 
-    fn directory(&mut self, rel: &str) -> Result<(), ArchiveError> {
+    fn directory(&mut self, rel: &str, mtime: u64) -> Result<(), ArchiveError> {
         if !self.known_dirs.contains(rel) {
             let abs = self.dest.join(rel);
             match fs::symlink_metadata(&abs) {
                 Ok(md) if md.file_type().is_symlink() => {
-                    self.report.skip(rel, SkipReason::ThroughSymlink, "a symlink is in the way");
+                    self.report
+                        .skip(rel, SkipReason::ThroughSymlink, "a symlink is in the way");
                     return Ok(());
                 }
                 Ok(md) if md.is_dir() => {}
                 Ok(_) => {
-                    self.report.skip(rel, SkipReason::TypeConflict, "a file is in the way");
+                    self.report
+                        .skip(rel, SkipReason::TypeConflict, "a file is in the way");
                     return Ok(());
                 }
                 Err(_) => fs::create_dir(&abs).map_err(|e| dest_error(rel, &e))?,
@@ -330,7 +344,17 @@ impl Unpacker<'_, '_> {
             self.known_dirs.insert(rel.to_owned());
         }
         self.report.dirs += 1;
+        self.dir_mtimes.push((rel.to_owned(), mtime));
         Ok(())
+    }
+
+    /// Best effort, as for files: an unchanged tree packs byte-identical.
+    fn restore_dir_mtimes(&self) {
+        for (rel, mtime) in &self.dir_mtimes {
+            if let Ok(dir) = File::open(self.dest.join(rel)) {
+                set_mtime(&dir, *mtime);
+            }
+        }
     }
 
     fn file<R: Read>(
@@ -344,11 +368,13 @@ impl Unpacker<'_, '_> {
         let abs = self.dest.join(rel);
         match fs::symlink_metadata(&abs) {
             Ok(md) if md.file_type().is_symlink() => {
-                self.report.skip(rel, SkipReason::ThroughSymlink, "a symlink is in the way");
+                self.report
+                    .skip(rel, SkipReason::ThroughSymlink, "a symlink is in the way");
                 return Ok(());
             }
             Ok(md) if md.is_dir() => {
-                self.report.skip(rel, SkipReason::TypeConflict, "a directory is in the way");
+                self.report
+                    .skip(rel, SkipReason::TypeConflict, "a directory is in the way");
                 return Ok(());
             }
             _ => {}

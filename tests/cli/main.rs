@@ -212,11 +212,26 @@ fn split_setup_and_teardown_for_brokers() {
     let m = Machine::new();
     let out = m.run(&["setup", "-w", "w", "-s", "split"]);
     assert_eq!(out.status.code(), Some(0));
+    // The output is shell: a broker can eval it.
+    let sh = format!(
+        "{}\ntest -d \"$CLAUDE_CONFIG_DIR\" && test -d \"$CCWS_MEMORY_DIR\"",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        Command::new("sh")
+            .arg("-c")
+            .arg(&sh)
+            .status()
+            .unwrap()
+            .success(),
+        "{sh}"
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let config_dir = text
         .lines()
-        .find_map(|l| l.strip_prefix("CLAUDE_CONFIG_DIR="))
-        .expect("setup prints CLAUDE_CONFIG_DIR=");
+        .find_map(|l| l.strip_prefix("export CLAUDE_CONFIG_DIR='"))
+        .and_then(|v| v.strip_suffix('\''))
+        .expect("setup prints export CLAUDE_CONFIG_DIR='...'");
     std::fs::write(Path::new(config_dir).join("settings.json"), "{}").unwrap();
     // The owner (this test process) is alive: a second setup is refused.
     let again = m.run(&[

@@ -12,7 +12,8 @@ pub fn archiver() -> Archiver {
     static ARCHIVER: OnceLock<Archiver> = OnceLock::new();
     ARCHIVER
         .get_or_init(|| {
-            let cache = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ccws-test-cache");
+            let cache =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ccws-test-cache");
             Archiver::new(SandboxConfig {
                 cache_dir: Some(cache),
                 ..SandboxConfig::default()
@@ -23,4 +24,5 @@ pub fn archiver() -> Archiver {
 }
 
 pub mod faultproxy;
+pub mod hostile;
 pub mod s3s;

@@ -38,7 +38,10 @@ fn walk(root: &Path, dir: &Path, out: &mut Snapshot) {
         let md = fs::symlink_metadata(&p).unwrap();
         if md.file_type().is_symlink() {
             let t = fs::read_link(&p).unwrap();
-            out.insert(rel, Some((format!("symlink:{}", t.display()).into_bytes(), false)));
+            out.insert(
+                rel,
+                Some((format!("symlink:{}", t.display()).into_bytes(), false)),
+            );
         } else if md.is_dir() {
             out.insert(rel, None);
             walk(root, &p, out);

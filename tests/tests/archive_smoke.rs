@@ -8,10 +8,21 @@ async fn smoke_round_trip() {
     tree::write(src.path(), "a/b.txt", b"hello");
     tree::write(src.path(), "run.sh", b"#!/bin/sh\necho hi\n");
     tree::make_executable(src.path(), "run.sh");
-    let (report, bytes) = a.pack(src.path(), Vec::new(), &PackOptions::default(), None).await.unwrap();
+    let (report, bytes) = a
+        .pack(src.path(), Vec::new(), &PackOptions::default(), None)
+        .await
+        .unwrap();
     assert_eq!(report.files, 2);
     let dest = tempfile::tempdir().unwrap();
-    let r2 = a.unpack(std::io::Cursor::new(bytes), dest.path(), &UnpackOptions::default(), None).await.unwrap();
+    let r2 = a
+        .unpack(
+            std::io::Cursor::new(bytes),
+            dest.path(),
+            &UnpackOptions::default(),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(r2.files, 2);
     assert_eq!(tree::snapshot(src.path()), tree::snapshot(dest.path()));
 }

@@ -285,8 +285,10 @@ fn print_setup(g: &Global, w: &Workspace) {
         println!("{}", serde_json::to_string_pretty(w).unwrap_or_default());
         return;
     }
+    // Shell syntax, so a broker can `eval "$(ccws setup ...)"`.
     for (k, v) in w.env() {
-        println!("{k}={}", v.display());
+        let quoted = v.to_string_lossy().replace('\'', "'\\''");
+        println!("export {k}='{quoted}'");
     }
 }
 
