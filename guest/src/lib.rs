@@ -15,6 +15,9 @@ pub mod unpack;
 #[cfg(target_arch = "wasm32")]
 mod component;
 
+#[cfg(test)]
+mod tests;
+
 pub use pack::pack;
 pub use pattern::Patterns;
 pub use types::*;

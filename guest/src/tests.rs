@@ -1,0 +1,394 @@
+//! Native unit tests of the archive core (the same code the component runs).
+//! The component itself is exercised end to end by `tests/tests/archive_*.rs`.
+
+use std::fs::{self, File};
+use std::io::{self, Cursor, Read, Write};
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use flate2::write::GzEncoder;
+use flate2::{Compression, GzBuilder};
+use tar::{EntryType, Header};
+
+use crate::io::MultiGz;
+use crate::types::*;
+use crate::{pack, pack_file, unpack, unpack_file, Patterns};
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    let mut e = GzEncoder::new(Vec::new(), Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn write(root: &Path, rel: &str, data: &[u8]) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, data).unwrap();
+}
+
+fn set_mtime(path: &Path, secs: u64) {
+    File::open(path)
+        .unwrap()
+        .set_modified(UNIX_EPOCH + Duration::from_secs(secs))
+        .unwrap();
+}
+
+fn mtime(path: &Path) -> u64 {
+    fs::metadata(path)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn pack_bytes(src: &Path) -> (Report, Vec<u8>) {
+    pack(src, Vec::new(), &PackOptions::default(), None).unwrap()
+}
+
+fn unpack_bytes(bytes: &[u8], dest: &Path, options: &UnpackOptions) -> Result<Report, ArchiveError> {
+    unpack(Cursor::new(bytes), dest, options, None)
+}
+
+/// A tar with raw control over the size field (the tar crate's `Builder`
+/// writes headers as given and does not check them against the body).
+fn tar_with(entries: &[(Header, &[u8])], pax_size: Option<u64>) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    if let Some(size) = pax_size {
+        let value = size.to_string();
+        b.append_pax_extensions([("size", value.as_bytes())]).unwrap();
+    }
+    for (h, data) in entries {
+        b.append(h, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn file_header(name: &str, size: u64) -> Header {
+    let mut h = Header::new_ustar();
+    h.set_path(name).unwrap();
+    h.set_entry_type(EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(size);
+    h.set_cksum();
+    h
+}
+
+mod pax_size_desync {
+    use super::*;
+
+    #[test]
+    fn ustar_size_zero_under_a_small_pax_size_is_corrupt() {
+        // CVE-2025-62518 shape: a ustar-only parser would see an empty file
+        // followed by the smuggled header.
+        let smuggled = tar_with(&[(file_header("smuggled", 4), b"evil")], None);
+        let tar = tar_with(&[(file_header("desync", 0), &smuggled)], Some(smuggled.len() as u64));
+        let dest = tempfile::tempdir().unwrap();
+        match unpack_bytes(&gz(&tar), dest.path(), &UnpackOptions::default()) {
+            Err(ArchiveError::Corrupt { entry, message }) => {
+                assert_eq!(entry, "desync");
+                assert!(message.contains("PAX size"), "{message}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert!(!dest.path().join("smuggled").exists());
+        assert!(!dest.path().join("desync").exists());
+    }
+
+    #[test]
+    fn nonzero_mismatch_is_corrupt() {
+        let tar = tar_with(&[(file_header("desync", 4), b"data")], Some(2));
+        let dest = tempfile::tempdir().unwrap();
+        let err = unpack_bytes(&gz(&tar), dest.path(), &UnpackOptions::default()).unwrap_err();
+        assert!(matches!(err, ArchiveError::Corrupt { ref entry, .. } if entry == "desync"), "{err:?}");
+    }
+
+    #[test]
+    fn ustar_size_zero_is_allowed_for_sizes_it_cannot_hold() {
+        // Over 8 GiB the ustar field cannot hold the size and pax writers
+        // leave it 0: not a desync. (It then meets the file-size limit.)
+        let big = 9u64 << 30;
+        let tar = tar_with(&[(file_header("huge", 0), b"")], Some(big));
+        let dest = tempfile::tempdir().unwrap();
+        let options = UnpackOptions {
+            limits: Limits {
+                max_file_bytes: 1 << 20,
+                ..Limits::default()
+            },
+            ..UnpackOptions::default()
+        };
+        match unpack_bytes(&gz(&tar), dest.path(), &options) {
+            Err(ArchiveError::LimitExceeded { limit, entry, .. }) => {
+                assert_eq!(limit, LimitKind::FileBytes);
+                assert_eq!(entry, "huge");
+            }
+            other => panic!("expected LimitExceeded, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn agreeing_pax_size_is_fine() {
+        let tar = tar_with(&[(file_header("same", 4), b"data")], Some(4));
+        let dest = tempfile::tempdir().unwrap();
+        let report = unpack_bytes(&gz(&tar), dest.path(), &UnpackOptions::default()).unwrap();
+        assert_eq!(report.files, 1);
+        assert_eq!(fs::read(dest.path().join("same")).unwrap(), b"data");
+    }
+}
+
+mod names {
+    use super::*;
+
+    /// What `tar::Builder::append_data` writes for the same entries: the
+    /// pack output must not change for names it handles.
+    fn reference(entries: &[(&str, EntryType, u32, u64, &[u8])]) -> Vec<u8> {
+        let gz = GzBuilder::new().write(Vec::new(), Compression::new(6));
+        let mut b = tar::Builder::new(gz);
+        for (name, kind, mode, mtime, data) in entries {
+            let mut h = Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(*mode);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(*mtime);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn same_bytes_as_append_data_for_ordinary_names() {
+        let src = tempfile::tempdir().unwrap();
+        let short = "short.txt".to_owned();
+        let exactly_100 = "e".repeat(100);
+        let long_dir = "d".repeat(120);
+        let long_file = format!("{long_dir}/{}", "f".repeat(150));
+        // A multi-byte character straddles byte 100: the truncated copy in
+        // the header is cut before it.
+        let straddle = format!("{}日本語", "u".repeat(98));
+        for (rel, data) in [
+            (&short, &b"s"[..]),
+            (&exactly_100, b"e"),
+            (&long_file, b"l"),
+            (&straddle, b"u"),
+        ] {
+            write(src.path(), rel, data);
+            set_mtime(&src.path().join(rel), 1_600_000_000);
+        }
+        set_mtime(&src.path().join(&long_dir), 1_600_000_001);
+        let (_, packed) = pack_bytes(src.path());
+
+        let long_dir_entry = format!("{long_dir}/");
+        let want = reference(&[
+            (&long_dir_entry, EntryType::Directory, 0o755, 1_600_000_001, b""),
+            (&long_file, EntryType::Regular, 0o644, 1_600_000_000, b"l"),
+            (&exactly_100, EntryType::Regular, 0o644, 1_600_000_000, b"e"),
+            (&short, EntryType::Regular, 0o644, 1_600_000_000, b"s"),
+            (&straddle, EntryType::Regular, 0o644, 1_600_000_000, b"u"),
+        ]);
+        assert!(packed == want, "pack output differs from append_data's");
+    }
+
+    #[test]
+    fn backslashes_are_ordinary_bytes() {
+        let src = tempfile::tempdir().unwrap();
+        let short = "a\\b".to_owned();
+        let long = format!("{}\\{}", "x".repeat(80), "y".repeat(80));
+        write(src.path(), &short, b"short");
+        write(src.path(), &long, b"long");
+        let (report, packed) = pack_bytes(src.path());
+        assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&packed[..]));
+        let names: Vec<Vec<u8>> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path_bytes().into_owned())
+            .collect();
+        assert_eq!(names, [short.as_bytes(), long.as_bytes()]);
+        let dest = tempfile::tempdir().unwrap();
+        unpack_bytes(&packed, dest.path(), &UnpackOptions::default()).unwrap();
+        assert_eq!(fs::read(dest.path().join(&long)).unwrap(), b"long");
+    }
+}
+
+mod mtimes {
+    use super::*;
+
+    #[test]
+    fn unpack_restores_file_and_directory_mtimes() {
+        let src = tempfile::tempdir().unwrap();
+        write(src.path(), "a/b/c.txt", b"c");
+        write(src.path(), "a/d.txt", b"d");
+        set_mtime(&src.path().join("a/b/c.txt"), 1_000_000_001);
+        set_mtime(&src.path().join("a/d.txt"), 1_000_000_002);
+        set_mtime(&src.path().join("a/b"), 1_000_000_003);
+        set_mtime(&src.path().join("a"), 1_000_000_004);
+        let (_, first) = pack_bytes(src.path());
+        let dest = tempfile::tempdir().unwrap();
+        unpack_bytes(&first, dest.path(), &UnpackOptions::default()).unwrap();
+        assert_eq!(mtime(&dest.path().join("a/b/c.txt")), 1_000_000_001);
+        assert_eq!(mtime(&dest.path().join("a/d.txt")), 1_000_000_002);
+        assert_eq!(mtime(&dest.path().join("a/b")), 1_000_000_003);
+        assert_eq!(mtime(&dest.path().join("a")), 1_000_000_004);
+        let (_, second) = pack_bytes(dest.path());
+        assert!(first == second, "pack -> unpack -> pack changed the bytes");
+    }
+}
+
+mod options {
+    use super::*;
+
+    #[test]
+    fn zero_limits_are_invalid() {
+        let dest = tempfile::tempdir().unwrap();
+        for limits in [
+            Limits {
+                max_entries: 0,
+                ..Limits::default()
+            },
+            Limits {
+                max_path_bytes: 0,
+                ..Limits::default()
+            },
+        ] {
+            let options = UnpackOptions {
+                limits,
+                ..UnpackOptions::default()
+            };
+            let err = unpack_bytes(&gz(&[0; 1024]), dest.path(), &options).unwrap_err();
+            assert!(matches!(err, ArchiveError::InvalidOptions(_)), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn gzip_level_over_9_is_invalid() {
+        let src = tempfile::tempdir().unwrap();
+        let options = PackOptions {
+            level: 10,
+            ..PackOptions::default()
+        };
+        let err = pack(src.path(), Vec::new(), &options, None).unwrap_err();
+        assert!(matches!(err, ArchiveError::InvalidOptions(_)), "{err:?}");
+    }
+
+    #[test]
+    fn missing_source_is_an_io_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let err = pack(&missing, Vec::new(), &PackOptions::default(), None).unwrap_err();
+        match err {
+            ArchiveError::Io { path, .. } => assert!(path.ends_with("missing"), "{path}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn excluded_directory_prunes_its_subtree_and_is_reported_once() {
+        let src = tempfile::tempdir().unwrap();
+        write(src.path(), "keep/x", b"x");
+        write(src.path(), "cache/a/b", b"b");
+        write(src.path(), "cache/c", b"c");
+        let options = PackOptions {
+            exclude: Patterns::new(&["cache"]).unwrap(),
+            ..PackOptions::default()
+        };
+        let mut asked = Vec::new();
+        let mut filter = |rel: &str, _kind: EntryKind| {
+            asked.push(rel.to_owned());
+            Verdict::Keep
+        };
+        let (report, _) = pack(src.path(), Vec::new(), &options, Some(&mut filter)).unwrap();
+        assert_eq!(report.skipped.len(), 1);
+        assert_eq!(report.skipped[0].path, "cache");
+        assert_eq!(report.skipped[0].reason, SkipReason::Excluded);
+        // Patterns decide first; the filter never hears of the subtree.
+        assert_eq!(asked, ["keep", "keep/x"]);
+    }
+}
+
+mod files {
+    use super::*;
+
+    #[test]
+    fn pack_file_and_unpack_file_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        write(&src, "one/two.txt", b"two");
+        let archive = dir.path().join("a.tar.gz");
+        let report = pack_file(&src, &archive, &PackOptions::default(), None).unwrap();
+        assert_eq!((report.files, report.dirs), (1, 1));
+        let dest = dir.path().join("dest");
+        let report = unpack_file(&archive, &dest, &UnpackOptions::default(), None).unwrap();
+        assert_eq!((report.files, report.dirs), (1, 1));
+        assert_eq!(fs::read(dest.join("one/two.txt")).unwrap(), b"two");
+    }
+
+    #[test]
+    fn unpack_file_of_a_missing_archive_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.tar.gz");
+        match unpack_file(&missing, dir.path(), &UnpackOptions::default(), None) {
+            Err(ArchiveError::Io { path, .. }) => assert!(path.ends_with("nope.tar.gz")),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+mod multi_gz {
+    use super::*;
+
+    fn read_all(input: Vec<u8>) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        MultiGz::new(io::BufReader::new(Cursor::new(input))).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn concatenated_members_are_one_stream() {
+        let mut input = gz(b"hello, ");
+        input.extend(gz(b""));
+        input.extend(gz(b"world"));
+        assert_eq!(read_all(input).unwrap(), b"hello, world");
+    }
+
+    #[test]
+    fn trailing_zeros_are_padding() {
+        let mut input = gz(b"data");
+        input.extend([0; 4096]);
+        assert_eq!(read_all(input).unwrap(), b"data");
+    }
+
+    #[test]
+    fn trailing_garbage_is_an_error() {
+        let mut input = gz(b"data");
+        input.extend(b"\0\0junk");
+        let err = read_all(input).unwrap_err();
+        assert!(err.to_string().contains("trailing garbage"), "{err}");
+    }
+
+    #[test]
+    fn empty_and_non_gzip_input_are_errors() {
+        let err = read_all(Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("empty input"), "{err}");
+        let err = read_all(b"plain text".to_vec()).unwrap_err();
+        assert!(err.to_string().contains("not a gzip stream"), "{err}");
+    }
+
+    #[test]
+    fn bad_crc_is_an_error() {
+        let mut input = gz(b"some data to checksum");
+        let n = input.len();
+        input[n - 8] ^= 1;
+        assert!(read_all(input).is_err());
+    }
+
+    #[test]
+    fn truncated_member_is_an_error() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let input = gz(&data);
+        let cut = input[..input.len() - 4].to_vec();
+        assert!(read_all(cut).is_err());
+    }
+}
