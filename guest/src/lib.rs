@@ -28,25 +28,43 @@ use std::io::BufWriter;
 use std::path::Path;
 
 /// Pack directory `src` into a new archive file (replaced if it exists).
+/// The archive is written beside it and renamed into place, so a failed
+/// pack leaves an existing archive as it was and no partial file behind.
 pub fn pack_file(
     src: &Path,
     archive: &Path,
     options: &PackOptions,
     filter: Option<&mut dyn Filter>,
 ) -> Result<Report, ArchiveError> {
-    let file = File::create(archive).map_err(|e| ArchiveError::Io {
+    let io_error = |e: std::io::Error| ArchiveError::Io {
         path: archive.display().to_string(),
         message: e.to_string(),
-    })?;
+    };
+    let name = archive.file_name().unwrap_or_default().to_string_lossy();
+    let partial = archive.with_file_name(format!(".{name}.ccws-partial"));
+    let file = File::create(&partial).map_err(io_error)?;
     let out = BufWriter::with_capacity(256 * 1024, io::PositionalWriter::new(file));
-    let (report, _) = pack(src, out, options, filter).map_err(|e| match e {
+    let packed = pack(src, out, options, filter).map_err(|e| match e {
         ArchiveError::Stream(message) => ArchiveError::Io {
             path: archive.display().to_string(),
             message,
         },
         e => e,
-    })?;
-    Ok(report)
+    });
+    match packed {
+        Ok((report, out)) => {
+            drop(out);
+            std::fs::rename(&partial, archive).map_err(|e| {
+                let _ = std::fs::remove_file(&partial);
+                io_error(e)
+            })?;
+            Ok(report)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
+        }
+    }
 }
 
 /// Unpack archive file `archive` into directory `dest` (created if missing).
