@@ -326,6 +326,19 @@ mod files {
     }
 
     #[test]
+    fn failed_pack_file_leaves_an_existing_archive_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("a.tar.gz");
+        fs::write(&archive, b"the previous archive").unwrap();
+        let missing = dir.path().join("missing-src");
+        let err = pack_file(&missing, &archive, &PackOptions::default(), None).unwrap_err();
+        assert!(matches!(err, ArchiveError::Io { .. }), "{err:?}");
+        assert_eq!(fs::read(&archive).unwrap(), b"the previous archive");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["a.tar.gz"], "a partial file was left behind");
+    }
+
+    #[test]
     fn unpack_file_of_a_missing_archive_names_it() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.tar.gz");
