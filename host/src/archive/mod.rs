@@ -382,6 +382,12 @@ impl Archiver {
         let out = f(&instance, store).await;
         match out {
             Ok(Ok(report)) => Ok(convert::report(report)),
+            // The guest may survive a refused allocation (e.g. `read_to_end`
+            // reports it as an I/O error) and fail "cleanly": the cause is
+            // still the memory cap, not the archive.
+            Ok(Err(_)) if store.data().limiter.hit => {
+                Err(HostError::MemoryLimit(self.inner.config.memory_limit))
+            }
             Ok(Err(e)) => Err(HostError::Archive(convert::error(e))),
             Err(e) => Err(self.trap(store, e)),
         }
