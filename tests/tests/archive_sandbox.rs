@@ -1,0 +1,231 @@
+//! The sandbox around the component: memory cap, CPU budget, and the
+//! compiled-component cache's recovery from corrupt files.
+
+use std::fs;
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ccws::archive::{Archiver, HostError, PackOptions, SandboxConfig, UnpackOptions};
+use ccws_tests::hostile::{kind, zeros, GzStream, Header, Tar};
+use ccws_tests::tree;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A small legitimate archive.
+fn small_archive() -> Vec<u8> {
+    ccws_tests::hostile::gzip(&Tar::new().dir("d/").file("d/f.txt", b"small").finish())
+}
+
+fn archiver_with(config: SandboxConfig) -> Archiver {
+    Archiver::new(SandboxConfig {
+        cache_dir: Some(shared_cache()),
+        ..config
+    })
+    .expect("loading the component")
+}
+
+/// The test cache shared with `ccws_tests::archiver()` (compiled once).
+fn shared_cache() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ccws-test-cache")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_over_its_memory_cap_is_stopped() {
+    const CAP: usize = 32 << 20;
+    let a = archiver_with(SandboxConfig {
+        memory_limit: CAP,
+        ..SandboxConfig::default()
+    });
+
+    // Under the cap, an ordinary archive unpacks: the cap is not simply
+    // below what the guest needs to start.
+    let dest = tempfile::tempdir().unwrap();
+    let report = a
+        .unpack(Cursor::new(small_archive()), dest.path(), &UnpackOptions::default(), None)
+        .await
+        .expect("a small archive under a 32 MiB cap");
+    assert_eq!(report.files, 1);
+
+    // A PAX header with a 256 MiB body: the tar parser reads extension
+    // bodies into memory, and the default limits allow it, so only the
+    // memory cap stands in the way.
+    let head = Tar::new()
+        .entry(Header::new(kind::PAX, "PaxHeaders/huge", 256 << 20), &[])
+        .unterminated();
+    let input = GzStream::new(Cursor::new(head).chain_zeros(256 << 20));
+    let dest = tempfile::tempdir().unwrap();
+    let result = tokio::time::timeout(TIMEOUT, a.unpack(input, dest.path(), &UnpackOptions::default(), None))
+        .await
+        .expect("no hang");
+    match result {
+        Err(e @ HostError::MemoryLimit(limit)) => {
+            assert_eq!(limit, CAP);
+            let msg = e.to_string();
+            assert!(msg.contains("memory limit") && msg.contains(&CAP.to_string()), "{msg}");
+        }
+        other => panic!("expected HostError::MemoryLimit, got {other:?}"),
+    }
+
+    // A cap below what the guest needs to start: the trap path.
+    let tiny = archiver_with(SandboxConfig {
+        memory_limit: 64 << 10,
+        ..SandboxConfig::default()
+    });
+    let dest = tempfile::tempdir().unwrap();
+    let result = tiny
+        .unpack(Cursor::new(small_archive()), dest.path(), &UnpackOptions::default(), None)
+        .await;
+    assert!(matches!(result, Err(HostError::MemoryLimit(l)) if l == 64 << 10), "{result:?}");
+
+    // The archiver is still usable afterwards.
+    let dest = tempfile::tempdir().unwrap();
+    a.unpack(Cursor::new(small_archive()), dest.path(), &UnpackOptions::default(), None)
+        .await
+        .expect("the archiver works after a guest was stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_over_its_cpu_budget_is_stopped() {
+    const BUDGET: Duration = Duration::from_millis(5);
+    let a = archiver_with(SandboxConfig {
+        cpu_time: BUDGET,
+        ..SandboxConfig::default()
+    });
+    // A large, legitimate archive: 64 MiB of poorly compressible data in
+    // 256 files, decompressed and written by the guest (far more than 5 ms
+    // of work however fast the machine).
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    for i in 0..256 {
+        let data: Vec<u8> = (0..256 * 1024)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state % 16) as u8
+            })
+            .collect();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, format!("f{i:03}"), &data[..]).unwrap();
+    }
+    let bytes = tar.into_inner().unwrap().finish().unwrap();
+
+    let dest = tempfile::tempdir().unwrap();
+    let result = tokio::time::timeout(TIMEOUT, a.unpack(Cursor::new(bytes), dest.path(), &UnpackOptions::default(), None))
+        .await
+        .expect("no hang");
+    match result {
+        Err(e @ HostError::CpuTime(budget)) => {
+            assert_eq!(budget, BUDGET);
+            let msg = e.to_string();
+            assert!(msg.contains("CPU time") && msg.contains("5ms"), "{msg}");
+        }
+        other => panic!("expected HostError::CpuTime, got {other:?}"),
+    }
+
+    // Packing is under the same budget.
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..64 {
+        let data: Vec<u8> = (0..256 * 1024u32).map(|j| (j.wrapping_mul(2_654_435_761) >> 13) as u8 ^ i).collect();
+        fs::write(src.path().join(format!("f{i}")), data).unwrap();
+    }
+    let result = tokio::time::timeout(TIMEOUT, a.pack(src.path(), Vec::new(), &PackOptions::default(), None))
+        .await
+        .expect("no hang");
+    assert!(matches!(result, Err(HostError::CpuTime(_))), "{:?}", result.map(|r| r.0));
+}
+
+/// The one `.cwasm` artifact in a cache directory.
+fn artifact(dir: &Path) -> PathBuf {
+    let found: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert_eq!(found.len(), 1, "cache holds {found:?}");
+    found.into_iter().next().unwrap()
+}
+
+async fn works(a: &Archiver) {
+    let src = tempfile::tempdir().unwrap();
+    tree::write(src.path(), "a/b.txt", b"cached");
+    let (_, bytes) = a.pack(src.path(), Vec::new(), &PackOptions::default(), None).await.unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    a.unpack(Cursor::new(bytes), dest.path(), &UnpackOptions::default(), None).await.unwrap();
+    assert_eq!(tree::snapshot(src.path()), tree::snapshot(dest.path()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_compile_cache_is_detected_and_rebuilt() {
+    let cache = tempfile::tempdir().unwrap();
+    let config = || SandboxConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..SandboxConfig::default()
+    };
+    let first = Archiver::new(config()).unwrap();
+    works(&first).await;
+    let path = artifact(cache.path());
+    let good = fs::read(&path).unwrap();
+
+    // 1. Bytes flipped in the middle (the digest beside it no longer matches).
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    for b in &mut bad[mid..mid + 64] {
+        *b ^= 0xa5;
+    }
+    fs::write(&path, &bad).unwrap();
+    let second = Archiver::new(config()).expect("recovering from a corrupt cache file");
+    works(&second).await;
+    assert_eq!(fs::read(&path).unwrap(), good, "the cache file was not rewritten");
+
+    // 2. Truncated to half.
+    fs::write(&path, &good[..good.len() / 2]).unwrap();
+    let third = Archiver::new(config()).expect("recovering from a truncated cache file");
+    works(&third).await;
+    assert_eq!(fs::read(&path).unwrap(), good);
+
+    // 3. Garbage with a matching digest (a stale or foreign file that passes
+    //    the checksum): wasmtime itself must reject it.
+    let garbage = b"\x7fELF definitely not a compiled component".repeat(100);
+    fs::write(&path, &garbage).unwrap();
+    let digest = path.with_extension("sha256");
+    assert!(digest.exists(), "expected a digest file beside {}", path.display());
+    let mut f = fs::File::create(&digest).unwrap();
+    f.write_all(sha256_hex(&garbage).as_bytes()).unwrap();
+    drop(f);
+    let fourth = Archiver::new(config()).expect("recovering from a rejected cache file");
+    works(&fourth).await;
+    assert_eq!(fs::read(&path).unwrap(), good);
+
+    // 4. Missing digest.
+    fs::remove_file(&digest).unwrap();
+    let fifth = Archiver::new(config()).expect("recovering from a missing digest");
+    works(&fifth).await;
+    assert!(digest.exists());
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(data)?;
+            child.wait_with_output()
+        })
+        .expect("running sha256sum");
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
+}
+
+/// Small helper so the memory test reads naturally.
+trait ChainZeros: std::io::Read + Sized {
+    fn chain_zeros(self, n: u64) -> std::io::Chain<Self, std::io::Take<std::io::Repeat>> {
+        self.chain(zeros(n))
+    }
+}
+
+impl<R: std::io::Read> ChainZeros for R {}
