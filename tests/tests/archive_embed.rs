@@ -1,0 +1,410 @@
+//! Other hosts embed the component with no ccws code: the plain path-only
+//! exports (`pack-file`, `unpack-file`) need nothing but WASI preopens and
+//! strings. Here a minimal second Rust host, written against plain
+//! `wasmtime` + `wasmtime-wasi` with dynamic values, and the Python
+//! `wasmtime` package (`tests/python/embed.py`).
+
+use std::path::Path;
+use std::process::Command;
+
+use ccws::archive::COMPONENT_WASM;
+use ccws_tests::tree;
+use wasmtime::component::{Component, Linker, ResourceTable, Val};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+const IFACE: &str = "ccws:archive/archive@0.1.0";
+
+struct Host {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+const FILTER: &str = "ccws:archive/filter@0.1.0";
+
+/// A minimal embedding: one engine, WASI p2, and the `filter` import.
+struct Embedder {
+    engine: Engine,
+    component: Component,
+    linker: Linker<Host>,
+}
+
+/// How the embedder satisfies the `ccws:archive/filter` import.
+enum FilterImport {
+    /// A trap: the guest calls `check` only when an options record sets
+    /// `host-filter`, so a host that never does may trap.
+    Trap,
+    /// Exclude exactly this relative path, keep the rest.
+    Exclude(&'static str),
+}
+
+impl Embedder {
+    fn new(filter: FilterImport) -> Self {
+        let engine = Engine::default();
+        let component = Component::new(&engine, COMPONENT_WASM).expect("compiling the component");
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+        // Not `linker.define_unknown_imports_as_traps(&component)`: in
+        // wasmtime 48 it also stubs the `error` resource that
+        // `wasi:io/streams` re-exports, and instantiation then fails (see
+        // `define_unknown_imports_as_traps_breaks_wasi_p2` below).
+        let mut instance = linker.instance(FILTER).unwrap();
+        match filter {
+            FilterImport::Trap => instance
+                .func_new("check", |_, _, _, _| {
+                    wasmtime::bail!("{FILTER}#check called, but this host never sets host-filter")
+                })
+                .unwrap(),
+            FilterImport::Exclude(path) => instance
+                .func_new("check", move |_, _, params, results| {
+                    let verdict = match &params[0] {
+                        Val::String(rel) if rel == path => "exclude",
+                        _ => "keep",
+                    };
+                    results[0] = Val::Enum(verdict.into());
+                    Ok(())
+                })
+                .unwrap(),
+        }
+        Embedder {
+            engine,
+            component,
+            linker,
+        }
+    }
+
+    /// Call export `name` of the archive interface in a fresh store with
+    /// these preopens (host dir, guest path, perms).
+    fn call(&self, preopens: &[(&Path, &str, FsPerms)], name: &str, args: &[Val]) -> Val {
+        let mut wasi = WasiCtxBuilder::new();
+        for (host, guest, perms) in preopens {
+            wasi.preopened_dir(host, guest, *perms).unwrap();
+        }
+        let mut store = Store::new(
+            &self.engine,
+            Host {
+                wasi: wasi.build(),
+                table: ResourceTable::new(),
+            },
+        );
+        let instance = self.linker.instantiate(&mut store, &self.component).unwrap();
+        let iface = instance
+            .get_export_index(&mut store, None, IFACE)
+            .unwrap_or_else(|| panic!("no export {IFACE}"));
+        let index = instance
+            .get_export_index(&mut store, Some(&iface), name)
+            .unwrap_or_else(|| panic!("no export {IFACE}#{name}"));
+        let func = instance.get_func(&mut store, index).unwrap();
+        let mut results = [Val::Bool(false)];
+        func.call(&mut store, args, &mut results)
+            .unwrap_or_else(|e| panic!("calling {name}: {e:#}"));
+        let [result] = results;
+        result
+    }
+}
+
+fn field<'a>(record: &'a Val, name: &str) -> &'a Val {
+    match record {
+        Val::Record(fields) => fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("no field {name} in {record:?}")),
+        other => panic!("not a record: {other:?}"),
+    }
+}
+
+fn ok_report(result: Val) -> Val {
+    match result {
+        Val::Result(Ok(Some(report))) => *report,
+        other => panic!("expected ok(report), got {other:?}"),
+    }
+}
+
+/// The `archive-error` case name and payload of an `err` result.
+fn err_case(result: Val) -> (String, Option<Box<Val>>) {
+    match result {
+        Val::Result(Err(Some(e))) => match *e {
+            Val::Variant(case, payload) => (case, payload),
+            other => panic!("not an archive-error: {other:?}"),
+        },
+        other => panic!("expected err(archive-error), got {other:?}"),
+    }
+}
+
+fn strings(list: &Val) -> Vec<String> {
+    match list {
+        Val::List(items) => items
+            .iter()
+            .map(|v| match v {
+                Val::String(s) => s.clone(),
+                other => panic!("not a string: {other:?}"),
+            })
+            .collect(),
+        other => panic!("not a list: {other:?}"),
+    }
+}
+
+fn pack_options(exclude: &[&str]) -> Val {
+    pack_options_with(exclude, false)
+}
+
+fn pack_options_with(exclude: &[&str], host_filter: bool) -> Val {
+    Val::Record(vec![
+        ("level".into(), Val::U8(6)),
+        (
+            "exclude".into(),
+            Val::List(exclude.iter().map(|s| Val::String((*s).into())).collect()),
+        ),
+        ("host-filter".into(), Val::Bool(host_filter)),
+    ])
+}
+
+fn skipped(report: &Val) -> Vec<(String, String)> {
+    match field(report, "skipped") {
+        Val::List(items) => items
+            .iter()
+            .map(|s| match (field(s, "path"), field(s, "reason")) {
+                (Val::String(p), Val::Enum(r)) => (p.clone(), r.clone()),
+                other => panic!("{other:?}"),
+            })
+            .collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn unpack_options(limits: Val) -> Val {
+    Val::Record(vec![
+        ("limits".into(), limits),
+        ("exclude".into(), Val::List(Vec::new())),
+        ("host-filter".into(), Val::Bool(false)),
+    ])
+}
+
+#[test]
+fn a_plain_wasmtime_host_uses_the_path_only_exports() {
+    let host = Embedder::new(FilterImport::Trap);
+    let src = tempfile::tempdir().unwrap();
+    tree::write(src.path(), "notes/ünï.txt", "plain host".as_bytes());
+    tree::write(src.path(), "skip.tmp", b"excluded");
+    tree::write(src.path(), "run.sh", b"#!/bin/sh\n");
+    tree::make_executable(src.path(), "run.sh");
+    let out = tempfile::tempdir().unwrap();
+
+    let limits = host.call(&[], "default-limits", &[]);
+    assert_eq!(field(&limits, "max-entries"), &Val::U64(1_000_000));
+    assert_eq!(field(&limits, "max-path-bytes"), &Val::U32(4096));
+
+    let ro = FsPerms::ReadOnly;
+    let rw = FsPerms::ReadWrite;
+    let report = ok_report(host.call(
+        &[(src.path(), "/src", ro), (out.path(), "/out", rw)],
+        "pack-file",
+        &[
+            Val::String("/src".into()),
+            Val::String("/out/tree.tar.gz".into()),
+            pack_options(&["*.tmp"]),
+        ],
+    ));
+    assert_eq!(field(&report, "files"), &Val::U64(2));
+    assert_eq!(field(&report, "dirs"), &Val::U64(1));
+    // Without the host filter, a WASI guest cannot see file modes: nothing
+    // is marked executable (ccws's own host supplies that bit).
+    assert!(strings(field(&report, "executables")).is_empty());
+    assert_eq!(skipped(&report), [("skip.tmp".to_owned(), "excluded".to_owned())]);
+
+    // The archive is an ordinary tar.gz.
+    let bytes = std::fs::read(out.path().join("tree.tar.gz")).unwrap();
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+    let names: Vec<String> = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert_eq!(names, ["notes/", "notes/ünï.txt", "run.sh"]);
+
+    let report = ok_report(host.call(
+        &[(out.path(), "/out", rw)],
+        "unpack-file",
+        &[
+            Val::String("/out/tree.tar.gz".into()),
+            Val::String("/out/dest".into()),
+            unpack_options(limits.clone()),
+        ],
+    ));
+    assert_eq!(field(&report, "files"), &Val::U64(2));
+    assert_eq!(
+        std::fs::read(out.path().join("dest/notes/ünï.txt")).unwrap(),
+        "plain host".as_bytes()
+    );
+    assert_eq!(std::fs::read(out.path().join("dest/run.sh")).unwrap(), b"#!/bin/sh\n");
+
+    // Typed errors come back as the `err` case, not as traps.
+    let (case, payload) = err_case(host.call(
+        &[(out.path(), "/out", rw)],
+        "unpack-file",
+        &[
+            Val::String("/out/missing.tar.gz".into()),
+            Val::String("/out/dest2".into()),
+            unpack_options(limits.clone()),
+        ],
+    ));
+    assert_eq!(case, "io");
+    assert_eq!(field(&payload.unwrap(), "path"), &Val::String("/out/missing.tar.gz".into()));
+
+    std::fs::write(out.path().join("bad.tar.gz"), b"not gzip at all").unwrap();
+    let (case, payload) = err_case(host.call(
+        &[(out.path(), "/out", rw)],
+        "unpack-file",
+        &[
+            Val::String("/out/bad.tar.gz".into()),
+            Val::String("/out/dest3".into()),
+            unpack_options(limits.clone()),
+        ],
+    ));
+    assert_eq!(case, "corrupt");
+    let message = match field(&payload.unwrap(), "message") {
+        Val::String(s) => s.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(message.contains("gzip"), "{message}");
+
+    // The capability sandbox: a path outside every preopen is unreachable.
+    let (case, _) = err_case(host.call(
+        &[(out.path(), "/out", rw)],
+        "pack-file",
+        &[
+            Val::String("/etc".into()),
+            Val::String("/out/etc.tar.gz".into()),
+            pack_options(&[]),
+        ],
+    ));
+    assert_eq!(case, "io");
+    // ... and the failed pack left no archive or partial file behind.
+    let left: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("etc.tar.gz"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // A read-only preopen cannot be written through.
+    let (case, _) = err_case(host.call(
+        &[(src.path(), "/src", ro)],
+        "pack-file",
+        &[
+            Val::String("/src".into()),
+            Val::String("/src/inside.tar.gz".into()),
+            pack_options(&[]),
+        ],
+    ));
+    assert_eq!(case, "io");
+    assert!(!src.path().join("inside.tar.gz").exists());
+}
+
+#[test]
+fn a_plain_wasmtime_host_supplies_the_filter() {
+    let host = Embedder::new(FilterImport::Exclude("private"));
+    let src = tempfile::tempdir().unwrap();
+    tree::write(src.path(), "private/key", b"k");
+    tree::write(src.path(), "private/deeper/more", b"m");
+    tree::write(src.path(), "public/readme", b"r");
+    let out = tempfile::tempdir().unwrap();
+    let report = ok_report(host.call(
+        &[(src.path(), "/src", FsPerms::ReadOnly), (out.path(), "/out", FsPerms::ReadWrite)],
+        "pack-file",
+        &[
+            Val::String("/src".into()),
+            Val::String("/out/a.tar.gz".into()),
+            pack_options_with(&[], true),
+        ],
+    ));
+    assert_eq!(skipped(&report), [("private".to_owned(), "excluded".to_owned())]);
+    assert_eq!(field(&report, "files"), &Val::U64(1));
+
+    // The trap stub really is only safe while host-filter stays false.
+    let trapping = Embedder::new(FilterImport::Trap);
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.preopened_dir(src.path(), "/src", FsPerms::ReadOnly).unwrap();
+    wasi.preopened_dir(out.path(), "/out", FsPerms::ReadWrite).unwrap();
+    let mut store = Store::new(
+        &trapping.engine,
+        Host {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+        },
+    );
+    let instance = trapping.linker.instantiate(&mut store, &trapping.component).unwrap();
+    let iface = instance.get_export_index(&mut store, None, IFACE).unwrap();
+    let index = instance.get_export_index(&mut store, Some(&iface), "pack-file").unwrap();
+    let func = instance.get_func(&mut store, index).unwrap();
+    let mut results = [Val::Bool(false)];
+    let args = [
+        Val::String("/src".into()),
+        Val::String("/out/b.tar.gz".into()),
+        pack_options_with(&[], true),
+    ];
+    let err = func.call(&mut store, &args, &mut results).unwrap_err();
+    assert!(format!("{err:#}").contains("never sets host-filter"), "{err:#}");
+}
+
+/// Evidence for the comment in `Embedder::new` (and a canary: when a
+/// wasmtime upgrade fixes this, the simpler advice works again).
+#[test]
+fn define_unknown_imports_as_traps_breaks_wasi_p2() {
+    let engine = Engine::default();
+    let component = Component::new(&engine, COMPONENT_WASM).unwrap();
+    let mut linker = Linker::<Host>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    linker.define_unknown_imports_as_traps(&component).unwrap();
+    let mut store = Store::new(
+        &engine,
+        Host {
+            wasi: WasiCtxBuilder::new().build(),
+            table: ResourceTable::new(),
+        },
+    );
+    let err = linker.instantiate(&mut store, &component).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("wasi:io/streams") && msg.contains("mismatched resource types"), "{msg}");
+}
+
+#[test]
+fn python_wasmtime_embeds_the_component() {
+    let work = tempfile::tempdir().unwrap();
+    let wasm = work.path().join("ccws_archive.wasm");
+    std::fs::write(&wasm, COMPONENT_WASM).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/embed.py");
+    let dir = work.path().join("run");
+    std::fs::create_dir(&dir).unwrap();
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(&wasm)
+        .arg(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running python3 {}: {e} (is Python 3 installed?)", script.display()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.code() == Some(3) {
+        panic!(
+            "the Python `wasmtime` module is missing: install it with \
+             `python3 -m pip install wasmtime==48.0.0`\n{stderr}"
+        );
+    }
+    assert!(
+        out.status.success(),
+        "{} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        script.display(),
+        out.status
+    );
+    assert!(stdout.contains("ok: packed and unpacked 3 files"), "{stdout}");
+}
