@@ -47,7 +47,11 @@ fn pack_bytes(src: &Path) -> (Report, Vec<u8>) {
     pack(src, Vec::new(), &PackOptions::default(), None).unwrap()
 }
 
-fn unpack_bytes(bytes: &[u8], dest: &Path, options: &UnpackOptions) -> Result<Report, ArchiveError> {
+fn unpack_bytes(
+    bytes: &[u8],
+    dest: &Path,
+    options: &UnpackOptions,
+) -> Result<Report, ArchiveError> {
     unpack(Cursor::new(bytes), dest, options, None)
 }
 
@@ -57,7 +61,8 @@ fn tar_with(entries: &[(Header, &[u8])], pax_size: Option<u64>) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     if let Some(size) = pax_size {
         let value = size.to_string();
-        b.append_pax_extensions([("size", value.as_bytes())]).unwrap();
+        b.append_pax_extensions([("size", value.as_bytes())])
+            .unwrap();
     }
     for (h, data) in entries {
         b.append(h, *data).unwrap();
@@ -83,7 +88,10 @@ mod pax_size_desync {
         // CVE-2025-62518 shape: a ustar-only parser would see an empty file
         // followed by the smuggled header.
         let smuggled = tar_with(&[(file_header("smuggled", 4), b"evil")], None);
-        let tar = tar_with(&[(file_header("desync", 0), &smuggled)], Some(smuggled.len() as u64));
+        let tar = tar_with(
+            &[(file_header("desync", 0), &smuggled)],
+            Some(smuggled.len() as u64),
+        );
         let dest = tempfile::tempdir().unwrap();
         match unpack_bytes(&gz(&tar), dest.path(), &UnpackOptions::default()) {
             Err(ArchiveError::Corrupt { entry, message }) => {
@@ -101,7 +109,10 @@ mod pax_size_desync {
         let tar = tar_with(&[(file_header("desync", 4), b"data")], Some(2));
         let dest = tempfile::tempdir().unwrap();
         let err = unpack_bytes(&gz(&tar), dest.path(), &UnpackOptions::default()).unwrap_err();
-        assert!(matches!(err, ArchiveError::Corrupt { ref entry, .. } if entry == "desync"), "{err:?}");
+        assert!(
+            matches!(err, ArchiveError::Corrupt { ref entry, .. } if entry == "desync"),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -182,7 +193,13 @@ mod names {
 
         let long_dir_entry = format!("{long_dir}/");
         let want = reference(&[
-            (&long_dir_entry, EntryType::Directory, 0o755, 1_600_000_001, b""),
+            (
+                &long_dir_entry,
+                EntryType::Directory,
+                0o755,
+                1_600_000_001,
+                b"",
+            ),
             (&long_file, EntryType::Regular, 0o644, 1_600_000_000, b"l"),
             (&exactly_100, EntryType::Regular, 0o644, 1_600_000_000, b"e"),
             (&short, EntryType::Regular, 0o644, 1_600_000_000, b"s"),
@@ -334,7 +351,10 @@ mod files {
         let err = pack_file(&missing, &archive, &PackOptions::default(), None).unwrap_err();
         assert!(matches!(err, ArchiveError::Io { .. }), "{err:?}");
         assert_eq!(fs::read(&archive).unwrap(), b"the previous archive");
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["a.tar.gz"], "a partial file was left behind");
     }
 
@@ -399,7 +419,9 @@ mod multi_gz {
 
     #[test]
     fn truncated_member_is_an_error() {
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let data: Vec<u8> = (0..10_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
         let input = gz(&data);
         let cut = input[..input.len() - 4].to_vec();
         assert!(read_all(cut).is_err());

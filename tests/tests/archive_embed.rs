@@ -96,7 +96,10 @@ impl Embedder {
                 table: ResourceTable::new(),
             },
         );
-        let instance = self.linker.instantiate(&mut store, &self.component).unwrap();
+        let instance = self
+            .linker
+            .instantiate(&mut store, &self.component)
+            .unwrap();
         let iface = instance
             .get_export_index(&mut store, None, IFACE)
             .unwrap_or_else(|| panic!("no export {IFACE}"));
@@ -220,7 +223,10 @@ fn a_plain_wasmtime_host_uses_the_path_only_exports() {
     // Without the host filter, a WASI guest cannot see file modes: nothing
     // is marked executable (ccws's own host supplies that bit).
     assert!(strings(field(&report, "executables")).is_empty());
-    assert_eq!(skipped(&report), [("skip.tmp".to_owned(), "excluded".to_owned())]);
+    assert_eq!(
+        skipped(&report),
+        [("skip.tmp".to_owned(), "excluded".to_owned())]
+    );
 
     // The archive is an ordinary tar.gz.
     let bytes = std::fs::read(out.path().join("tree.tar.gz")).unwrap();
@@ -246,7 +252,10 @@ fn a_plain_wasmtime_host_uses_the_path_only_exports() {
         std::fs::read(out.path().join("dest/notes/ünï.txt")).unwrap(),
         "plain host".as_bytes()
     );
-    assert_eq!(std::fs::read(out.path().join("dest/run.sh")).unwrap(), b"#!/bin/sh\n");
+    assert_eq!(
+        std::fs::read(out.path().join("dest/run.sh")).unwrap(),
+        b"#!/bin/sh\n"
+    );
 
     // Typed errors come back as the `err` case, not as traps.
     let (case, payload) = err_case(host.call(
@@ -259,7 +268,10 @@ fn a_plain_wasmtime_host_uses_the_path_only_exports() {
         ],
     ));
     assert_eq!(case, "io");
-    assert_eq!(field(&payload.unwrap(), "path"), &Val::String("/out/missing.tar.gz".into()));
+    assert_eq!(
+        field(&payload.unwrap(), "path"),
+        &Val::String("/out/missing.tar.gz".into())
+    );
 
     std::fs::write(out.path().join("bad.tar.gz"), b"not gzip at all").unwrap();
     let (case, payload) = err_case(host.call(
@@ -320,7 +332,10 @@ fn a_plain_wasmtime_host_supplies_the_filter() {
     tree::write(src.path(), "public/readme", b"r");
     let out = tempfile::tempdir().unwrap();
     let report = ok_report(host.call(
-        &[(src.path(), "/src", FsPerms::ReadOnly), (out.path(), "/out", FsPerms::ReadWrite)],
+        &[
+            (src.path(), "/src", FsPerms::ReadOnly),
+            (out.path(), "/out", FsPerms::ReadWrite),
+        ],
         "pack-file",
         &[
             Val::String("/src".into()),
@@ -328,14 +343,19 @@ fn a_plain_wasmtime_host_supplies_the_filter() {
             pack_options_with(&[], true),
         ],
     ));
-    assert_eq!(skipped(&report), [("private".to_owned(), "excluded".to_owned())]);
+    assert_eq!(
+        skipped(&report),
+        [("private".to_owned(), "excluded".to_owned())]
+    );
     assert_eq!(field(&report, "files"), &Val::U64(1));
 
     // The trap stub really is only safe while host-filter stays false.
     let trapping = Embedder::new(FilterImport::Trap);
     let mut wasi = WasiCtxBuilder::new();
-    wasi.preopened_dir(src.path(), "/src", FsPerms::ReadOnly).unwrap();
-    wasi.preopened_dir(out.path(), "/out", FsPerms::ReadWrite).unwrap();
+    wasi.preopened_dir(src.path(), "/src", FsPerms::ReadOnly)
+        .unwrap();
+    wasi.preopened_dir(out.path(), "/out", FsPerms::ReadWrite)
+        .unwrap();
     let mut store = Store::new(
         &trapping.engine,
         Host {
@@ -343,9 +363,14 @@ fn a_plain_wasmtime_host_supplies_the_filter() {
             table: ResourceTable::new(),
         },
     );
-    let instance = trapping.linker.instantiate(&mut store, &trapping.component).unwrap();
+    let instance = trapping
+        .linker
+        .instantiate(&mut store, &trapping.component)
+        .unwrap();
     let iface = instance.get_export_index(&mut store, None, IFACE).unwrap();
-    let index = instance.get_export_index(&mut store, Some(&iface), "pack-file").unwrap();
+    let index = instance
+        .get_export_index(&mut store, Some(&iface), "pack-file")
+        .unwrap();
     let func = instance.get_func(&mut store, index).unwrap();
     let mut results = [Val::Bool(false)];
     let args = [
@@ -354,7 +379,10 @@ fn a_plain_wasmtime_host_supplies_the_filter() {
         pack_options_with(&[], true),
     ];
     let err = func.call(&mut store, &args, &mut results).unwrap_err();
-    assert!(format!("{err:#}").contains("never sets host-filter"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("never sets host-filter"),
+        "{err:#}"
+    );
 }
 
 /// Evidence for the comment in `Embedder::new` (and a canary: when a
@@ -375,7 +403,10 @@ fn define_unknown_imports_as_traps_breaks_wasi_p2() {
     );
     let err = linker.instantiate(&mut store, &component).unwrap_err();
     let msg = format!("{err:#}");
-    assert!(msg.contains("wasi:io/streams") && msg.contains("mismatched resource types"), "{msg}");
+    assert!(
+        msg.contains("wasi:io/streams") && msg.contains("mismatched resource types"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -391,7 +422,12 @@ fn python_wasmtime_embeds_the_component() {
         .arg(&wasm)
         .arg(&dir)
         .output()
-        .unwrap_or_else(|e| panic!("running python3 {}: {e} (is Python 3 installed?)", script.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "running python3 {}: {e} (is Python 3 installed?)",
+                script.display()
+            )
+        });
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     if out.status.code() == Some(3) {
@@ -406,5 +442,8 @@ fn python_wasmtime_embeds_the_component() {
         script.display(),
         out.status
     );
-    assert!(stdout.contains("ok: packed and unpacked 3 files"), "{stdout}");
+    assert!(
+        stdout.contains("ok: packed and unpacked 3 files"),
+        "{stdout}"
+    );
 }

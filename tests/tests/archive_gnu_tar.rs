@@ -38,17 +38,28 @@ fn portable_tree(root: &Path) {
     tree::write(root, &"x".repeat(100), b"exactly 100 bytes of name");
     let split = format!("{}/{}", "p".repeat(90), "n".repeat(90));
     tree::write(root, &split, b"ustar prefix + name");
-    let big: Vec<u8> = (0..300_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+    let big: Vec<u8> = (0..300_000u32)
+        .flat_map(|i| (i % 251).to_le_bytes())
+        .collect();
     fs::write(root.join("big.bin"), big).unwrap();
 }
 
 /// Paths that only gnu and posix can hold: over 255 bytes, and a single
 /// component over 100 bytes.
 fn long_tree(root: &Path) {
-    let over_255 = format!("{}/{}/{}/leaf", "a".repeat(100), "b".repeat(100), "c".repeat(100));
+    let over_255 = format!(
+        "{}/{}/{}/leaf",
+        "a".repeat(100),
+        "b".repeat(100),
+        "c".repeat(100)
+    );
     tree::write(root, &over_255, b"over 255");
     tree::write(root, &format!("{}.txt", "l".repeat(200)), b"long component");
-    tree::write(root, &format!("deep/{}", "日本".repeat(40)), b"unicode long");
+    tree::write(
+        root,
+        &format!("deep/{}", "日本".repeat(40)),
+        b"unicode long",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,9 +99,16 @@ async fn gnu_tar_reads_what_ccws_writes() {
     // Extracted: the same tree, modes included (0755 / 0644 as packed).
     let dest = work.path().join("extracted");
     fs::create_dir(&dest).unwrap();
-    gnu_tar(&["-xzf", archive.to_str().unwrap(), "-C", dest.to_str().unwrap()], work.path());
+    gnu_tar(
+        &[
+            "-xzf",
+            archive.to_str().unwrap(),
+            "-C",
+            dest.to_str().unwrap(),
+        ],
+        work.path(),
+    );
     assert_eq!(tree::snapshot(src.path()), tree::snapshot(&dest));
-
 }
 
 async fn ccws_unpacks(format: &str, with_long_names: bool) {
@@ -103,7 +121,14 @@ async fn ccws_unpacks(format: &str, with_long_names: bool) {
     let archive = work.path().join(format!("{format}.tar.gz"));
     let fmt = format!("--format={format}");
     gnu_tar(
-        &["-czf", archive.to_str().unwrap(), &fmt, "-C", src.path().to_str().unwrap(), "."],
+        &[
+            "-czf",
+            archive.to_str().unwrap(),
+            &fmt,
+            "-C",
+            src.path().to_str().unwrap(),
+            ".",
+        ],
         work.path(),
     );
     let dest = work.path().join("dest");
@@ -112,8 +137,15 @@ async fn ccws_unpacks(format: &str, with_long_names: bool) {
         .await
         .unwrap_or_else(|e| panic!("{format}: {e}"));
     assert!(report.skipped.is_empty(), "{format}: {:?}", report.skipped);
-    assert_eq!(tree::snapshot(src.path()), tree::snapshot(&dest), "{format}: trees differ");
-    let files = tree::snapshot(src.path()).values().filter(|v| v.is_some()).count() as u64;
+    assert_eq!(
+        tree::snapshot(src.path()),
+        tree::snapshot(&dest),
+        "{format}: trees differ"
+    );
+    let files = tree::snapshot(src.path())
+        .values()
+        .filter(|v| v.is_some())
+        .count() as u64;
     assert_eq!(report.files, files, "{format}");
     assert_eq!(report.executables, ["bin/hook"], "{format}");
 }
@@ -142,12 +174,25 @@ async fn gnu_tar_links_are_skipped_and_reported() {
     let work = tempfile::tempdir().unwrap();
     let archive = work.path().join("links.tar.gz");
     gnu_tar(
-        &["-czf", archive.to_str().unwrap(), "-C", src.path().to_str().unwrap(), "data.txt", "hard.txt", "soft.txt"],
+        &[
+            "-czf",
+            archive.to_str().unwrap(),
+            "-C",
+            src.path().to_str().unwrap(),
+            "data.txt",
+            "hard.txt",
+            "soft.txt",
+        ],
         work.path(),
     );
     let dest = work.path().join("dest");
     let report = archiver()
-        .unpack(Cursor::new(fs::read(&archive).unwrap()), &dest, &UnpackOptions::default(), None)
+        .unpack(
+            Cursor::new(fs::read(&archive).unwrap()),
+            &dest,
+            &UnpackOptions::default(),
+            None,
+        )
         .await
         .unwrap();
     let skipped: Vec<(&str, SkipReason, &str)> = report
@@ -157,7 +202,10 @@ async fn gnu_tar_links_are_skipped_and_reported() {
         .collect();
     assert_eq!(
         skipped,
-        [("hard.txt", SkipReason::HardLink, "-> data.txt"), ("soft.txt", SkipReason::Symlink, "-> data.txt")]
+        [
+            ("hard.txt", SkipReason::HardLink, "-> data.txt"),
+            ("soft.txt", SkipReason::Symlink, "-> data.txt")
+        ]
     );
     let got: Vec<String> = tree::snapshot(&dest).into_keys().collect();
     assert_eq!(got, ["data.txt"]);

@@ -20,7 +20,12 @@ async fn pack(src: &Path, options: &PackOptions, filter: Option<FilterFn>) -> (R
         .unwrap_or_else(|e| panic!("pack {}: {e}", src.display()))
 }
 
-async fn unpack(bytes: &[u8], dest: &Path, options: &UnpackOptions, filter: Option<FilterFn>) -> Report {
+async fn unpack(
+    bytes: &[u8],
+    dest: &Path,
+    options: &UnpackOptions,
+    filter: Option<FilterFn>,
+) -> Report {
     archiver()
         .unpack(Cursor::new(bytes.to_vec()), dest, options, filter)
         .await
@@ -33,7 +38,11 @@ async fn round_trip(src: &Path) -> (Report, Report, Vec<u8>, tempfile::TempDir) 
     let (packed, bytes) = pack(src, &PackOptions::default(), None).await;
     let dest = tempfile::tempdir().unwrap();
     let unpacked = unpack(&bytes, dest.path(), &UnpackOptions::default(), None).await;
-    assert_eq!(tree::snapshot(src), tree::snapshot(dest.path()), "trees differ after a round trip");
+    assert_eq!(
+        tree::snapshot(src),
+        tree::snapshot(dest.path()),
+        "trees differ after a round trip"
+    );
     assert_eq!(packed.files, unpacked.files);
     assert_eq!(packed.dirs, unpacked.dirs);
     assert_eq!(packed.bytes, unpacked.bytes);
@@ -93,7 +102,10 @@ async fn unicode_names() {
     assert!(packed.skipped.is_empty(), "{:?}", packed.skipped);
     let listed: Vec<String> = entries(&bytes).into_iter().map(|e| e.0).collect();
     for n in names {
-        assert!(listed.iter().any(|l| l == n), "{n:?} missing from {listed:?}");
+        assert!(
+            listed.iter().any(|l| l == n),
+            "{n:?} missing from {listed:?}"
+        );
     }
 }
 
@@ -104,12 +116,23 @@ async fn long_paths_and_deep_nesting() {
     // (over ustar's prefix+name), a 3-byte-character path over 255 bytes,
     // and 100 levels of nesting.
     let long_component = format!("{}.txt", "c".repeat(196));
-    let over_255 = format!("{}/{}/{}/end.txt", "a".repeat(120), "b".repeat(120), "d".repeat(60));
+    let over_255 = format!(
+        "{}/{}/{}/end.txt",
+        "a".repeat(120),
+        "b".repeat(120),
+        "d".repeat(60)
+    );
     let unicode_long = format!("{}/{}", "日".repeat(60), "本".repeat(60));
     let deep: String = (0..100).map(|i| format!("n{i}/")).collect::<String>() + "bottom.txt";
     // A backslash is an ordinary byte in a Unix name, short or long.
     let backslash_long = format!("{}/{}\\not-a-separator", "s".repeat(90), "t".repeat(40));
-    let all = [&long_component, &over_255, &unicode_long, &deep, &backslash_long];
+    let all = [
+        &long_component,
+        &over_255,
+        &unicode_long,
+        &deep,
+        &backslash_long,
+    ];
     for p in all {
         tree::write(src.path(), p, p.as_bytes());
     }
@@ -119,7 +142,10 @@ async fn long_paths_and_deep_nesting() {
     assert_eq!(packed.files, 5);
     for p in all {
         assert_eq!(fs::read(dest.path().join(p)).unwrap(), p.as_bytes());
-        assert!(entries(&bytes).iter().any(|e| &e.0 == p), "{p} not in the archive");
+        assert!(
+            entries(&bytes).iter().any(|e| &e.0 == p),
+            "{p} not in the archive"
+        );
     }
 }
 
@@ -134,7 +160,10 @@ async fn empty_files_and_empty_dirs() {
     assert_eq!((packed.files, packed.dirs, packed.bytes), (2, 8, 0));
     assert_eq!((unpacked.files, unpacked.dirs, unpacked.bytes), (2, 8, 0));
     assert!(dest.path().join("nested/empty/dirs/all/the/way").is_dir());
-    assert_eq!(fs::metadata(dest.path().join("empty.txt")).unwrap().len(), 0);
+    assert_eq!(
+        fs::metadata(dest.path().join("empty.txt")).unwrap().len(),
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,7 +237,11 @@ async fn thousands_of_files() {
     for d in 0..40 {
         for f in 0..75 {
             let data = format!("dir {d} file {f}\n").repeat(f % 7);
-            tree::write(src.path(), &format!("d{d:02}/sub{}/f{f:03}.txt", f % 3), data.as_bytes());
+            tree::write(
+                src.path(),
+                &format!("d{d:02}/sub{}/f{f:03}.txt", f % 3),
+                data.as_bytes(),
+            );
         }
     }
     let (packed, unpacked, _, _) = round_trip(src.path()).await;
@@ -238,18 +271,43 @@ async fn filter_prunes_a_subtree_when_packing() {
     });
     let (report, bytes) = pack(src.path(), &PackOptions::default(), Some(filter)).await;
     let asked = asked.lock().unwrap().clone();
-    assert!(asked.contains(&("cache".into(), EntryKind::Directory)), "{asked:?}");
-    assert!(asked.contains(&("keep/a.txt".into(), EntryKind::File)), "{asked:?}");
+    assert!(
+        asked.contains(&("cache".into(), EntryKind::Directory)),
+        "{asked:?}"
+    );
+    assert!(
+        asked.contains(&("keep/a.txt".into(), EntryKind::File)),
+        "{asked:?}"
+    );
     assert!(
         !asked.iter().any(|(p, _)| p.starts_with("cache/")),
         "the filter was asked inside a pruned subtree: {asked:?}"
     );
-    let skipped: Vec<(&str, SkipReason)> = report.skipped.iter().map(|s| (s.path.as_str(), s.reason)).collect();
-    assert_eq!(skipped, [("cache", SkipReason::Excluded), ("secret.key", SkipReason::Excluded)]);
+    let skipped: Vec<(&str, SkipReason)> = report
+        .skipped
+        .iter()
+        .map(|s| (s.path.as_str(), s.reason))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            ("cache", SkipReason::Excluded),
+            ("secret.key", SkipReason::Excluded)
+        ]
+    );
     assert_eq!(report.executables, ["plain.txt"]);
 
     let names: Vec<String> = entries(&bytes).into_iter().map(|e| e.0).collect();
-    assert_eq!(names, ["keep/", "keep/a.txt", "keep/cache/", "keep/cache/not-top-level", "plain.txt"]);
+    assert_eq!(
+        names,
+        [
+            "keep/",
+            "keep/a.txt",
+            "keep/cache/",
+            "keep/cache/not-top-level",
+            "plain.txt"
+        ]
+    );
     let dest = tempfile::tempdir().unwrap();
     unpack(&bytes, dest.path(), &UnpackOptions::default(), None).await;
     assert_eq!(mode(&dest.path().join("plain.txt")), 0o755);
@@ -278,7 +336,11 @@ async fn filter_prunes_a_subtree_when_unpacking() {
     let report = unpack(&bytes, dest.path(), &UnpackOptions::default(), Some(filter)).await;
     let asked = asked.lock().unwrap().clone();
     assert!(!asked.iter().any(|p| p.starts_with("drop/")), "{asked:?}");
-    let skipped: Vec<(&str, SkipReason)> = report.skipped.iter().map(|s| (s.path.as_str(), s.reason)).collect();
+    let skipped: Vec<(&str, SkipReason)> = report
+        .skipped
+        .iter()
+        .map(|s| (s.path.as_str(), s.reason))
+        .collect();
     assert_eq!(skipped, [("drop", SkipReason::Excluded)]);
     let got: Vec<String> = tree::snapshot(dest.path()).into_keys().collect();
     assert_eq!(got, ["keep", "keep/a.txt", "z.txt"]);
@@ -296,11 +358,19 @@ async fn exclude_patterns_when_packing_and_unpacking() {
     tree::write(src.path(), "projects/readme", b"r");
     tree::write(src.path(), "keep.txt", b"k");
     let options = PackOptions {
-        exclude: vec!["**/*.tmp".into(), "node_modules/".into(), "projects/*/".into()],
+        exclude: vec![
+            "**/*.tmp".into(),
+            "node_modules/".into(),
+            "projects/*/".into(),
+        ],
         ..PackOptions::default()
     };
     let (report, bytes) = pack(src.path(), &options, None).await;
-    let mut skipped: Vec<(&str, SkipReason)> = report.skipped.iter().map(|s| (s.path.as_str(), s.reason)).collect();
+    let mut skipped: Vec<(&str, SkipReason)> = report
+        .skipped
+        .iter()
+        .map(|s| (s.path.as_str(), s.reason))
+        .collect();
     skipped.sort_by(|a, b| a.0.cmp(b.0));
     use SkipReason::Excluded;
     assert_eq!(
@@ -317,7 +387,17 @@ async fn exclude_patterns_when_packing_and_unpacking() {
     let dest = tempfile::tempdir().unwrap();
     unpack(&bytes, dest.path(), &UnpackOptions::default(), None).await;
     let got: Vec<String> = tree::snapshot(dest.path()).into_keys().collect();
-    assert_eq!(got, ["a", "a/b", "a/node_modules", "a/node_modules/kept.js", "keep.txt", "projects"]);
+    assert_eq!(
+        got,
+        [
+            "a",
+            "a/b",
+            "a/node_modules",
+            "a/node_modules/kept.js",
+            "keep.txt",
+            "projects"
+        ]
+    );
 
     // The same patterns on the unpack side.
     let (_, all) = pack(src.path(), &PackOptions::default(), None).await;
@@ -347,16 +427,26 @@ async fn invalid_options_are_typed_errors() {
         exclude: vec!["a[b".into()],
         ..PackOptions::default()
     };
-    match archiver().pack(src.path(), Vec::new(), &bad_pattern, None).await {
-        Err(HostError::Archive(ArchiveError::InvalidOptions(m))) => assert!(m.contains("a[b"), "{m}"),
+    match archiver()
+        .pack(src.path(), Vec::new(), &bad_pattern, None)
+        .await
+    {
+        Err(HostError::Archive(ArchiveError::InvalidOptions(m))) => {
+            assert!(m.contains("a[b"), "{m}")
+        }
         other => panic!("expected InvalidOptions, got {:?}", other.map(|r| r.0)),
     }
     let bad_level = PackOptions {
         level: 10,
         ..PackOptions::default()
     };
-    match archiver().pack(src.path(), Vec::new(), &bad_level, None).await {
-        Err(HostError::Archive(ArchiveError::InvalidOptions(m))) => assert!(m.contains("10"), "{m}"),
+    match archiver()
+        .pack(src.path(), Vec::new(), &bad_level, None)
+        .await
+    {
+        Err(HostError::Archive(ArchiveError::InvalidOptions(m))) => {
+            assert!(m.contains("10"), "{m}")
+        }
         other => panic!("expected InvalidOptions, got {:?}", other.map(|r| r.0)),
     }
 }
@@ -367,10 +457,22 @@ async fn every_gzip_level_round_trips() {
     tree::write(src.path(), "text", "compressible ".repeat(5000).as_bytes());
     let mut sizes = Vec::new();
     for level in [0, 1, 6, 9] {
-        let (_, bytes) = pack(src.path(), &PackOptions { level, ..PackOptions::default() }, None).await;
+        let (_, bytes) = pack(
+            src.path(),
+            &PackOptions {
+                level,
+                ..PackOptions::default()
+            },
+            None,
+        )
+        .await;
         let dest = tempfile::tempdir().unwrap();
         unpack(&bytes, dest.path(), &UnpackOptions::default(), None).await;
-        assert_eq!(tree::snapshot(src.path()), tree::snapshot(dest.path()), "level {level}");
+        assert_eq!(
+            tree::snapshot(src.path()),
+            tree::snapshot(dest.path()),
+            "level {level}"
+        );
         sizes.push(bytes.len());
     }
     assert!(sizes[0] > 65_000, "level 0 stores: {sizes:?}");
@@ -390,7 +492,13 @@ fn fixed_tree(root: &Path, order: &[&str]) {
     }
 }
 
-const FIXED: [&str; 5] = ["a/one.txt", "a/b/two.txt", "bin/tool", "z.txt", "m/n/o/p.txt"];
+const FIXED: [&str; 5] = [
+    "a/one.txt",
+    "a/b/two.txt",
+    "bin/tool",
+    "z.txt",
+    "m/n/o/p.txt",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_tree_gives_byte_identical_archives() {
@@ -398,7 +506,10 @@ async fn same_tree_gives_byte_identical_archives() {
     fixed_tree(one.path(), &FIXED);
     let (_, first) = pack(one.path(), &PackOptions::default(), None).await;
     let (_, second) = pack(one.path(), &PackOptions::default(), None).await;
-    assert!(first == second, "packing the same tree twice gave different bytes");
+    assert!(
+        first == second,
+        "packing the same tree twice gave different bytes"
+    );
 
     // The same content created in the opposite order (different inode and
     // directory-listing order) packs to the same bytes.
@@ -407,15 +518,27 @@ async fn same_tree_gives_byte_identical_archives() {
     reversed.reverse();
     fixed_tree(other.path(), &reversed);
     let (_, third) = pack(other.path(), &PackOptions::default(), None).await;
-    assert!(first == third, "the same tree built in another order packed differently");
+    assert!(
+        first == third,
+        "the same tree built in another order packed differently"
+    );
 
     // Sorted, byte-wise, depth-first.
     let names: Vec<String> = entries(&first).into_iter().map(|e| e.0).collect();
     assert_eq!(
         names,
         [
-            "a/", "a/b/", "a/b/two.txt", "a/one.txt", "bin/", "bin/tool", "m/", "m/n/", "m/n/o/",
-            "m/n/o/p.txt", "z.txt"
+            "a/",
+            "a/b/",
+            "a/b/two.txt",
+            "a/one.txt",
+            "bin/",
+            "bin/tool",
+            "m/",
+            "m/n/",
+            "m/n/o/",
+            "m/n/o/p.txt",
+            "z.txt"
         ]
     );
 }
@@ -443,7 +566,11 @@ fn entries_with_mtime(bytes: &[u8]) -> Vec<(String, u32, u64)> {
         .map(|e| {
             let e = e.unwrap();
             let h = e.header();
-            (e.path().unwrap().display().to_string(), h.mode().unwrap(), h.mtime().unwrap())
+            (
+                e.path().unwrap().display().to_string(),
+                h.mode().unwrap(),
+                h.mtime().unwrap(),
+            )
         })
         .collect()
 }
@@ -458,7 +585,10 @@ async fn symlinks_and_special_files_are_skipped_and_reported() {
     std::os::unix::fs::symlink("dir", s.join("link-to-dir")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", s.join("link-outside")).unwrap();
     std::os::unix::fs::symlink("nowhere", s.join("dangling")).unwrap();
-    let status = std::process::Command::new("mkfifo").arg(s.join("fifo")).status().unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(s.join("fifo"))
+        .status()
+        .unwrap();
     assert!(status.success(), "mkfifo failed");
     let _socket = std::os::unix::net::UnixListener::bind(s.join("socket")).unwrap();
 
@@ -493,7 +623,9 @@ fn privileged_reader(dir: &Path) -> bool {
     let probe = dir.join("probe");
     fs::write(&probe, b"p").unwrap();
     chmod(&probe, 0);
-    let readable = File::open(&probe).and_then(|mut f| f.read(&mut [0; 1])).is_ok();
+    let readable = File::open(&probe)
+        .and_then(|mut f| f.read(&mut [0; 1]))
+        .is_ok();
     fs::remove_file(&probe).unwrap();
     readable
 }
@@ -511,13 +643,17 @@ async fn unreadable_entries_are_skipped_and_the_pack_goes_on() {
     chmod(&s.join("locked.txt"), 0o000);
     chmod(&s.join("locked-dir"), 0o000);
 
-    let result = archiver().pack(s, Vec::new(), &PackOptions::default(), None).await;
+    let result = archiver()
+        .pack(s, Vec::new(), &PackOptions::default(), None)
+        .await;
     // Restore permissions so the temp dir can be removed whatever happened.
     chmod(&s.join("locked-dir"), 0o755);
     chmod(&s.join("locked.txt"), 0o644);
     let (report, bytes) = result.unwrap();
     let names: Vec<String> = entries(&bytes).into_iter().map(|e| e.0).collect();
-    assert!(names.contains(&"a-before.txt".to_owned()) && names.contains(&"z-after.txt".to_owned()));
+    assert!(
+        names.contains(&"a-before.txt".to_owned()) && names.contains(&"z-after.txt".to_owned())
+    );
 
     if privileged {
         // Running as root (or with CAP_DAC_OVERRIDE): mode 000 does not stop
@@ -526,16 +662,36 @@ async fn unreadable_entries_are_skipped_and_the_pack_goes_on() {
         // entries were packed normally, with their modes normalised.
         eprintln!("note: privileged reader; the Unreadable assertions are skipped");
         assert!(report.skipped.is_empty(), "{:?}", report.skipped);
-        assert_eq!(names, ["a-before.txt", "locked-dir/", "locked-dir/inside.txt", "locked.txt", "z-after.txt"]);
+        assert_eq!(
+            names,
+            [
+                "a-before.txt",
+                "locked-dir/",
+                "locked-dir/inside.txt",
+                "locked.txt",
+                "z-after.txt"
+            ]
+        );
         return;
     }
-    let mut skipped: Vec<(&str, SkipReason)> = report.skipped.iter().map(|x| (x.path.as_str(), x.reason)).collect();
+    let mut skipped: Vec<(&str, SkipReason)> = report
+        .skipped
+        .iter()
+        .map(|x| (x.path.as_str(), x.reason))
+        .collect();
     skipped.sort_by(|a, b| a.0.cmp(b.0));
     assert_eq!(
         skipped,
-        [("locked-dir", SkipReason::Unreadable), ("locked.txt", SkipReason::Unreadable)]
+        [
+            ("locked-dir", SkipReason::Unreadable),
+            ("locked.txt", SkipReason::Unreadable)
+        ]
     );
-    assert!(report.skipped.iter().all(|x| !x.detail.is_empty()), "{:?}", report.skipped);
+    assert!(
+        report.skipped.iter().all(|x| !x.detail.is_empty()),
+        "{:?}",
+        report.skipped
+    );
     assert_eq!(names, ["a-before.txt", "z-after.txt"]);
 }
 
@@ -552,7 +708,10 @@ async fn non_utf8_source_names_are_skipped_and_reported() {
     assert_eq!(report.skipped.len(), 1, "{:?}", report.skipped);
     eprintln!("non-UTF-8 name reported as {:?}", report.skipped[0]);
     assert!(
-        matches!(report.skipped[0].reason, SkipReason::NonUtf8Name | SkipReason::Unreadable),
+        matches!(
+            report.skipped[0].reason,
+            SkipReason::NonUtf8Name | SkipReason::Unreadable
+        ),
         "{:?}",
         report.skipped
     );
@@ -568,15 +727,29 @@ async fn file_api_round_trip() {
     let archive = work.path().join("out.tar.gz");
     fs::write(&archive, b"an old archive, to be replaced").unwrap();
     let a = archiver();
-    let packed = a.pack_file(src.path(), &archive, &PackOptions::default(), None).await.unwrap();
+    let packed = a
+        .pack_file(src.path(), &archive, &PackOptions::default(), None)
+        .await
+        .unwrap();
     assert_eq!(packed.files, 2);
     // Written beside and renamed: nothing else left in the directory.
     assert_eq!(fs::read_dir(work.path()).unwrap().count(), 1);
     let dest = work.path().join("dest/not/yet/there");
-    let unpacked = a.unpack_file(&archive, &dest, &UnpackOptions::default(), None).await.unwrap();
+    let unpacked = a
+        .unpack_file(&archive, &dest, &UnpackOptions::default(), None)
+        .await
+        .unwrap();
     assert_eq!(unpacked.files, 2);
     assert_eq!(tree::snapshot(src.path()), tree::snapshot(&dest));
-    match a.unpack_file(&work.path().join("missing.tar.gz"), &dest, &UnpackOptions::default(), None).await {
+    match a
+        .unpack_file(
+            &work.path().join("missing.tar.gz"),
+            &dest,
+            &UnpackOptions::default(),
+            None,
+        )
+        .await
+    {
         Err(HostError::Io { path, .. }) => assert!(path.ends_with("missing.tar.gz")),
         other => panic!("expected HostError::Io, got {other:?}"),
     }

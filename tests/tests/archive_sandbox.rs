@@ -42,7 +42,12 @@ async fn guest_over_its_memory_cap_is_stopped() {
     // below what the guest needs to start.
     let dest = tempfile::tempdir().unwrap();
     let report = a
-        .unpack(Cursor::new(small_archive()), dest.path(), &UnpackOptions::default(), None)
+        .unpack(
+            Cursor::new(small_archive()),
+            dest.path(),
+            &UnpackOptions::default(),
+            None,
+        )
         .await
         .expect("a small archive under a 32 MiB cap");
     assert_eq!(report.files, 1);
@@ -55,14 +60,20 @@ async fn guest_over_its_memory_cap_is_stopped() {
         .unterminated();
     let input = GzStream::new(Cursor::new(head).chain_zeros(256 << 20));
     let dest = tempfile::tempdir().unwrap();
-    let result = tokio::time::timeout(TIMEOUT, a.unpack(input, dest.path(), &UnpackOptions::default(), None))
-        .await
-        .expect("no hang");
+    let result = tokio::time::timeout(
+        TIMEOUT,
+        a.unpack(input, dest.path(), &UnpackOptions::default(), None),
+    )
+    .await
+    .expect("no hang");
     match result {
         Err(e @ HostError::MemoryLimit(limit)) => {
             assert_eq!(limit, CAP);
             let msg = e.to_string();
-            assert!(msg.contains("memory limit") && msg.contains(&CAP.to_string()), "{msg}");
+            assert!(
+                msg.contains("memory limit") && msg.contains(&CAP.to_string()),
+                "{msg}"
+            );
         }
         other => panic!("expected HostError::MemoryLimit, got {other:?}"),
     }
@@ -74,15 +85,28 @@ async fn guest_over_its_memory_cap_is_stopped() {
     });
     let dest = tempfile::tempdir().unwrap();
     let result = tiny
-        .unpack(Cursor::new(small_archive()), dest.path(), &UnpackOptions::default(), None)
+        .unpack(
+            Cursor::new(small_archive()),
+            dest.path(),
+            &UnpackOptions::default(),
+            None,
+        )
         .await;
-    assert!(matches!(result, Err(HostError::MemoryLimit(l)) if l == 64 << 10), "{result:?}");
+    assert!(
+        matches!(result, Err(HostError::MemoryLimit(l)) if l == 64 << 10),
+        "{result:?}"
+    );
 
     // The archiver is still usable afterwards.
     let dest = tempfile::tempdir().unwrap();
-    a.unpack(Cursor::new(small_archive()), dest.path(), &UnpackOptions::default(), None)
-        .await
-        .expect("the archiver works after a guest was stopped");
+    a.unpack(
+        Cursor::new(small_archive()),
+        dest.path(),
+        &UnpackOptions::default(),
+        None,
+    )
+    .await
+    .expect("the archiver works after a guest was stopped");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,7 +119,10 @@ async fn guest_over_its_cpu_budget_is_stopped() {
     // A large, legitimate archive: 64 MiB of poorly compressible data in
     // 256 files, decompressed and written by the guest (far more than 5 ms
     // of work however fast the machine).
-    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     for i in 0..256 {
         let data: Vec<u8> = (0..256 * 1024)
@@ -110,14 +137,23 @@ async fn guest_over_its_cpu_budget_is_stopped() {
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
         h.set_cksum();
-        tar.append_data(&mut h, format!("f{i:03}"), &data[..]).unwrap();
+        tar.append_data(&mut h, format!("f{i:03}"), &data[..])
+            .unwrap();
     }
     let bytes = tar.into_inner().unwrap().finish().unwrap();
 
     let dest = tempfile::tempdir().unwrap();
-    let result = tokio::time::timeout(TIMEOUT, a.unpack(Cursor::new(bytes), dest.path(), &UnpackOptions::default(), None))
-        .await
-        .expect("no hang");
+    let result = tokio::time::timeout(
+        TIMEOUT,
+        a.unpack(
+            Cursor::new(bytes),
+            dest.path(),
+            &UnpackOptions::default(),
+            None,
+        ),
+    )
+    .await
+    .expect("no hang");
     match result {
         Err(e @ HostError::CpuTime(budget)) => {
             assert_eq!(budget, BUDGET);
@@ -130,13 +166,22 @@ async fn guest_over_its_cpu_budget_is_stopped() {
     // Packing is under the same budget.
     let src = tempfile::tempdir().unwrap();
     for i in 0..64 {
-        let data: Vec<u8> = (0..256 * 1024u32).map(|j| (j.wrapping_mul(2_654_435_761) >> 13) as u8 ^ i).collect();
+        let data: Vec<u8> = (0..256 * 1024u32)
+            .map(|j| (j.wrapping_mul(2_654_435_761) >> 13) as u8 ^ i)
+            .collect();
         fs::write(src.path().join(format!("f{i}")), data).unwrap();
     }
-    let result = tokio::time::timeout(TIMEOUT, a.pack(src.path(), Vec::new(), &PackOptions::default(), None))
-        .await
-        .expect("no hang");
-    assert!(matches!(result, Err(HostError::CpuTime(_))), "{:?}", result.map(|r| r.0));
+    let result = tokio::time::timeout(
+        TIMEOUT,
+        a.pack(src.path(), Vec::new(), &PackOptions::default(), None),
+    )
+    .await
+    .expect("no hang");
+    assert!(
+        matches!(result, Err(HostError::CpuTime(_))),
+        "{:?}",
+        result.map(|r| r.0)
+    );
 }
 
 /// The one `.cwasm` artifact in a cache directory.
@@ -153,9 +198,19 @@ fn artifact(dir: &Path) -> PathBuf {
 async fn works(a: &Archiver) {
     let src = tempfile::tempdir().unwrap();
     tree::write(src.path(), "a/b.txt", b"cached");
-    let (_, bytes) = a.pack(src.path(), Vec::new(), &PackOptions::default(), None).await.unwrap();
+    let (_, bytes) = a
+        .pack(src.path(), Vec::new(), &PackOptions::default(), None)
+        .await
+        .unwrap();
     let dest = tempfile::tempdir().unwrap();
-    a.unpack(Cursor::new(bytes), dest.path(), &UnpackOptions::default(), None).await.unwrap();
+    a.unpack(
+        Cursor::new(bytes),
+        dest.path(),
+        &UnpackOptions::default(),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(tree::snapshot(src.path()), tree::snapshot(dest.path()));
 }
 
@@ -180,7 +235,11 @@ async fn corrupt_compile_cache_is_detected_and_rebuilt() {
     fs::write(&path, &bad).unwrap();
     let second = Archiver::new(config()).expect("recovering from a corrupt cache file");
     works(&second).await;
-    assert_eq!(fs::read(&path).unwrap(), good, "the cache file was not rewritten");
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        good,
+        "the cache file was not rewritten"
+    );
 
     // 2. Truncated to half.
     fs::write(&path, &good[..good.len() / 2]).unwrap();
@@ -193,7 +252,11 @@ async fn corrupt_compile_cache_is_detected_and_rebuilt() {
     let garbage = b"\x7fELF definitely not a compiled component".repeat(100);
     fs::write(&path, &garbage).unwrap();
     let digest = path.with_extension("sha256");
-    assert!(digest.exists(), "expected a digest file beside {}", path.display());
+    assert!(
+        digest.exists(),
+        "expected a digest file beside {}",
+        path.display()
+    );
     let mut f = fs::File::create(&digest).unwrap();
     f.write_all(sha256_hex(&garbage).as_bytes()).unwrap();
     drop(f);
@@ -218,7 +281,12 @@ fn sha256_hex(data: &[u8]) -> String {
             child.wait_with_output()
         })
         .expect("running sha256sum");
-    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 /// Small helper so the memory test reads naturally.
