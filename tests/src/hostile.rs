@@ -314,7 +314,7 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().path().unwrap().display().to_string())
             .collect();
-        assert_eq!(names, ["a.txt", "d", "l", "long/name"]);
+        assert_eq!(names, ["a.txt", "d/", "l", "long/name"]);
     }
 
     #[test]
