@@ -9,6 +9,7 @@ use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 use crate::types as core;
 use crate::Patterns;
 
+#[cfg(feature = "host-filter")]
 wit_bindgen::generate!({
     path: "../wit",
     world: "archiver",
@@ -19,7 +20,17 @@ wit_bindgen::generate!({
     },
 });
 
-use ccws::archive::filter;
+#[cfg(not(feature = "host-filter"))]
+wit_bindgen::generate!({
+    path: "../wit",
+    world: "archiver-plain",
+    with: {
+        "wasi:io/streams@0.2.12": wasip2::io::streams,
+        "wasi:io/error@0.2.12": wasip2::io::error,
+        "wasi:io/poll@0.2.12": wasip2::io::poll,
+    },
+});
+
 use ccws::archive::types as wit;
 use exports::ccws::archive::archive::Guest;
 
@@ -104,7 +115,14 @@ impl core::Filter for HostFilter {
             core::EntryKind::File => wit::EntryKind::File,
             core::EntryKind::Directory => wit::EntryKind::Directory,
         };
-        match filter::check(rel, kind) {
+        #[cfg(feature = "host-filter")]
+        let verdict = ccws::archive::filter::check(rel, kind);
+        #[cfg(not(feature = "host-filter"))]
+        let verdict = {
+            let _ = (rel, kind);
+            wit::Verdict::Keep
+        };
+        match verdict {
             wit::Verdict::Keep => core::Verdict::Keep,
             wit::Verdict::KeepExecutable => core::Verdict::KeepExecutable,
             wit::Verdict::Exclude => core::Verdict::Exclude,
@@ -123,7 +141,7 @@ fn pack_options(
         level: o.level.into(),
         exclude: patterns(&o.exclude)?,
     };
-    Ok((opts, o.host_filter.then_some(HostFilter)))
+    Ok((opts, host_filter(o.host_filter)?))
 }
 
 fn unpack_options(
@@ -139,7 +157,19 @@ fn unpack_options(
         },
         exclude: patterns(&o.exclude)?,
     };
-    Ok((opts, o.host_filter.then_some(HostFilter)))
+    Ok((opts, host_filter(o.host_filter)?))
+}
+
+/// The host filter, when asked for and this build has one.
+fn host_filter(wanted: bool) -> Result<Option<HostFilter>, wit::ArchiveError> {
+    if wanted && !cfg!(feature = "host-filter") {
+        return Err(wit::ArchiveError::InvalidOptions(
+            "host-filter is set, but this is the archiver-plain component, which has no host \
+             filter; use exclude patterns, or the archiver component"
+                .into(),
+        ));
+    }
+    Ok(wanted.then_some(HostFilter))
 }
 
 fn limits_to_wit(l: core::Limits) -> wit::Limits {

@@ -340,6 +340,17 @@ fn pack_unpack_and_component_commands() {
     let bytes = std::fs::read(&wasm).unwrap();
     assert_eq!(&bytes[..4], b"\0asm");
     assert_eq!(bytes, ccws::archive::COMPONENT_WASM);
+    let plain = m.path("plain.wasm");
+    assert_eq!(
+        m.run(&["component", "--plain", plain.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        std::fs::read(&plain).unwrap(),
+        ccws::archive::PLAIN_COMPONENT_WASM
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

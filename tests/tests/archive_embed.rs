@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use ccws::archive::COMPONENT_WASM;
+use ccws::archive::{COMPONENT_WASM, PLAIN_COMPONENT_WASM};
 use ccws_tests::tree;
 use wasmtime::component::{Component, Linker, ResourceTable, Val};
 use wasmtime::{Engine, Store};
@@ -45,14 +45,27 @@ enum FilterImport {
     Trap,
     /// Exclude exactly this relative path, keep the rest.
     Exclude(&'static str),
+    /// No filter at all: the WASI-only `archiver-plain` component.
+    Plain,
 }
 
 impl Embedder {
     fn new(filter: FilterImport) -> Self {
         let engine = Engine::default();
-        let component = Component::new(&engine, COMPONENT_WASM).expect("compiling the component");
+        let wasm = match filter {
+            FilterImport::Plain => PLAIN_COMPONENT_WASM,
+            _ => COMPONENT_WASM,
+        };
+        let component = Component::new(&engine, wasm).expect("compiling the component");
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+        if let FilterImport::Plain = filter {
+            return Embedder {
+                engine,
+                component,
+                linker,
+            };
+        }
         // Not `linker.define_unknown_imports_as_traps(&component)`: in
         // wasmtime 48 it also stubs the `error` resource that
         // `wasi:io/streams` re-exports, and instantiation then fails (see
@@ -74,6 +87,7 @@ impl Embedder {
                     Ok(())
                 })
                 .unwrap(),
+            FilterImport::Plain => unreachable!(),
         }
         Embedder {
             engine,
@@ -445,5 +459,77 @@ fn python_wasmtime_embeds_the_component() {
     assert!(
         stdout.contains("ok: packed and unpacked 3 files"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn the_plain_component_imports_only_wasi() {
+    let engine = Engine::default();
+    let imports = |wasm: &[u8]| -> Vec<String> {
+        let c = Component::new(&engine, wasm).unwrap();
+        c.component_type()
+            .imports(&engine)
+            .map(|(name, _)| name.to_string())
+            .collect()
+    };
+    // WASI, plus the types-only `types` interface (records and enums, no
+    // functions: nothing for a host to supply).
+    let plain = imports(PLAIN_COMPONENT_WASM);
+    assert!(
+        plain
+            .iter()
+            .all(|i| i.starts_with("wasi:") || i == "ccws:archive/types@0.1.0"),
+        "{plain:?}"
+    );
+    assert!(!plain.iter().any(|i| i == FILTER), "{plain:?}");
+    let full = imports(COMPONENT_WASM);
+    assert!(full.iter().any(|i| i == FILTER), "{full:?}");
+
+    // A host with nothing but WASI packs and unpacks with it.
+    let host = Embedder::new(FilterImport::Plain);
+    let src = tempfile::tempdir().unwrap();
+    tree::write(src.path(), "a/b.txt", b"wasi only");
+    let out = tempfile::tempdir().unwrap();
+    let ro = FsPerms::ReadOnly;
+    let rw = FsPerms::ReadWrite;
+    let report = ok_report(host.call(
+        &[(src.path(), "/src", ro), (out.path(), "/out", rw)],
+        "pack-file",
+        &[
+            Val::String("/src".into()),
+            Val::String("/out/t.tar.gz".into()),
+            pack_options(&[]),
+        ],
+    ));
+    assert_eq!(field(&report, "files"), &Val::U64(1));
+    let limits = host.call(&[], "default-limits", &[]);
+    let report = ok_report(host.call(
+        &[(out.path(), "/out", rw)],
+        "unpack-file",
+        &[
+            Val::String("/out/t.tar.gz".into()),
+            Val::String("/out/x".into()),
+            unpack_options(limits),
+        ],
+    ));
+    assert_eq!(field(&report, "files"), &Val::U64(1));
+    assert_eq!(
+        std::fs::read(out.path().join("x/a/b.txt")).unwrap(),
+        b"wasi only"
+    );
+    // Asking it for the host filter is a clear error, not a trap.
+    let (case, payload) = err_case(host.call(
+        &[(src.path(), "/src", ro), (out.path(), "/out", rw)],
+        "pack-file",
+        &[
+            Val::String("/src".into()),
+            Val::String("/out/u.tar.gz".into()),
+            pack_options_with(&[], true),
+        ],
+    ));
+    assert_eq!(case, "invalid-options");
+    assert!(
+        format!("{payload:?}").contains("archiver-plain"),
+        "{payload:?}"
     );
 }

@@ -33,8 +33,14 @@ pub use sandbox::FilterFn;
 use bindings::{Archiver as Bindings, ArchiverPre};
 use sandbox::{CpuClock, MemoryLimiter, Sandbox, TimedInput, TimedOutput};
 
-/// The component, as built from `guest/` and embedded at compile time.
+/// The component ccws runs (world `archiver`: WASI plus the host's `filter`),
+/// as built from `guest/` and embedded at compile time.
 pub static COMPONENT_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ccws_archive.wasm"));
+
+/// The same code as world `archiver-plain` (WASI imports only), for hosts
+/// with no code of their own, such as the `wasmtime` CLI.
+pub static PLAIN_COMPONENT_WASM: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/ccws_archive_plain.wasm"));
 
 /// Where the guest sees the one directory it is given.
 const GUEST_ROOT: &str = "/ccws";

@@ -169,8 +169,15 @@ pub enum Command {
         max_file_bytes: Option<u64>,
     },
     /// Write the embedded WASI component (.wasm) for use in other hosts.
+    ///
+    /// By default the `archiver` world, which imports the host's `filter`;
+    /// with --plain the `archiver-plain` world, which imports only WASI (for
+    /// the `wasmtime` CLI and other hosts with no code of their own).
     Component {
         /// Output file (`-` for stdout).
         out: PathBuf,
+        /// Write the WASI-only `archiver-plain` component.
+        #[arg(long)]
+        plain: bool,
     },
 }

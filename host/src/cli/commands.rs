@@ -120,8 +120,12 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             print_report(g, "unpacked", &r);
             Ok(0)
         }
-        Command::Component { out } => {
-            let wasm = ccws::archive::COMPONENT_WASM;
+        Command::Component { out, plain } => {
+            let wasm = if plain {
+                ccws::archive::PLAIN_COMPONENT_WASM
+            } else {
+                ccws::archive::COMPONENT_WASM
+            };
             if out == Path::new("-") {
                 std::io::stdout()
                     .write_all(wasm)
