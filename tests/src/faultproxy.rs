@@ -61,6 +61,8 @@ pub struct Rule {
     pub method: Option<String>,
     /// Substring of the request target to match (`None`: any).
     pub target_contains: Option<String>,
+    /// Substring of the lower-cased request head to match, e.g. `range: bytes=0-` (`None`: any).
+    pub head_contains: Option<String>,
     /// The fault.
     pub fault: Fault,
     /// Uses left.
@@ -73,6 +75,7 @@ impl Rule {
         Rule {
             method: None,
             target_contains: None,
+            head_contains: None,
             fault,
             times,
         }
@@ -83,9 +86,18 @@ impl Rule {
         Rule {
             method: Some(method.to_string()),
             target_contains: (!target.is_empty()).then(|| target.to_string()),
+            head_contains: None,
             fault,
             times,
         }
+    }
+}
+
+impl Rule {
+    /// Also requires the lower-cased request head to contain `needle`.
+    pub fn with_head(mut self, needle: &str) -> Rule {
+        self.head_contains = Some(needle.to_ascii_lowercase());
+        self
     }
 }
 
@@ -305,6 +317,7 @@ async fn handle(
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
 
+    let head_lower = head.to_ascii_lowercase();
     let fault = {
         let mut st = state.lock().unwrap();
         let fault = st
@@ -316,6 +329,9 @@ async fn handle(
                     && r.target_contains
                         .as_ref()
                         .is_none_or(|t| target.contains(t.as_str()))
+                    && r.head_contains
+                        .as_ref()
+                        .is_none_or(|h| head_lower.contains(h.as_str()))
             })
             .map(|r| {
                 r.times -= 1;

@@ -153,6 +153,70 @@ async fn get_resumes_a_cut_body_with_range_and_if_match() {
 }
 
 #[tokio::test]
+async fn parallel_ranged_download_retries_each_range() {
+    let s = setup(Duration::from_secs(5)).await;
+    // 13 MiB with 5 MiB parts: ranges at 0, 5 MiB and 10 MiB, two at a time.
+    let body = data(13 * MIB, 12);
+    let put = s
+        .direct
+        .put_bytes("ranged", Bytes::from(body.clone()), PutCondition::None)
+        .await
+        .unwrap();
+    let etag = put.etag.unwrap();
+    s.proxy
+        .push(Rule::on("GET", "/ranged", err503(), 1).with_head("range: bytes=0-5242879"));
+    s.proxy.push(
+        Rule::on("GET", "/ranged", Fault::CutBody { after: MIB }, 1)
+            .with_head("range: bytes=5242880-10485759"),
+    );
+    s.proxy.push(
+        Rule::on("GET", "/ranged", Fault::Reset, 1).with_head("range: bytes=10485760-13631487"),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("ranged");
+    let meta = s.client.download_file("ranged", &dest).await.unwrap();
+    assert_eq!(meta.size, body.len() as u64);
+    assert_eq!(meta.etag.as_deref(), Some(etag.as_str()));
+    assert!(
+        std::fs::read(&dest).unwrap() == body,
+        "downloaded bytes differ"
+    );
+    assert_eq!(s.proxy.remaining(), 0, "not every fault fired");
+    // Every request after the first is pinned to the same object version.
+    let gets: Vec<_> = s
+        .proxy
+        .seen()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect();
+    assert!(gets.len() >= 6, "{gets:?}");
+    for g in &gets {
+        let head = g.head.to_ascii_lowercase();
+        if !head.contains("range: bytes=0-") {
+            assert!(head.contains(&format!("if-match: {etag}")), "{head}");
+        }
+    }
+    // The resumed middle range asked only for what was missing.
+    let ranges: Vec<String> = gets
+        .iter()
+        .filter_map(|g| {
+            g.head
+                .to_ascii_lowercase()
+                .lines()
+                .find(|l| l.starts_with("range:"))
+                .map(|l| format!("{l} {:?}", g.fault))
+        })
+        .collect();
+    assert!(
+        ranges
+            .iter()
+            .any(|r| r.starts_with("range: bytes=6291456-10485759")),
+        "{ranges:#?}"
+    );
+    assert_eq!(files_in(tmp.path()), vec!["ranged".to_string()]);
+}
+
+#[tokio::test]
 async fn get_resumes_after_a_mid_body_stall() {
     let s = setup(Duration::from_millis(700)).await;
     let body = data(2 * MIB, 3);

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures::stream::{BoxStream, Stream, StreamExt};
+use futures::stream::{BoxStream, Stream, StreamExt, TryStreamExt};
+use futures::FutureExt;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use time::OffsetDateTime;
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::AsyncRead;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -690,12 +691,12 @@ impl S3Client {
     async fn open_get(
         &self,
         key: &str,
-        offset: u64,
+        range: Option<(u64, u64)>,
         etag: Option<&str>,
     ) -> Result<reqwest::Response, S3Error> {
         let mut req = Request::new(Method::GET, Some(key));
-        if offset > 0 {
-            req = req.header("range", &format!("bytes={offset}-"));
+        if let Some((first, last)) = range {
+            req = req.header("range", &format!("bytes={first}-{last}"));
         }
         if let Some(e) = etag {
             req = req.header("if-match", e);
@@ -725,67 +726,154 @@ impl S3Client {
         S3Error,
     > {
         check_key(key)?;
-        let resp = self.open_get(key, 0, None).await?;
+        let resp = self.open_get(key, None, None).await?;
         let expected = content_length(resp.headers());
         let meta = meta_from_headers(key, resp.headers(), expected.unwrap_or(0));
-        let state = BodyState {
-            client: self.clone(),
-            key: key.to_string(),
-            etag: meta.etag.clone(),
+        let stream = BodyState::new(
+            self,
+            key,
+            meta.etag.clone(),
+            0,
             expected,
-            received: 0,
-            stream: Some(resp.bytes_stream().boxed()),
-            failures: 0,
-            done: false,
-        };
-        let stream = futures::stream::unfold(state, |mut st| async move {
-            let item = st.next_chunk().await?;
-            Some((item, st))
-        });
+            expected,
+            Some(resp),
+        )
+        .into_stream();
         Ok((meta, stream))
     }
 
     /// Downloads an object to `dest` (parent directories created). The bytes go to a temporary
     /// file in the same directory, renamed over `dest` only once complete and verified.
+    ///
+    /// The first request asks for the first part (`Range`), which gives the size and ETag in one
+    /// round trip; larger objects are then fetched as `concurrency` ranged GETs (`If-Match` the
+    /// ETag, so every range comes from the same object version), written at their offsets.
     pub async fn download_file(&self, key: &str, dest: &Path) -> Result<ObjectMeta, S3Error> {
-        let (meta, stream) = self.get_stream(key).await?;
+        check_key(key)?;
+        let cfg = &self.inner.cfg;
+        let part = cfg.part_size as u64;
+        let resp = match self.open_get(key, Some((0, part - 1)), None).await {
+            Ok(r) => r,
+            // An empty object has no byte 0: S3 answers 416 to any range.
+            Err(S3Error::Service { status: 416, .. }) => self.open_get(key, None, None).await?,
+            Err(e) => return Err(e),
+        };
+        let h = resp.headers();
+        let etag = header_str(h, "etag").map(str::to_string);
+        let len = content_length(h);
+        let total = if resp.status() == StatusCode::PARTIAL_CONTENT {
+            let want_prefix = "bytes 0-";
+            let total = header_str(h, "content-range")
+                .filter(|v| v.starts_with(want_prefix))
+                .and_then(|v| v.rsplit_once('/'))
+                .and_then(|(_, t)| t.parse::<u64>().ok());
+            match (total, len) {
+                (Some(t), Some(l)) if l == t.min(part) => Some(t),
+                _ => {
+                    return Err(S3Error::InvalidResponse {
+                        op: format!("GET {key:?}"),
+                        message: format!(
+                            "bad Content-Range {:?} for the first {part} bytes",
+                            header_str(h, "content-range")
+                        ),
+                    })
+                }
+            }
+        } else {
+            len
+        };
+        let mut meta = meta_from_headers(key, h, total.unwrap_or(0));
+
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => std::path::PathBuf::from("."),
         };
         tokio::fs::create_dir_all(&parent).await?;
-        let tmp = {
-            let parent = parent.clone();
-            tokio::task::spawn_blocking(move || {
-                tempfile::Builder::new()
-                    .prefix(".ccws-download-")
-                    .tempfile_in(parent)
-            })
-            .await
-            .expect("tempfile creation does not panic")?
-        };
-        let file = tokio::fs::File::from_std(tmp.as_file().try_clone()?);
-        let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
-        let mut stream = std::pin::pin!(stream);
-        let mut written = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            written += chunk.len() as u64;
-            out.write_all(&chunk).await?;
+        let tmp = tokio::task::spawn_blocking(move || {
+            tempfile::Builder::new()
+                .prefix(".ccws-download-")
+                .tempfile_in(parent)
+        })
+        .await
+        .expect("tempfile creation does not panic")?;
+        let file = Arc::new(tmp.as_file().try_clone()?);
+
+        let first = BodyState::new(self, key, etag.clone(), 0, len, total, Some(resp));
+        let mut jobs = vec![write_at(file.clone(), 0, first.into_stream()).boxed()];
+        if let (Some(total), Some(first_len), Some(etag)) = (total, len, etag.as_ref()) {
+            let mut start = first_len;
+            while start < total {
+                let n = part.min(total - start);
+                let body = BodyState::new(
+                    self,
+                    key,
+                    Some(etag.clone()),
+                    start,
+                    Some(n),
+                    Some(total),
+                    None,
+                );
+                jobs.push(write_at(file.clone(), start, body.into_stream()).boxed());
+                start += n;
+            }
         }
-        out.flush().await?;
-        let mut file = out.into_inner();
-        file.flush().await?;
+        let written: u64 = futures::stream::iter(jobs)
+            .buffer_unordered(cfg.concurrency)
+            .try_fold(0u64, |acc, n| async move { Ok(acc + n) })
+            .await?;
+        if let Some(total) = total {
+            if written != total {
+                return Err(S3Error::ShortBody {
+                    expected: total,
+                    got: written,
+                });
+            }
+        }
         drop(file);
         let dest = dest.to_path_buf();
         tokio::task::spawn_blocking(move || tmp.persist(dest).map_err(|e| e.error))
             .await
             .expect("rename does not panic")?;
-        Ok(ObjectMeta {
-            size: written,
-            ..meta
-        })
+        meta.size = written;
+        Ok(meta)
     }
+}
+
+/// Writes a body stream into `file` from offset `base`, in blocks of up to 1 MiB.
+async fn write_at(
+    file: Arc<std::fs::File>,
+    base: u64,
+    body: impl Stream<Item = Result<Bytes, S3Error>>,
+) -> Result<u64, S3Error> {
+    const BLOCK: usize = 1 << 20;
+    async fn flush(file: &Arc<std::fs::File>, at: u64, data: Bytes) -> Result<(), S3Error> {
+        use std::os::unix::fs::FileExt;
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || file.write_all_at(&data, at))
+            .await
+            .expect("pwrite does not panic")?;
+        Ok(())
+    }
+    let mut body = std::pin::pin!(body);
+    let mut buf = BytesMut::with_capacity(BLOCK);
+    let mut at = base;
+    while let Some(chunk) = body.next().await {
+        buf.extend_from_slice(&chunk?);
+        if buf.len() >= BLOCK {
+            let data = buf.split().freeze();
+            let n = data.len() as u64;
+            flush(&file, at, data).await?;
+            at += n;
+            buf.reserve(BLOCK);
+        }
+    }
+    if !buf.is_empty() {
+        let data = buf.split().freeze();
+        let n = data.len() as u64;
+        flush(&file, at, data).await?;
+        at += n;
+    }
+    Ok(at - base)
 }
 
 /// State of a streamed GET body: verifies length and resumes after transient failures.
@@ -793,7 +881,12 @@ struct BodyState {
     client: S3Client,
     key: String,
     etag: Option<String>,
+    /// Offset of this body in the object.
+    base: u64,
+    /// Bytes this body must deliver (the range's length), if known.
     expected: Option<u64>,
+    /// The object's total size, if known.
+    total: Option<u64>,
     received: u64,
     stream: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
     failures: u32,
@@ -801,6 +894,38 @@ struct BodyState {
 }
 
 impl BodyState {
+    /// A body for `[base, base + expected)` of an object of `total` bytes; `resp` is an
+    /// already-open response for it, or `None` to open it (with `Range` + `If-Match`) on first read.
+    fn new(
+        client: &S3Client,
+        key: &str,
+        etag: Option<String>,
+        base: u64,
+        expected: Option<u64>,
+        total: Option<u64>,
+        resp: Option<reqwest::Response>,
+    ) -> BodyState {
+        BodyState {
+            client: client.clone(),
+            key: key.to_string(),
+            etag,
+            base,
+            expected,
+            total,
+            received: 0,
+            stream: resp.map(|r| r.bytes_stream().boxed()),
+            failures: 0,
+            done: false,
+        }
+    }
+
+    fn into_stream(self) -> impl Stream<Item = Result<Bytes, S3Error>> + Send + 'static {
+        futures::stream::unfold(self, |mut st| async move {
+            let item = st.next_chunk().await?;
+            Some((item, st))
+        })
+    }
+
     async fn next_chunk(&mut self) -> Option<Result<Bytes, S3Error>> {
         let client = self.client.clone();
         let cfg = &client.inner.cfg;
@@ -873,7 +998,7 @@ impl BodyState {
             };
             self.stream = None;
             self.failures += 1;
-            let resumable = self.expected.is_some() && self.etag.is_some();
+            let resumable = self.expected.is_some() && self.total.is_some() && self.etag.is_some();
             if !resumable || self.failures >= max_attempts {
                 self.done = true;
                 return Some(Err(if self.failures > 1 {
@@ -891,13 +1016,15 @@ impl BodyState {
         }
     }
 
-    /// Reopens the body at `received` with `Range` + `If-Match`, checking the ETag and range.
+    /// (Re)opens the body at `received` with `Range` + `If-Match`, checking the ETag and range.
     async fn resume(&mut self) -> Result<(), S3Error> {
         let etag = self.etag.clone().expect("resumable");
         let expected = self.expected.expect("resumable");
+        let total = self.total.expect("resumable");
+        let (first, last) = (self.base + self.received, self.base + expected - 1);
         let resp = match self
             .client
-            .open_get(&self.key, self.received, Some(&etag))
+            .open_get(&self.key, Some((first, last)), Some(&etag))
             .await
         {
             Ok(r) => r,
@@ -920,12 +1047,12 @@ impl BodyState {
                 });
             }
         }
-        let want = format!("bytes {}-{}/{}", self.received, expected - 1, expected);
+        let want = format!("bytes {first}-{last}/{total}");
         if resp.status() != StatusCode::PARTIAL_CONTENT
             || header_str(h, "content-range") != Some(want.as_str())
         {
             return Err(S3Error::InvalidResponse {
-                op: format!("GET {:?} (resume)", self.key),
+                op: format!("GET {:?} (range)", self.key),
                 message: format!(
                     "expected 206 with Content-Range {want:?}, got {} with {:?}",
                     resp.status(),

@@ -101,8 +101,10 @@ impl S3Client {
             .upload_parts(&mut tasks, key, &upload_id, pending, eof, reader, cond)
             .await;
         if result.is_err() {
-            // Cancel parts still in flight and wait for them, so none lands after the abort.
-            tasks.shutdown().await;
+            // Let the parts still in flight finish (each is bounded by its retries and the idle
+            // timeout): a cancelled request whose body the server already has could still
+            // store its part after the abort, leaving an orphan.
+            while tasks.join_next().await.is_some() {}
         }
         guard.armed = false;
         match result {
