@@ -26,6 +26,9 @@ else:
     s3.download_file(bucket, key, path)
 "#;
 
+/// One round of one tool: (upload secs, upload peak RSS KiB, download secs, download peak RSS KiB).
+type Round = (f64, Option<u64>, f64, Option<u64>);
+
 struct Conn {
     endpoint: String,
     bucket: String,
@@ -245,7 +248,7 @@ fn main() {
     );
     let tools = ["ccws", "rclone", "boto3"];
     // Per tool: (upload secs, upload RSS, download secs, download RSS) per round.
-    let mut runs: Vec<Vec<(f64, Option<u64>, f64, Option<u64>)>> = vec![Vec::new(); tools.len()];
+    let mut runs: Vec<Vec<Round>> = vec![Vec::new(); tools.len()];
     for _ in 0..rounds {
         for (i, tool) in tools.iter().enumerate() {
             let key = format!("bench/{tool}.bin");
