@@ -201,12 +201,7 @@ impl Archiver {
             inner: AsyncWriteStream::new(PIPE_BYTES, guest_side),
             clock,
         });
-        let res = store
-            .data_mut()
-            .table
-            .push(stream)
-            .map_err(|e| HostError::Engine(e.to_string()))?;
-        let borrowed = Resource::<DynOutputStream>::new_borrow(res.rep());
+        let (res, borrowed) = lend(&mut store, stream)?;
         let opts = convert::pack_options(options, true);
         let called = self
             .call(&mut store, |b, s| {
@@ -257,12 +252,7 @@ impl Archiver {
             inner: AsyncReadStream::new(input),
             clock,
         });
-        let res = store
-            .data_mut()
-            .table
-            .push(stream)
-            .map_err(|e| HostError::Engine(e.to_string()))?;
-        let borrowed = Resource::<DynInputStream>::new_borrow(res.rep());
+        let (res, borrowed) = lend(&mut store, stream)?;
         let opts = convert::unpack_options(options, host_filter);
         let called = self
             .call(&mut store, |b, s| {
@@ -408,6 +398,21 @@ impl Archiver {
         }
         HostError::Trap(format!("{e:#}"))
     }
+}
+
+/// Put a stream in the store's table: the owned handle (the host deletes it
+/// after the call) and a borrow of it to pass to the guest.
+fn lend<T: Send + 'static>(
+    store: &mut Store<Sandbox>,
+    stream: T,
+) -> Result<(Resource<T>, Resource<T>), HostError> {
+    let owned = store
+        .data_mut()
+        .table
+        .push(stream)
+        .map_err(|e| HostError::Engine(format!("stream table: {e}")))?;
+    let borrowed = Resource::new_borrow(owned.rep());
+    Ok((owned, borrowed))
 }
 
 fn link(engine: &Engine, component: &Component) -> Result<ArchiverPre<Sandbox>, HostError> {
