@@ -16,8 +16,9 @@
 //! RSS can be read (via `/usr/bin/time -f %M` when present). The guest and
 //! native variants re-invoke this binary as `ccws-bench one ...`, which times
 //! the pack or unpack call alone (not process start, not component loading).
+//! `CCWS_BENCH_COMPONENT=path.wasm` makes the guest variant load another
+//! build of the component instead of the embedded one (to compare builds).
 
-use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -118,7 +119,7 @@ mod measure {
     }
 
     /// Run `cmd` to completion (under `/usr/bin/time` when present), failing on a non-zero exit.
-    pub fn run(mut cmd: Command) -> Result<Run> {
+    pub fn run(cmd: Command) -> Result<Run> {
         let rss_file = tempfile::NamedTempFile::new()?;
         let mut wrapped = match gnu_time() {
             Some(time) => {
@@ -184,6 +185,8 @@ mod table {
     pub struct Table {
         header: Vec<String>,
         rows: Vec<Vec<String>>,
+        /// How many leading columns are text (left-aligned); the rest are numbers.
+        text_columns: usize,
     }
 
     impl Table {
@@ -191,7 +194,13 @@ mod table {
             Table {
                 header: header.iter().map(|s| s.to_string()).collect(),
                 rows: Vec::new(),
+                text_columns: 1,
             }
+        }
+
+        pub fn text_columns(mut self, n: usize) -> Table {
+            self.text_columns = n;
+            self
         }
 
         pub fn row(&mut self, cells: Vec<String>) {
@@ -216,7 +225,7 @@ mod table {
                     .zip(&widths)
                     .enumerate()
                     .map(|(i, (c, w))| {
-                        if i == 0 {
+                        if i < self.text_columns {
                             format!("{c:<w$}")
                         } else {
                             format!("{c:>w$}")
@@ -230,14 +239,14 @@ mod table {
                 .iter()
                 .enumerate()
                 .map(|(i, w)| {
-                    if i == 0 {
-                        "-".repeat(*w)
+                    if i < self.text_columns {
+                        "-".repeat(w + 2)
                     } else {
-                        format!("{}:", "-".repeat(w - 1))
+                        format!("{}:", "-".repeat(w + 1))
                     }
                 })
                 .collect();
-            println!("|-{}-|", rule.join("-|-"));
+            println!("|{}|", rule.join("|"));
             for r in &self.rows {
                 line(r);
             }
@@ -285,10 +294,16 @@ mod machine {
         let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
         let mem = fs::read_to_string("/proc/meminfo")
             .ok()
-            .and_then(|s| s.lines().next().map(|l| l.split_whitespace().nth(1).map(str::to_string)))
+            .and_then(|s| {
+                s.lines()
+                    .next()
+                    .map(|l| l.split_whitespace().nth(1).map(str::to_string))
+            })
             .flatten()
             .and_then(|k| k.parse::<u64>().ok())
-            .map_or("?".into(), |k| format!("{:.0} GiB", k as f64 / (1 << 20) as f64));
+            .map_or("?".into(), |k| {
+                format!("{:.0} GiB", k as f64 / (1 << 20) as f64)
+            });
         let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
         let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!(
@@ -298,7 +313,10 @@ mod machine {
         );
         println!(
             "load average at start: {}",
-            load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
         );
     }
 }
@@ -310,13 +328,72 @@ mod gen {
     use rand::{Rng, RngCore, SeedableRng};
 
     const WORDS: &[&str] = &[
-        "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "with", "on", "fn",
-        "let", "mut", "return", "self", "struct", "impl", "match", "Some", "None", "Ok", "Err",
-        "workspace", "session", "memory", "archive", "upload", "teardown", "setup", "config",
-        "file", "path", "error", "value", "user", "assistant", "tool", "result", "message",
-        "content", "project", "claude", "directory", "stream", "bucket", "object", "request",
-        "response", "timeout", "retry", "token", "model", "prompt", "summary", "notes", "todo",
-        "remember", "prefers", "always", "never", "because", "should", "could", "would",
+        "the",
+        "of",
+        "and",
+        "to",
+        "in",
+        "is",
+        "that",
+        "for",
+        "it",
+        "as",
+        "with",
+        "on",
+        "fn",
+        "let",
+        "mut",
+        "return",
+        "self",
+        "struct",
+        "impl",
+        "match",
+        "Some",
+        "None",
+        "Ok",
+        "Err",
+        "workspace",
+        "session",
+        "memory",
+        "archive",
+        "upload",
+        "teardown",
+        "setup",
+        "config",
+        "file",
+        "path",
+        "error",
+        "value",
+        "user",
+        "assistant",
+        "tool",
+        "result",
+        "message",
+        "content",
+        "project",
+        "claude",
+        "directory",
+        "stream",
+        "bucket",
+        "object",
+        "request",
+        "response",
+        "timeout",
+        "retry",
+        "token",
+        "model",
+        "prompt",
+        "summary",
+        "notes",
+        "todo",
+        "remember",
+        "prefers",
+        "always",
+        "never",
+        "because",
+        "should",
+        "could",
+        "would",
     ];
 
     /// What a generated tree holds.
@@ -382,10 +459,20 @@ mod gen {
             let rel = format!("d{:02}/s{}/f{i:04}", i % 12, i % 5);
             if text_bytes <= random_bytes {
                 text_bytes += len;
-                write(root, &format!("{rel}.txt"), &text(&mut rng, len as usize), &mut stats)?;
+                write(
+                    root,
+                    &format!("{rel}.txt"),
+                    &text(&mut rng, len as usize),
+                    &mut stats,
+                )?;
             } else {
                 random_bytes += len;
-                write(root, &format!("{rel}.bin"), &random(&mut rng, len as usize), &mut stats)?;
+                write(
+                    root,
+                    &format!("{rel}.bin"),
+                    &random(&mut rng, len as usize),
+                    &mut stats,
+                )?;
             }
             i += 1;
         }
@@ -425,10 +512,20 @@ mod gen {
         write(root, ".credentials.json", &json(&mut rng, 4), &mut stats)?;
         write(root, "statsig/cache.json", &json(&mut rng, 400), &mut stats)?;
         let memory = format!("projects/ws_{ws}/memory");
-        write(root, &format!("{memory}/MEMORY.md"), &text(&mut rng, 4000), &mut stats)?;
+        write(
+            root,
+            &format!("{memory}/MEMORY.md"),
+            &text(&mut rng, 4000),
+            &mut stats,
+        )?;
         for i in 0..400 {
             let len = rng.random_range(500..6000);
-            write(root, &format!("{memory}/note-{i:03}.md"), &text(&mut rng, len), &mut stats)?;
+            write(
+                root,
+                &format!("{memory}/note-{i:03}.md"),
+                &text(&mut rng, len),
+                &mut stats,
+            )?;
         }
         for p in 0..30 {
             for i in 0..45 {
@@ -439,7 +536,12 @@ mod gen {
         }
         for i in 0..150 {
             let n = rng.random_range(2..30);
-            write(root, &format!("todos/t{i:03}.json"), &json(&mut rng, n), &mut stats)?;
+            write(
+                root,
+                &format!("todos/t{i:03}.json"),
+                &json(&mut rng, n),
+                &mut stats,
+            )?;
         }
         for i in 0..25 {
             let len = rng.random_range(100_000..400_000);
@@ -453,7 +555,8 @@ mod gen {
     pub fn jsonl(rng: &mut StdRng, len: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(len + 256);
         while out.len() < len {
-            let body = String::from_utf8(text(rng, rng.random_range(50..600))).unwrap();
+            let n = rng.random_range(50..600);
+            let body = String::from_utf8(text(rng, n)).unwrap();
             let line = serde_json::json!({"type": "assistant", "uuid": rng.random::<u64>(),
                 "message": {"role": "assistant", "content": body}});
             out.extend_from_slice(line.to_string().as_bytes());
@@ -506,10 +609,15 @@ mod child {
             .enable_all()
             .build()?;
         let t = Instant::now();
-        let archiver = Archiver::new(SandboxConfig {
+        let config = SandboxConfig {
             cache_dir: Some(cache.to_path_buf()),
             ..SandboxConfig::default()
-        })?;
+        };
+        // Another build of the component (e.g. with other target features) to compare.
+        let archiver = match std::env::var_os("CCWS_BENCH_COMPONENT") {
+            Some(wasm) => Archiver::with_component(&fs::read(wasm)?, config)?,
+            None => Archiver::new(config)?,
+        };
         let load = t.elapsed().as_secs_f64();
         let t = Instant::now();
         rt.block_on(async {
@@ -605,7 +713,8 @@ mod archive {
             runs: opts.runs(3),
         };
         compile_times(&ctx.cache)?;
-        let trees: [(&str, fn(&Path, u64) -> Result<gen::Stats>); 2] = [
+        type MakeTree = fn(&Path, u64) -> Result<gen::Stats>;
+        let trees: [(&str, MakeTree); 2] = [
             ("mixed ~100 MB", gen::mixed_tree),
             ("small 20k files", gen::small_tree),
         ];
@@ -730,7 +839,10 @@ mod archive {
 
     fn one_cmd(ctx: &Ctx, v: Variant, op: &str, from: &Path, to: &Path) -> Command {
         let mut c = Command::new(&ctx.exe);
-        c.args(["one", v.name(), op]).arg(from).arg(to).arg(&ctx.cache);
+        c.args(["one", v.name(), op])
+            .arg(from)
+            .arg(to)
+            .arg(&ctx.cache);
         c
     }
 
@@ -770,7 +882,8 @@ mod archive {
             "size/input",
             "pack peak RSS",
             "unpack peak RSS",
-        ]);
+        ])
+        .text_columns(2);
         for (name, stats, figs) in all {
             for (v, f) in figs {
                 t.row(vec![
@@ -865,7 +978,10 @@ mod turn {
                 ("AWS_SECRET_ACCESS_KEY", server.secret_key.clone()),
                 ("AWS_REGION", "us-east-1".into()),
                 ("AWS_EC2_METADATA_DISABLED", "true".into()),
-                ("CCWS_CACHE_DIR", work.join("compile-cache").display().to_string()),
+                (
+                    "CCWS_CACHE_DIR",
+                    work.join("compile-cache").display().to_string(),
+                ),
                 ("HOME", work.join("home-dir").display().to_string()),
             ],
             ccws,
@@ -913,8 +1029,12 @@ mod turn {
             for prefix in ["", PY_PREFIX] {
                 let home_key = format!("{prefix}workspaces/{WS}/claude-home.tar.gz");
                 let t_key = format!("{prefix}workspaces/{WS}/sessions/{SESSION}.jsonl");
-                client.put_file(&archive, &home_key, PutCondition::None).await?;
-                client.put_file(&transcript, &t_key, PutCondition::None).await?;
+                client
+                    .put_file(&archive, &home_key, PutCondition::None)
+                    .await?;
+                client
+                    .put_file(&transcript, &t_key, PutCondition::None)
+                    .await?;
             }
             anyhow::Ok(())
         })?;
@@ -958,7 +1078,14 @@ mod turn {
                 .envs(self.env.iter().map(|(k, v)| (*k, v)));
             c.arg(&self.script).arg(sub);
             c.args(["--endpoint", &self.endpoint, "--bucket", &self.bucket])
-                .args(["--workspace", WS, "--session", SESSION, "--prefix", PY_PREFIX])
+                .args([
+                    "--workspace",
+                    WS,
+                    "--session",
+                    SESSION,
+                    "--prefix",
+                    PY_PREFIX,
+                ])
                 .arg("--temp-dir")
                 .arg(self.work.join("py-tmp"));
             c
@@ -1110,7 +1237,9 @@ mod turn {
         let mut t = Table::new(&["command", "median", "min", "max", "peak RSS"]);
         for (name, make) in &cases {
             measure::run(make())?;
-            let rs: Vec<Run> = (0..runs).map(|_| measure::run(make())).collect::<Result<_>>()?;
+            let rs: Vec<Run> = (0..runs)
+                .map(|_| measure::run(make()))
+                .collect::<Result<_>>()?;
             let walls: Vec<f64> = rs.iter().map(|r| r.wall).collect();
             t.row(vec![
                 name.to_string(),
