@@ -90,17 +90,19 @@ impl<W: Write> Packer<'_, '_, W> {
     }
 
     fn walk(&mut self, dir: &Path, listing: fs::ReadDir, prefix: &str) -> Result<(), ArchiveError> {
-        let mut names = Vec::new();
+        // The listing carries each entry's type: no stat per entry is needed
+        // to tell files, directories and links apart.
+        let mut entries = Vec::new();
         for item in listing {
             match item {
-                Ok(e) => names.push(e.file_name()),
+                Ok(e) => entries.push((e.file_name(), e.file_type().ok())),
                 Err(e) => self
                     .report
                     .skip(prefix, SkipReason::Unreadable, e.to_string()),
             }
         }
-        names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
-        for name in names {
+        entries.sort_by(|a, b| a.0.as_encoded_bytes().cmp(b.0.as_encoded_bytes()));
+        for (name, listed_type) in entries {
             let abs = dir.join(&name);
             let Some(name) = name.to_str() else {
                 let shown = join(prefix, &name.to_string_lossy());
@@ -108,23 +110,25 @@ impl<W: Write> Packer<'_, '_, W> {
                 continue;
             };
             let rel = join(prefix, name);
-            let md = match fs::symlink_metadata(&abs) {
-                Ok(md) => md,
-                Err(e) => {
-                    self.report.skip(rel, SkipReason::Unreadable, e.to_string());
-                    continue;
-                }
+            let ft = match listed_type {
+                Some(ft) => ft,
+                None => match fs::symlink_metadata(&abs) {
+                    Ok(md) => md.file_type(),
+                    Err(e) => {
+                        self.report.skip(rel, SkipReason::Unreadable, e.to_string());
+                        continue;
+                    }
+                },
             };
-            let ft = md.file_type();
             if ft.is_symlink() {
                 let target = fs::read_link(&abs)
                     .map(|t| format!("-> {}", t.to_string_lossy()))
                     .unwrap_or_default();
                 self.report.skip(rel, SkipReason::Symlink, target);
             } else if ft.is_dir() {
-                self.directory(&abs, &rel, &md)?;
+                self.directory(&abs, &rel)?;
             } else if ft.is_file() {
-                self.file(&abs, &rel, &md)?;
+                self.file(&abs, &rel)?;
             } else {
                 self.report.skip(rel, SkipReason::SpecialFile, "");
             }
@@ -132,11 +136,18 @@ impl<W: Write> Packer<'_, '_, W> {
         Ok(())
     }
 
-    fn directory(&mut self, abs: &Path, rel: &str, md: &Metadata) -> Result<(), ArchiveError> {
+    fn directory(&mut self, abs: &Path, rel: &str) -> Result<(), ArchiveError> {
         if self.decide(rel, EntryKind::Directory) == Verdict::Exclude {
             self.report.skip(rel, SkipReason::Excluded, "");
             return Ok(());
         }
+        let md = match fs::symlink_metadata(abs) {
+            Ok(md) => md,
+            Err(e) => {
+                self.report.skip(rel, SkipReason::Unreadable, e.to_string());
+                return Ok(());
+            }
+        };
         let listing = match fs::read_dir(abs) {
             Ok(l) => l,
             Err(e) => {
@@ -144,15 +155,20 @@ impl<W: Write> Packer<'_, '_, W> {
                 return Ok(());
             }
         };
-        let mut header = base_header(EntryType::Directory, 0o755, md);
+        let mut header = base_header(EntryType::Directory, 0o755, &md);
         header.set_size(0);
-        append_named(&mut self.builder, &mut header, &format!("{rel}/"), io::empty())
-            .map_err(|e| self.blame.error(e))?;
+        append_named(
+            &mut self.builder,
+            &mut header,
+            &format!("{rel}/"),
+            io::empty(),
+        )
+        .map_err(|e| self.blame.error(e))?;
         self.report.dirs += 1;
         self.walk(abs, listing, rel)
     }
 
-    fn file(&mut self, abs: &Path, rel: &str, md: &Metadata) -> Result<(), ArchiveError> {
+    fn file(&mut self, abs: &Path, rel: &str) -> Result<(), ArchiveError> {
         let verdict = self.decide(rel, EntryKind::File);
         if verdict == Verdict::Exclude {
             self.report.skip(rel, SkipReason::Excluded, "");
@@ -165,7 +181,13 @@ impl<W: Write> Packer<'_, '_, W> {
                 return Ok(());
             }
         };
-        let md = file.metadata().unwrap_or_else(|_| md.clone());
+        let md = match file.metadata() {
+            Ok(md) => md,
+            Err(e) => {
+                self.report.skip(rel, SkipReason::Unreadable, e.to_string());
+                return Ok(());
+            }
+        };
         let size = md.len();
         let executable = verdict == Verdict::KeepExecutable || native_executable(&md);
         let mut header = base_header(

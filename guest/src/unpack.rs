@@ -300,22 +300,27 @@ impl Unpacker<'_, '_> {
                 continue;
             }
             let abs = self.dest.join(dir);
-            match fs::symlink_metadata(&abs) {
-                Ok(md) if md.file_type().is_symlink() => {
-                    return Ok(Some((
-                        SkipReason::ThroughSymlink,
-                        format!("{dir} is a symlink"),
-                    )));
-                }
-                Ok(md) if md.is_dir() => {}
-                Ok(_) => {
-                    return Ok(Some((
-                        SkipReason::TypeConflict,
-                        format!("{dir} is not a directory"),
-                    )));
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir(&abs).map_err(|e| dest_error(dir, &e))?;
+            // Create first: mkdir never follows a symlink, and only when
+            // something is already there does it need a closer look.
+            match fs::create_dir(&abs) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    match fs::symlink_metadata(&abs) {
+                        Ok(md) if md.file_type().is_symlink() => {
+                            return Ok(Some((
+                                SkipReason::ThroughSymlink,
+                                format!("{dir} is a symlink"),
+                            )));
+                        }
+                        Ok(md) if md.is_dir() => {}
+                        Ok(_) => {
+                            return Ok(Some((
+                                SkipReason::TypeConflict,
+                                format!("{dir} is not a directory"),
+                            )));
+                        }
+                        Err(e) => return Err(dest_error(dir, &e)),
+                    }
                 }
                 Err(e) => return Err(dest_error(dir, &e)),
             }
@@ -327,19 +332,28 @@ impl Unpacker<'_, '_> {
     fn directory(&mut self, rel: &str, mtime: u64) -> Result<(), ArchiveError> {
         if !self.known_dirs.contains(rel) {
             let abs = self.dest.join(rel);
-            match fs::symlink_metadata(&abs) {
-                Ok(md) if md.file_type().is_symlink() => {
-                    self.report
-                        .skip(rel, SkipReason::ThroughSymlink, "a symlink is in the way");
-                    return Ok(());
+            match fs::create_dir(&abs) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    match fs::symlink_metadata(&abs) {
+                        Ok(md) if md.file_type().is_symlink() => {
+                            self.report.skip(
+                                rel,
+                                SkipReason::ThroughSymlink,
+                                "a symlink is in the way",
+                            );
+                            return Ok(());
+                        }
+                        Ok(md) if md.is_dir() => {}
+                        Ok(_) => {
+                            self.report
+                                .skip(rel, SkipReason::TypeConflict, "a file is in the way");
+                            return Ok(());
+                        }
+                        Err(e) => return Err(dest_error(rel, &e)),
+                    }
                 }
-                Ok(md) if md.is_dir() => {}
-                Ok(_) => {
-                    self.report
-                        .skip(rel, SkipReason::TypeConflict, "a file is in the way");
-                    return Ok(());
-                }
-                Err(_) => fs::create_dir(&abs).map_err(|e| dest_error(rel, &e))?,
+                Err(e) => return Err(dest_error(rel, &e)),
             }
             self.known_dirs.insert(rel.to_owned());
         }
@@ -366,25 +380,39 @@ impl Unpacker<'_, '_> {
         mtime: u64,
     ) -> Result<(), ArchiveError> {
         let abs = self.dest.join(rel);
-        match fs::symlink_metadata(&abs) {
-            Ok(md) if md.file_type().is_symlink() => {
-                self.report
-                    .skip(rel, SkipReason::ThroughSymlink, "a symlink is in the way");
-                return Ok(());
+        // O_CREAT|O_EXCL never follows a symlink; only an existing path (a
+        // duplicate entry, or something already in the destination) needs a
+        // closer look before it is replaced.
+        let file = match OpenOptions::new().write(true).create_new(true).open(&abs) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                match fs::symlink_metadata(&abs) {
+                    Ok(md) if md.file_type().is_symlink() => {
+                        self.report.skip(
+                            rel,
+                            SkipReason::ThroughSymlink,
+                            "a symlink is in the way",
+                        );
+                        return Ok(());
+                    }
+                    Ok(md) if md.is_dir() => {
+                        self.report.skip(
+                            rel,
+                            SkipReason::TypeConflict,
+                            "a directory is in the way",
+                        );
+                        return Ok(());
+                    }
+                    _ => {}
+                }
+                OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(&abs)
+                    .map_err(|e| dest_error(rel, &e))?
             }
-            Ok(md) if md.is_dir() => {
-                self.report
-                    .skip(rel, SkipReason::TypeConflict, "a directory is in the way");
-                return Ok(());
-            }
-            _ => {}
-        }
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&abs)
-            .map_err(|e| dest_error(rel, &e))?;
+            Err(e) => return Err(dest_error(rel, &e)),
+        };
         let mut written = 0u64;
         loop {
             let n = entry

@@ -80,8 +80,8 @@ pub fn load_manifest(meta_dir: &Path) -> io::Result<Manifest> {
 /// Write `value` as JSON to `dir/name` via a temp file and a rename.
 pub fn write_json<T: serde::Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    serde_json::to_writer(&mut tmp, value)?;
-    tmp.flush()?;
+    // One write: serde_json writes token by token, so never to the file directly.
+    tmp.write_all(&serde_json::to_vec(value)?)?;
     tmp.as_file().sync_all()?;
     tmp.persist(dir.join(name)).map_err(|e| e.error)?;
     Ok(())
