@@ -132,11 +132,19 @@ impl Outbox {
             .prefix(".new-")
             .tempdir_in(&self.dir)?;
         fill(&staging.path().join(PAYLOAD))?;
-        File::open(staging.path().join(PAYLOAD))?.sync_all()?;
         if let Some(base) = base {
             write_json(staging.path(), BASE, base)?;
         }
         write_json(staging.path(), ENTRY, &entry)?;
+        // Durable before it is published by the rename below.
+        for name in [PAYLOAD, BASE, ENTRY] {
+            match File::open(staging.path().join(name)) {
+                Ok(f) => f.sync_all()?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        File::open(staging.path())?.sync_all()?;
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()

@@ -77,12 +77,14 @@ pub fn load_manifest(meta_dir: &Path) -> io::Result<Manifest> {
     Ok(read_json(&meta_dir.join(MANIFEST))?.unwrap_or_default())
 }
 
-/// Write `value` as JSON to `dir/name` via a temp file and a rename.
+/// Write `value` as JSON to `dir/name` via a temp file and a rename (atomic,
+/// not synced: callers that need durability sync the file themselves; the
+/// session's own bookkeeping lives in a temp tree and needs none — an fsync
+/// right after unpacking a home would flush all of it to disk).
 pub fn write_json<T: serde::Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     // One write: serde_json writes token by token, so never to the file directly.
     tmp.write_all(&serde_json::to_vec(value)?)?;
-    tmp.as_file().sync_all()?;
     tmp.persist(dir.join(name)).map_err(|e| e.error)?;
     Ok(())
 }
