@@ -10,5 +10,5 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use ccws::archive::filter::Host as FilterHost;
-pub use ccws::archive::types as wit;
+pub use self::ccws::archive::filter::Host as FilterHost;
+pub use self::ccws::archive::types as wit;
