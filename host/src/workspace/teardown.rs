@@ -146,7 +146,8 @@ impl Workspaces {
                     key,
                     "claude-home upload failed, queued in the outbox: {reason}"
                 );
-                crate::workspace::private_dir(self.outbox.dir()).map_err(io_err(self.outbox.dir()))?;
+                crate::workspace::private_dir(self.outbox.dir())
+                    .map_err(io_err(self.outbox.dir()))?;
                 // A unique staging name: concurrent teardowns may queue at once.
                 let staging = tempfile::Builder::new()
                     .prefix(".payload-")
