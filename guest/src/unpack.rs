@@ -296,66 +296,47 @@ impl Unpacker<'_, '_> {
     /// not a file), creating missing ones.
     fn make_parents(&mut self, rel: &str) -> Result<Option<(SkipReason, String)>, ArchiveError> {
         for dir in ancestors(rel) {
-            if self.known_dirs.contains(dir) {
-                continue;
+            if let Some(skip) = self.ensure_dir(dir)? {
+                return Ok(Some(skip));
             }
-            let abs = self.dest.join(dir);
-            // Create first: mkdir never follows a symlink, and only when
-            // something is already there does it need a closer look.
-            match fs::create_dir(&abs) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    match fs::symlink_metadata(&abs) {
-                        Ok(md) if md.file_type().is_symlink() => {
-                            return Ok(Some((
-                                SkipReason::ThroughSymlink,
-                                format!("{dir} is a symlink"),
-                            )));
-                        }
-                        Ok(md) if md.is_dir() => {}
-                        Ok(_) => {
-                            return Ok(Some((
-                                SkipReason::TypeConflict,
-                                format!("{dir} is not a directory"),
-                            )));
-                        }
-                        Err(e) => return Err(dest_error(dir, &e)),
-                    }
-                }
-                Err(e) => return Err(dest_error(dir, &e)),
-            }
-            self.known_dirs.insert(dir.to_owned());
         }
         Ok(None)
     }
 
-    fn directory(&mut self, rel: &str, mtime: u64) -> Result<(), ArchiveError> {
-        if !self.known_dirs.contains(rel) {
-            let abs = self.dest.join(rel);
-            match fs::create_dir(&abs) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    match fs::symlink_metadata(&abs) {
-                        Ok(md) if md.file_type().is_symlink() => {
-                            self.report.skip(
-                                rel,
-                                SkipReason::ThroughSymlink,
-                                "a symlink is in the way",
-                            );
-                            return Ok(());
-                        }
-                        Ok(md) if md.is_dir() => {}
-                        Ok(_) => {
-                            self.report
-                                .skip(rel, SkipReason::TypeConflict, "a file is in the way");
-                            return Ok(());
-                        }
-                        Err(e) => return Err(dest_error(rel, &e)),
+    /// Create directory `rel` unless already known. mkdir never follows a
+    /// symlink, so only when something is already there does it need a closer
+    /// look; anything but a real directory in the way is a skip reason.
+    fn ensure_dir(&mut self, rel: &str) -> Result<Option<(SkipReason, String)>, ArchiveError> {
+        if self.known_dirs.contains(rel) {
+            return Ok(None);
+        }
+        let abs = self.dest.join(rel);
+        match fs::create_dir(&abs) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                match in_the_way(&abs).map_err(|e| dest_error(rel, &e))? {
+                    InTheWay::Directory => {}
+                    InTheWay::Symlink => {
+                        return Ok(Some((
+                            SkipReason::ThroughSymlink,
+                            format!("{rel} is a symlink"),
+                        )))
+                    }
+                    InTheWay::File => {
+                        return Ok(Some((SkipReason::TypeConflict, format!("{rel} is a file"))))
                     }
                 }
-                Err(e) => return Err(dest_error(rel, &e)),
             }
-            self.known_dirs.insert(rel.to_owned());
+            Err(e) => return Err(dest_error(rel, &e)),
+        }
+        self.known_dirs.insert(rel.to_owned());
+        Ok(None)
+    }
+
+    fn directory(&mut self, rel: &str, mtime: u64) -> Result<(), ArchiveError> {
+        if let Some((reason, detail)) = self.ensure_dir(rel)? {
+            self.report.skip(rel, reason, detail);
+            return Ok(());
         }
         self.report.dirs += 1;
         self.dir_mtimes.push((rel.to_owned(), mtime));
@@ -386,24 +367,19 @@ impl Unpacker<'_, '_> {
         let file = match OpenOptions::new().write(true).create_new(true).open(&abs) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                match fs::symlink_metadata(&abs) {
-                    Ok(md) if md.file_type().is_symlink() => {
-                        self.report.skip(
-                            rel,
-                            SkipReason::ThroughSymlink,
-                            "a symlink is in the way",
-                        );
+                match in_the_way(&abs).map_err(|e| dest_error(rel, &e))? {
+                    InTheWay::Symlink => {
+                        let detail = format!("{rel} is a symlink");
+                        self.report.skip(rel, SkipReason::ThroughSymlink, detail);
                         return Ok(());
                     }
-                    Ok(md) if md.is_dir() => {
-                        self.report.skip(
-                            rel,
-                            SkipReason::TypeConflict,
-                            "a directory is in the way",
-                        );
+                    InTheWay::Directory => {
+                        let detail = format!("{rel} is a directory");
+                        self.report.skip(rel, SkipReason::TypeConflict, detail);
                         return Ok(());
                     }
-                    _ => {}
+                    // A duplicate entry: the later one wins.
+                    InTheWay::File => {}
                 }
                 OpenOptions::new()
                     .write(true)
@@ -438,6 +414,25 @@ impl Unpacker<'_, '_> {
         }
         Ok(())
     }
+}
+
+/// What already occupies a destination path.
+enum InTheWay {
+    Directory,
+    Symlink,
+    /// A regular file (or anything else that is neither).
+    File,
+}
+
+fn in_the_way(abs: &Path) -> io::Result<InTheWay> {
+    let md = fs::symlink_metadata(abs)?;
+    Ok(if md.file_type().is_symlink() {
+        InTheWay::Symlink
+    } else if md.is_dir() {
+        InTheWay::Directory
+    } else {
+        InTheWay::File
+    })
 }
 
 fn set_mtime(file: &File, mtime: u64) {
