@@ -490,3 +490,46 @@ async fn local_store_conditional_writes() {
         .next()
         .is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_lost_between_transcript_and_home_keeps_the_home() {
+    let b = Backend::s3().await;
+    let proxy = b.proxy.as_ref().unwrap();
+    let ws = b.workspaces();
+    let w = ws.setup("mid", "s1", me()).await.unwrap();
+    std::fs::write(w.layout.memory_dir.join("m.md"), "late change").unwrap();
+    std::fs::create_dir_all(w.layout.transcript.parent().unwrap()).unwrap();
+    std::fs::write(&w.layout.transcript, "t\n").unwrap();
+
+    // The transcript goes through; the server is gone by the time the home is sent.
+    proxy.push(Rule::on("PUT", "claude-home", Fault::Reset, 10_000));
+    proxy.push(Rule::on("POST", "claude-home", Fault::Reset, 10_000));
+    let r = with_timeout(ws.teardown("mid", "s1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(r.transcript, Delivery::Uploaded { .. }), "{r:?}");
+    assert!(matches!(r.home, Delivery::Queued { .. }), "{r:?}");
+    let queued = ws.outbox().list().unwrap();
+    assert_eq!(queued.len(), 1);
+    assert!(
+        queued[0].entry.last_error.contains("claude-home"),
+        "{:?}",
+        queued[0].entry
+    );
+    // No object was written by the failed upload.
+    let home_key = ws.config().keys.home("mid");
+    assert!(ws.store().head(&home_key).await.unwrap_err().is_not_found());
+
+    proxy.clear();
+    let w2 = with_timeout(ws.setup("mid", "s2", me()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(w2.report.flushed.delivered, 1);
+    assert_eq!(
+        std::fs::read_to_string(w2.layout.memory_dir.join("m.md")).unwrap(),
+        "late change"
+    );
+    ws.teardown("mid", "s2").await.unwrap();
+}
