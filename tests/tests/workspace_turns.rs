@@ -533,3 +533,35 @@ async fn server_lost_between_transcript_and_home_keeps_the_home() {
     );
     ws.teardown("mid", "s2").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_older_home_never_undoes_a_newer_session() {
+    let b = Backend::s3().await;
+    let proxy = b.proxy.as_ref().unwrap();
+    let ws = b.workspaces();
+    // s1's home is queued while the server takes no writes ...
+    let w1 = ws.setup("order", "s1", me()).await.unwrap();
+    std::fs::write(w1.layout.memory_dir.join("a.md"), "v1").unwrap();
+    proxy.push(Rule::on("PUT", "", Fault::Reset, 10_000));
+    proxy.push(Rule::on("POST", "", Fault::Reset, 10_000));
+    let r1 = ws.teardown("order", "s1").await.unwrap();
+    assert!(matches!(r1.home, Delivery::Queued { .. }), "{r1:?}");
+    // ... s2 starts from that queued home and changes the same file ...
+    let w2 = ws.setup("order", "s2", me()).await.unwrap();
+    assert_eq!(w2.report.home, HomeSource::Outbox);
+    assert_eq!(
+        std::fs::read_to_string(w2.layout.memory_dir.join("a.md")).unwrap(),
+        "v1"
+    );
+    std::fs::write(w2.layout.memory_dir.join("a.md"), "v2").unwrap();
+    // ... and the server takes writes again when s2 ends.
+    proxy.clear();
+    ws.teardown("order", "s2").await.unwrap();
+    assert!(ws.outbox().list().unwrap().is_empty());
+    let (_d, home) = stored_home(&ws, "order").await;
+    assert_eq!(
+        home["projects/ws_order/memory/a.md"].as_ref().unwrap().0,
+        b"v2",
+        "the older queued home must not undo the newer change"
+    );
+}

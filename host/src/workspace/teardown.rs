@@ -43,6 +43,12 @@ impl Workspaces {
         layout: &Layout,
         state: &SessionState,
     ) -> Result<TeardownReport, WorkspaceError> {
+        // Older queued homes of this workspace must land first: this session
+        // may have started from one of them, and replaying it afterwards
+        // would undo this session's newer changes to the same files.
+        if let Err(e) = self.flush(Some(&state.workspace)).await {
+            tracing::warn!("outbox flush before teardown failed: {e}");
+        }
         let transcript = self.deliver_transcript(layout, state).await;
         let home = self.deliver_home(layout, state).await;
         let (transcript, home) = match (transcript, home) {
