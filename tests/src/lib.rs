@@ -26,3 +26,17 @@ pub fn archiver() -> Archiver {
 pub mod faultproxy;
 pub mod hostile;
 pub mod s3s;
+
+/// Deterministic pseudo-random bytes (xorshift), so mismatches are not masked by repetition.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}

@@ -5,24 +5,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ccws::s3::{PutCondition, S3Client, S3Config, S3Error};
+use ccws_tests::pseudo_random as data;
 use ccws_tests::s3s::{S3sOptions, S3sServer};
 use tokio::io::AsyncReadExt;
 
 const MIB: usize = 1024 * 1024;
-
-/// Deterministic pseudo-random bytes (xorshift), so mismatches are not masked by repetition.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 async fn read_all(client: &S3Client, key: &str) -> Vec<u8> {
     let mut obj = client.get(key).await.unwrap();
