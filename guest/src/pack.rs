@@ -9,7 +9,7 @@
 //! see [`append_named`]).
 
 use std::fs::{self, File, Metadata};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
@@ -49,6 +49,7 @@ pub fn pack<W: Write>(
         filter,
         report: Report::default(),
         blame,
+        copy: vec![0; COPY_BUFFER].into_boxed_slice(),
     };
     packer.walk(src, root, "")?;
     let gz = packer
@@ -69,6 +70,9 @@ struct Packer<'a, 'f, W: Write> {
     filter: Option<&'a mut (dyn Filter + 'f)>,
     report: Report,
     blame: Blame,
+    /// The one buffer file bodies are copied through (allocated and zeroed
+    /// once per pack, not once per file).
+    copy: Box<[u8]>,
 }
 
 impl Blame {
@@ -202,9 +206,14 @@ impl<W: Write> Packer<'_, '_, W> {
             pos: 0,
             failure: None,
         };
-        let reader = BufReader::with_capacity(COPY_BUFFER, &mut body);
-        append_named(&mut self.builder, &mut header, rel, reader)
-            .map_err(|e| self.blame.error(e))?;
+        append_file(
+            &mut self.builder,
+            &mut header,
+            rel,
+            &mut body,
+            &mut self.copy,
+        )
+        .map_err(|e| self.blame.error(e))?;
         if let Some(why) = body.failure {
             self.report.skip(rel, SkipReason::Unreadable, why);
         }
@@ -227,6 +236,46 @@ fn append_named<W: Write, R: Read>(
     header: &mut Header,
     name: &str,
     data: R,
+) -> io::Result<()> {
+    set_name(builder, header, name)?;
+    builder.append(header, data)
+}
+
+/// Append a regular file entry: header (as [`append_named`]), then exactly
+/// the header's size of `body` copied through `buf`, then the padding to the
+/// next 512-byte block. `tar::Builder::append` would copy through its own
+/// small buffer, or through a `BufReader` that is allocated and zeroed for
+/// every file.
+fn append_file<W: Write>(
+    builder: &mut tar::Builder<W>,
+    header: &mut Header,
+    name: &str,
+    body: &mut SizedReader,
+    buf: &mut [u8],
+) -> io::Result<()> {
+    set_name(builder, header, name)?;
+    let out = builder.get_mut();
+    out.write_all(header.as_bytes())?;
+    loop {
+        let n = body.read(buf)?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+    }
+    let tail = (body.size % 512) as usize;
+    if tail != 0 {
+        out.write_all(&[0u8; 512][tail..])?;
+    }
+    Ok(())
+}
+
+/// Put `name` into `header` byte for byte, writing a GNU long-name entry
+/// first when it is over 100 bytes; sets the checksum.
+fn set_name<W: Write>(
+    builder: &mut tar::Builder<W>,
+    header: &mut Header,
+    name: &str,
 ) -> io::Result<()> {
     let bytes = name.as_bytes();
     let field = &mut header.as_old_mut().name;
@@ -252,7 +301,7 @@ fn append_named<W: Write, R: Read>(
         field[..cut].copy_from_slice(&bytes[..cut]);
     }
     header.set_cksum();
-    builder.append(header, data)
+    Ok(())
 }
 
 fn join(prefix: &str, name: &str) -> String {
