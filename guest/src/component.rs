@@ -104,9 +104,50 @@ impl Guest for Component {
         .map(report_to_wit)
         .map_err(error_to_wit)
     }
+    fn pack_tar(
+        src: String,
+        out: &OutputStream,
+        options: wit::PackOptions,
+    ) -> Result<wit::Report, wit::ArchiveError> {
+        let (opts, mut host) = pack_options(&options)?;
+        let sink = StreamWriter(out);
+        crate::pack_tar(Path::new(&src), sink, &opts, host.as_mut().map(|h| h as _))
+            .map(|(report, _)| report_to_wit(report))
+            .map_err(error_to_wit)
+    }
+
+    fn unpack_tar(
+        input: &InputStream,
+        dest: String,
+        options: wit::UnpackOptions,
+    ) -> Result<wit::Report, wit::ArchiveError> {
+        let (opts, mut host) = unpack_options(&options)?;
+        let reader = crate::io::ChunkReader::new(|max| read_chunk(input, max));
+        crate::unpack_tar(
+            reader,
+            Path::new(&dest),
+            &opts,
+            host.as_mut().map(|h| h as _),
+        )
+        .map(report_to_wit)
+        .map_err(error_to_wit)
+    }
+
+    fn gzip(input: &InputStream, out: &OutputStream, level: u8) -> Result<u64, wit::ArchiveError> {
+        let reader = crate::io::ChunkReader::new(|max| read_chunk(input, max));
+        crate::gzip(reader, StreamWriter(out), level.into())
+            .map(|(n, _)| n)
+            .map_err(error_to_wit)
+    }
+
+    fn gunzip(input: &InputStream, out: &OutputStream) -> Result<u64, wit::ArchiveError> {
+        let reader = crate::io::ChunkReader::new(|max| read_chunk(input, max));
+        crate::gunzip(reader, StreamWriter(out))
+            .map(|(n, _)| n)
+            .map_err(error_to_wit)
+    }
 }
 
-/// The host's `filter` import as a core [`core::Filter`].
 struct HostFilter;
 
 impl core::Filter for HostFilter {
@@ -240,7 +281,9 @@ fn error_to_wit(e: core::ArchiveError) -> wit::ArchiveError {
             allowed,
             entry,
         }),
-        C::Stream(m) => wit::ArchiveError::Stream(m),
+        C::Stream { entry, message } => {
+            wit::ArchiveError::Stream(wit::StreamError { entry, message })
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! by benchmarks and unit tests.
 
 mod fsio;
+pub mod gz;
 pub mod io;
 pub mod pack;
 pub mod paths;
@@ -18,10 +19,11 @@ mod component;
 #[cfg(test)]
 mod tests;
 
-pub use pack::pack;
+pub use gz::{gunzip, gzip};
+pub use pack::{pack, pack_tar};
 pub use pattern::Patterns;
 pub use types::*;
-pub use unpack::unpack;
+pub use unpack::{unpack, unpack_tar};
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -45,7 +47,7 @@ pub fn pack_file(
     let file = File::create(&partial).map_err(io_error)?;
     let out = BufWriter::with_capacity(256 * 1024, io::PositionalWriter::new(file));
     let packed = pack(src, out, options, filter).map_err(|e| match e {
-        ArchiveError::Stream(message) => ArchiveError::Io {
+        ArchiveError::Stream { message, .. } => ArchiveError::Io {
             path: archive.display().to_string(),
             message,
         },
@@ -79,7 +81,7 @@ pub fn unpack_file(
         message: e.to_string(),
     })?;
     unpack(io::PositionalReader::new(file), dest, options, filter).map_err(|e| match e {
-        ArchiveError::Stream(message) => ArchiveError::Io {
+        ArchiveError::Stream { message, .. } => ArchiveError::Io {
             path: archive.display().to_string(),
             message,
         },

@@ -13,15 +13,17 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
-use flate2::write::GzEncoder;
 use flate2::{Compression, GzBuilder};
 use tar::{EntryType, Header};
 
 use crate::fsio;
-use crate::io::{Blame, Tracked};
+use crate::io::{Blame, FixedChunks, Tracked};
 use crate::types::{ArchiveError, EntryKind, Filter, PackOptions, Report, SkipReason, Verdict};
 
 const COPY_BUFFER: usize = 256 * 1024;
+/// The size of every write into the gzip encoder (see [`FixedChunks`]);
+/// `gzip` uses the same, so the two paths give identical bytes.
+pub(crate) const GZIP_CHUNK: usize = 256 * 1024;
 
 /// Pack directory `src` as tar.gz into `out`. `filter`, when given, is asked
 /// about every path after the option patterns. `out` is flushed, and returned.
@@ -31,41 +33,83 @@ pub fn pack<W: Write>(
     options: &PackOptions,
     filter: Option<&mut (dyn Filter + '_)>,
 ) -> Result<(Report, W), ArchiveError> {
-    if options.level > 9 {
-        return Err(ArchiveError::InvalidOptions(format!(
-            "gzip level {} is out of range 0-9",
-            options.level
-        )));
-    }
-    let root = fs::read_dir(src).map_err(|e| io_error(src, &e))?;
+    check_level(options.level)?;
     let blame = Blame::default();
     let gz = GzBuilder::new().write(
         BufWriter::with_capacity(COPY_BUFFER, Tracked::new(out, blame.clone())),
         Compression::new(options.level),
     );
+    let chunked = FixedChunks::new(gz, GZIP_CHUNK);
+    let (report, chunked) = walk_into(src, chunked, options, filter, &blame)?;
+    let gz = chunked.finish().map_err(|e| blame.error(e, ""))?;
+    let buffered = gz.finish().map_err(|e| blame.error(e, ""))?;
+    let tracked = buffered
+        .into_inner()
+        .map_err(|e| blame.error(e.into_error(), ""))?;
+    Ok((report, finish(tracked, &blame)?))
+}
+
+/// Pack directory `src` as an uncompressed tar into `out` (the same entries,
+/// byte for byte, as the tar inside [`pack`]'s tar.gz); `gzip` it separately,
+/// e.g. in another sandbox instance running alongside. `options.level` is
+/// checked but not used.
+pub fn pack_tar<W: Write>(
+    src: &Path,
+    out: W,
+    options: &PackOptions,
+    filter: Option<&mut (dyn Filter + '_)>,
+) -> Result<(Report, W), ArchiveError> {
+    check_level(options.level)?;
+    let blame = Blame::default();
+    let buffered = BufWriter::with_capacity(COPY_BUFFER, Tracked::new(out, blame.clone()));
+    let (report, buffered) = walk_into(src, buffered, options, filter, &blame)?;
+    let tracked = buffered
+        .into_inner()
+        .map_err(|e| blame.error(e.into_error(), ""))?;
+    Ok((report, finish(tracked, &blame)?))
+}
+
+fn check_level(level: u32) -> Result<(), ArchiveError> {
+    if level > 9 {
+        return Err(ArchiveError::InvalidOptions(format!(
+            "gzip level {level} is out of range 0-9"
+        )));
+    }
+    Ok(())
+}
+
+fn finish<W: Write>(mut tracked: Tracked<W>, blame: &Blame) -> Result<W, ArchiveError> {
+    tracked.flush().map_err(|e| blame.error(e, ""))?;
+    Ok(tracked.into_inner())
+}
+
+/// Walk `src` and write its entries and the end-of-archive marker into `sink`.
+fn walk_into<T: Write>(
+    src: &Path,
+    sink: T,
+    options: &PackOptions,
+    filter: Option<&mut (dyn Filter + '_)>,
+    blame: &Blame,
+) -> Result<(Report, T), ArchiveError> {
+    let root = fs::read_dir(src).map_err(|e| io_error(src, &e))?;
     let mut packer = Packer {
-        builder: tar::Builder::new(gz),
+        builder: tar::Builder::new(sink),
         options,
         filter,
         report: Report::default(),
-        blame,
+        blame: blame.clone(),
         copy: vec![0; COPY_BUFFER].into_boxed_slice(),
     };
     packer.walk(src, root, "")?;
-    let gz = packer
+    let sink = packer
         .builder
         .into_inner()
-        .map_err(|e| packer.blame.error(e))?;
-    let buffered = gz.finish().map_err(|e| packer.blame.error(e))?;
-    let mut tracked = buffered
-        .into_inner()
-        .map_err(|e| packer.blame.error(e.into_error()))?;
-    tracked.flush().map_err(|e| packer.blame.error(e))?;
-    Ok((packer.report, tracked.into_inner()))
+        .map_err(|e| packer.blame.error(e, ""))?;
+    Ok((packer.report, sink))
 }
 
 struct Packer<'a, 'f, W: Write> {
-    builder: tar::Builder<GzEncoder<BufWriter<Tracked<W>>>>,
+    builder: tar::Builder<W>,
     options: &'a PackOptions,
     filter: Option<&'a mut (dyn Filter + 'f)>,
     report: Report,
@@ -76,9 +120,12 @@ struct Packer<'a, 'f, W: Write> {
 }
 
 impl Blame {
-    /// Map a write failure: the output's own error if it had one.
-    fn error(&self, e: io::Error) -> ArchiveError {
-        ArchiveError::Stream(self.get().unwrap_or_else(|| e.to_string()))
+    /// Map a write failure at `entry`: the output's own error if it had one.
+    fn error(&self, e: io::Error, entry: &str) -> ArchiveError {
+        ArchiveError::Stream {
+            entry: entry.to_owned(),
+            message: self.get().unwrap_or_else(|| e.to_string()),
+        }
     }
 }
 
@@ -167,7 +214,7 @@ impl<W: Write> Packer<'_, '_, W> {
             &format!("{rel}/"),
             io::empty(),
         )
-        .map_err(|e| self.blame.error(e))?;
+        .map_err(|e| self.blame.error(e, rel))?;
         self.report.dirs += 1;
         self.walk(abs, listing, rel)
     }
@@ -213,7 +260,7 @@ impl<W: Write> Packer<'_, '_, W> {
             &mut body,
             &mut self.copy,
         )
-        .map_err(|e| self.blame.error(e))?;
+        .map_err(|e| self.blame.error(e, rel))?;
         if let Some(why) = body.failure {
             self.report.skip(rel, SkipReason::Unreadable, why);
         }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use flate2::write::GzEncoder;
-use flate2::{Compression, GzBuilder};
+use flate2::Compression;
 use tar::{EntryType, Header};
 
 use crate::io::MultiGz;
@@ -152,10 +152,9 @@ mod names {
     use super::*;
 
     /// What `tar::Builder::append_data` writes for the same entries: the
-    /// pack output must not change for names it handles.
+    /// packed tar must not change for names it handles.
     fn reference(entries: &[(&str, EntryType, u32, u64, &[u8])]) -> Vec<u8> {
-        let gz = GzBuilder::new().write(Vec::new(), Compression::new(6));
-        let mut b = tar::Builder::new(gz);
+        let mut b = tar::Builder::new(Vec::new());
         for (name, kind, mode, mtime, data) in entries {
             let mut h = Header::new_gnu();
             h.set_entry_type(*kind);
@@ -166,7 +165,7 @@ mod names {
             h.set_size(data.len() as u64);
             b.append_data(&mut h, name, *data).unwrap();
         }
-        b.into_inner().unwrap().finish().unwrap()
+        b.into_inner().unwrap()
     }
 
     #[test]
@@ -190,6 +189,12 @@ mod names {
         }
         set_mtime(&src.path().join(&long_dir), 1_600_000_001);
         let (_, packed) = pack_bytes(src.path());
+        let mut packed_tar = Vec::new();
+        MultiGz::new(Cursor::new(&packed))
+            .read_to_end(&mut packed_tar)
+            .unwrap();
+        let (_, staged_tar) =
+            crate::pack_tar(src.path(), Vec::new(), &PackOptions::default(), None).unwrap();
 
         let long_dir_entry = format!("{long_dir}/");
         let want = reference(&[
@@ -205,7 +210,11 @@ mod names {
             (&short, EntryType::Regular, 0o644, 1_600_000_000, b"s"),
             (&straddle, EntryType::Regular, 0o644, 1_600_000_000, b"u"),
         ]);
-        assert!(packed == want, "pack output differs from append_data's");
+        assert!(packed_tar == want, "pack's tar differs from append_data's");
+        assert!(
+            staged_tar == want,
+            "pack-tar's tar differs from append_data's"
+        );
     }
 
     #[test]
@@ -425,5 +434,199 @@ mod multi_gz {
         let input = gz(&data);
         let cut = input[..input.len() - 4].to_vec();
         assert!(read_all(cut).is_err());
+    }
+}
+
+mod stages {
+    use super::*;
+    use crate::io::FixedChunks;
+    use crate::{gunzip, gzip, pack_tar, unpack_tar};
+
+    /// A tree big enough to span several gzip chunks, partly compressible.
+    fn tree(root: &Path) {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for i in 0..40 {
+            let data: Vec<u8> = (0..24_000)
+                .map(|j| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    if i % 2 == 0 {
+                        (state % 7) as u8 + b'a'
+                    } else {
+                        (j % 251) as u8 ^ state as u8
+                    }
+                })
+                .collect();
+            write(root, &format!("d{}/f{i:02}", i % 3), &data);
+        }
+    }
+
+    /// Splits every write into pieces of the sizes in `pattern`, in turn.
+    struct Ragged<W> {
+        inner: W,
+        pattern: &'static [usize],
+        next: usize,
+    }
+
+    impl<W: Write> Write for Ragged<W> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.pattern[self.next % self.pattern.len()]);
+            self.next += 1;
+            self.inner.write_all(&buf[..n])?;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.inner.flush()
+        }
+    }
+
+    #[test]
+    fn pack_tar_then_gzip_is_pack() {
+        let src = tempfile::tempdir().unwrap();
+        tree(src.path());
+        let (report, packed) = pack_bytes(src.path());
+        let (tar_report, tar) =
+            pack_tar(src.path(), Vec::new(), &PackOptions::default(), None).unwrap();
+        assert_eq!(report, tar_report);
+        // However the tar arrives (pipe reads are split by timing), the
+        // gzip stage writes the same bytes as `pack`.
+        for pattern in [&[1 << 20][..], &[1, 4096, 777, 65_536][..], &[100_003][..]] {
+            let mut staged = Vec::new();
+            let mut input = tar.as_slice();
+            let mut ragged = Ragged {
+                inner: &mut staged,
+                pattern,
+                next: 0,
+            };
+            // `gzip` reads whatever the reader gives: feed it ragged reads.
+            let mut pieces = Vec::new();
+            while !input.is_empty() {
+                let n = input.len().min(pattern[pieces.len() % pattern.len()]);
+                pieces.push(&input[..n]);
+                input = &input[n..];
+            }
+            let reader = pieces
+                .into_iter()
+                .map(Cursor::new)
+                .fold(Box::new(io::empty()) as Box<dyn Read>, |acc, c| {
+                    Box::new(acc.chain(c))
+                });
+            let (n, _) = gzip(reader, &mut ragged, 6).unwrap();
+            assert_eq!(n, tar.len() as u64);
+            assert!(
+                staged == packed,
+                "pattern {pattern:?}: gzip differs from pack"
+            );
+        }
+    }
+
+    #[test]
+    fn gunzip_then_unpack_tar_is_unpack() {
+        let src = tempfile::tempdir().unwrap();
+        tree(src.path());
+        let (_, packed) = pack_bytes(src.path());
+        let (n, tar) = gunzip(Cursor::new(&packed), Vec::new()).unwrap();
+        assert_eq!(n, tar.len() as u64);
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let one = unpack_bytes(&packed, a.path(), &UnpackOptions::default()).unwrap();
+        let two = unpack_tar(Cursor::new(&tar), b.path(), &UnpackOptions::default(), None).unwrap();
+        assert_eq!(one, two);
+        assert_eq!(pack_bytes(a.path()).1, pack_bytes(b.path()).1);
+    }
+
+    #[test]
+    fn gunzip_errors_are_typed() {
+        let mut bad_crc = gz(b"some data to checksum");
+        let n = bad_crc.len();
+        bad_crc[n - 8] ^= 1;
+        for (input, want) in [
+            (Vec::new(), "empty input"),
+            (b"plain".to_vec(), "not a gzip stream"),
+            (bad_crc, ""),
+        ] {
+            match gunzip(Cursor::new(input), Vec::new()) {
+                Err(ArchiveError::Corrupt { entry, message }) => {
+                    assert_eq!(entry, "");
+                    assert!(message.contains(want), "{message}");
+                }
+                other => panic!("expected Corrupt, got {:?}", other.map(|r| r.0)),
+            }
+        }
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("connection reset"))
+            }
+        }
+        match gunzip(Failing, Vec::new()) {
+            Err(ArchiveError::Stream { entry, message }) => {
+                assert_eq!(entry, "");
+                assert!(message.contains("connection reset"), "{message}");
+            }
+            other => panic!("expected Stream, got {:?}", other.map(|r| r.0)),
+        }
+        assert!(matches!(
+            gzip(io::empty(), Vec::new(), 10),
+            Err(ArchiveError::InvalidOptions(_))
+        ));
+    }
+
+    #[test]
+    fn unpack_tar_names_the_entry_when_its_input_fails() {
+        let src = tempfile::tempdir().unwrap();
+        write(src.path(), "a", &[1u8; 5000]);
+        write(src.path(), "b", &[2u8; 5000]);
+        let (_, tar) = pack_tar(src.path(), Vec::new(), &PackOptions::default(), None).unwrap();
+        // The input fails inside `b`'s body.
+        let cut = Cursor::new(tar[..1536 + 5120 + 1024].to_vec());
+        let failing = cut.chain(FailAfter);
+        struct FailAfter;
+        impl Read for FailAfter {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("upstream stage failed"))
+            }
+        }
+        let dest = tempfile::tempdir().unwrap();
+        match unpack_tar(failing, dest.path(), &UnpackOptions::default(), None) {
+            Err(ArchiveError::Stream { entry, message }) => {
+                assert_eq!(entry, "b");
+                assert!(message.contains("upstream stage failed"), "{message}");
+            }
+            other => panic!("expected Stream at b, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fixed_chunks_hide_the_callers_split() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        let mut seen = Vec::new();
+        for pattern in [&[1][..], &[7, 3000][..], &[10_000][..]] {
+            let mut sizes = Vec::new();
+            struct Sizes<'a>(&'a mut Vec<usize>);
+            impl Write for Sizes<'_> {
+                fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                    self.0.push(b.len());
+                    Ok(b.len())
+                }
+                fn flush(&mut self) -> io::Result<()> {
+                    Ok(())
+                }
+            }
+            let mut w = FixedChunks::new(Sizes(&mut sizes), 4096);
+            let mut rest = &data[..];
+            let mut k = 0;
+            while !rest.is_empty() {
+                let n = rest.len().min(pattern[k % pattern.len()]);
+                w.write_all(&rest[..n]).unwrap();
+                w.flush().unwrap();
+                rest = &rest[n..];
+                k += 1;
+            }
+            w.finish().unwrap();
+            seen.push(sizes);
+        }
+        assert_eq!(seen[0], vec![4096, 4096, 1808]);
+        assert!(seen.iter().all(|s| *s == seen[0]));
     }
 }

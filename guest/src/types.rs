@@ -212,8 +212,14 @@ pub enum ArchiveError {
         entry: String,
     },
     /// The host's stream failed.
-    #[error("stream failed: {0}")]
-    Stream(String),
+    #[error("stream failed{}: {message}", entry_suffix(entry))]
+    Stream {
+        /// The entry being read or written when it failed ("" before the
+        /// first one).
+        entry: String,
+        /// The stream's error.
+        message: String,
+    },
 }
 
 fn entry_suffix(entry: &str) -> String {

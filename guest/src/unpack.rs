@@ -36,6 +36,43 @@ pub fn unpack<R: Read>(
     options: &UnpackOptions,
     filter: Option<&mut (dyn Filter + '_)>,
 ) -> Result<Report, ArchiveError> {
+    let blame = Blame::default();
+    let gz = MultiGz::new(BufReader::with_capacity(
+        READ_BUFFER,
+        Tracked::new(input, blame.clone()),
+    ));
+    extract(gz, blame, dest, options, filter)
+}
+
+/// Unpack an uncompressed tar read from `input` (for instance the output of
+/// [`crate::gunzip`] running in another sandbox instance) with the same rules
+/// as [`unpack`]. A failure of `input` is a `Stream` error naming the entry
+/// being read.
+pub fn unpack_tar<R: Read>(
+    input: R,
+    dest: &Path,
+    options: &UnpackOptions,
+    filter: Option<&mut (dyn Filter + '_)>,
+) -> Result<Report, ArchiveError> {
+    let blame = Blame::default();
+    extract(
+        Tracked::new(input, blame.clone()),
+        blame,
+        dest,
+        options,
+        filter,
+    )
+}
+
+/// The extraction loop over a decompressed tar stream whose source's own
+/// failures are recorded in `blame`.
+fn extract<R: Read>(
+    tar_stream: R,
+    blame: Blame,
+    dest: &Path,
+    options: &UnpackOptions,
+    filter: Option<&mut (dyn Filter + '_)>,
+) -> Result<Report, ArchiveError> {
     let limits = options.limits;
     if limits.max_entries == 0 || limits.max_path_bytes == 0 {
         return Err(ArchiveError::InvalidOptions(
@@ -47,7 +84,6 @@ pub fn unpack<R: Read>(
         message: e.to_string(),
     })?;
 
-    let blame = Blame::default();
     let count = Rc::new(Cell::new(0u64));
     let over = Rc::new(Cell::new(false));
     // Decompressed bytes allowed: the content limit plus room for headers.
@@ -55,11 +91,7 @@ pub fn unpack<R: Read>(
         .max_total_bytes
         .saturating_add(limits.max_entries.saturating_mul(3 * BLOCK))
         .saturating_add(1 << 20);
-    let gz = MultiGz::new(BufReader::with_capacity(
-        READ_BUFFER,
-        Tracked::new(input, blame.clone()),
-    ));
-    let counted = Counting::new(gz, cap, count.clone(), over.clone());
+    let counted = Counting::new(tar_stream, cap, count.clone(), over.clone());
     let mut archive = tar::Archive::new(counted);
 
     let mut run = Unpacker {
@@ -86,7 +118,8 @@ pub fn unpack<R: Read>(
         run.entry(entry)?;
     }
     // Read the rest so the gzip trailer (CRC, length) and anything after the
-    // tar end-of-archive marker are checked.
+    // tar end-of-archive marker are checked (and a stream feeding this one
+    // runs to its end).
     let mut rest = archive.into_inner();
     let last = run.last.clone();
     io::copy(&mut rest, &mut io::sink()).map_err(|e| run.read_error(e, &last))?;
@@ -125,8 +158,11 @@ struct Unpacker<'a, 'f> {
 impl Unpacker<'_, '_> {
     /// Classify a failure while reading the archive.
     fn read_error(&self, e: io::Error, entry: &str) -> ArchiveError {
-        if let Some(msg) = self.blame.get() {
-            return ArchiveError::Stream(msg);
+        if let Some(message) = self.blame.get() {
+            return ArchiveError::Stream {
+                entry: entry.to_owned(),
+                message,
+            };
         }
         if self.over.get() {
             return ArchiveError::LimitExceeded {
