@@ -23,6 +23,24 @@ pub fn archiver() -> Archiver {
         .clone()
 }
 
+/// As [`archiver`], but running pack and unpack in one instance each (no
+/// tar/gzip pipeline), to test that path on multi-threaded runtimes too.
+pub fn archiver_serial() -> Archiver {
+    static ARCHIVER: OnceLock<Archiver> = OnceLock::new();
+    ARCHIVER
+        .get_or_init(|| {
+            let cache =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ccws-test-cache");
+            Archiver::new(SandboxConfig {
+                cache_dir: Some(cache),
+                pipeline: false,
+                ..SandboxConfig::default()
+            })
+            .expect("loading the archive component")
+        })
+        .clone()
+}
+
 pub mod faultproxy;
 pub mod hostile;
 pub mod s3s;

@@ -87,6 +87,9 @@ pub fn error(e: wit::ArchiveError) -> core::ArchiveError {
             allowed: e.allowed,
             entry: e.entry,
         },
-        wit::ArchiveError::Stream(m) => C::Stream(m),
+        wit::ArchiveError::Stream(e) => C::Stream {
+            entry: e.entry,
+            message: e.message,
+        },
     }
 }

@@ -10,6 +10,8 @@
 mod bindings;
 mod convert;
 mod engine;
+mod pipe;
+mod pipeline;
 mod sandbox;
 
 use std::path::{Component as PathComponent, Path, PathBuf};
@@ -79,12 +81,17 @@ pub struct UnpackOptions {
 /// Sandbox settings.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
-    /// Most linear memory the guest may use.
+    /// Most linear memory one guest instance may use.
     pub memory_limit: usize,
-    /// Most CPU time one call may take (waits on streams do not count).
+    /// Most CPU time one instance's call may take (waits on streams do not
+    /// count).
     pub cpu_time: Duration,
     /// Where to cache the compiled component; `None` compiles in memory.
     pub cache_dir: Option<PathBuf>,
+    /// Run the tar and gzip stages of `pack` and `unpack` in two instances at
+    /// once (see `pipeline.rs`). Used only on a multi-threaded tokio runtime;
+    /// the default is on when the machine has more than one CPU.
+    pub pipeline: bool,
 }
 
 impl Default for SandboxConfig {
@@ -93,6 +100,7 @@ impl Default for SandboxConfig {
             memory_limit: 512 << 20,
             cpu_time: Duration::from_secs(600),
             cache_dir: default_cache_dir(),
+            pipeline: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
         }
     }
 }
@@ -189,13 +197,16 @@ impl Archiver {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let src = canonical_dir(src)?;
+        if self.pipelined() {
+            return self.pack_pipelined(src, out, options, filter).await;
+        }
         let (guest_side, mut host_side) = tokio::io::duplex(PIPE_BYTES);
         let copier = tokio::spawn(async move {
             let copied = tokio::io::copy(&mut host_side, &mut out).await;
             let shut = out.shutdown().await;
             copied.and(shut).map(|_| out)
         });
-        let mut store = self.store(&src, FsPerms::ReadOnly, filter, Some(src.clone()))?;
+        let mut store = self.store(Some((&src, FsPerms::ReadOnly)), filter, Some(src.clone()))?;
         let clock = store.data().clock.clone();
         let stream: DynOutputStream = Box::new(TimedOutput {
             inner: AsyncWriteStream::new(PIPE_BYTES, guest_side),
@@ -211,7 +222,8 @@ impl Archiver {
                         .await
                 })
             })
-            .await;
+            .await
+            .map(convert::report);
         // Dropping the stream closes the pipe, so the copier sees the end.
         let _ = store.data_mut().table.delete(res);
         drop(store);
@@ -221,7 +233,7 @@ impl Archiver {
         match (called, copied) {
             (Ok(report), Ok(out)) => Ok((report, out)),
             // The writer failing is the root cause of a guest stream error.
-            (Err(HostError::Archive(ArchiveError::Stream(_))) | Ok(_), Err(e)) => {
+            (Err(HostError::Archive(ArchiveError::Stream { .. })) | Ok(_), Err(e)) => {
                 Err(HostError::Stream(e))
             }
             (Err(e), _) => Err(e),
@@ -245,8 +257,11 @@ impl Archiver {
             source,
         })?;
         let dest = canonical_dir(dest)?;
+        if self.pipelined() {
+            return self.unpack_pipelined(input, dest, options, filter).await;
+        }
         let host_filter = filter.is_some();
-        let mut store = self.store(&dest, FsPerms::ReadWrite, filter, None)?;
+        let mut store = self.store(Some((&dest, FsPerms::ReadWrite)), filter, None)?;
         let clock = store.data().clock.clone();
         let stream: DynInputStream = Box::new(TimedInput {
             inner: AsyncReadStream::new(input),
@@ -262,7 +277,8 @@ impl Archiver {
                         .await
                 })
             })
-            .await;
+            .await
+            .map(convert::report);
         let _ = store.data_mut().table.delete(res);
         let report = called?;
         apply_executables(&dest, &report.executables)?;
@@ -311,21 +327,31 @@ impl Archiver {
         self.unpack(file, dest, options, filter).await
     }
 
-    /// A store for one call, preopening exactly `dir`.
+    /// Whether to run two instances at once: asked for, and on a runtime
+    /// that can run them in parallel.
+    fn pipelined(&self) -> bool {
+        self.inner.config.pipeline
+            && tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+    }
+
+    /// A store for one call, preopening exactly `dir` (or nothing: the gzip
+    /// stages see only their streams).
     fn store(
         &self,
-        dir: &Path,
-        perms: FsPerms,
+        dir: Option<(&Path, FsPerms)>,
         filter: Option<FilterFn>,
         exec_root: Option<PathBuf>,
     ) -> Result<Store<Sandbox>, HostError> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_blocking_current_thread(true);
-        wasi.preopened_dir(dir, GUEST_ROOT, perms)
-            .map_err(|e| HostError::Io {
-                path: dir.to_path_buf(),
-                source: std::io::Error::other(format!("{e:#}")),
-            })?;
+        if let Some((dir, perms)) = dir {
+            wasi.preopened_dir(dir, GUEST_ROOT, perms)
+                .map_err(|e| HostError::Io {
+                    path: dir.to_path_buf(),
+                    source: std::io::Error::other(format!("{e:#}")),
+                })?;
+        }
         let clock = CpuClock::start();
         let sandbox = Sandbox {
             wasi: wasi.build(),
@@ -353,7 +379,7 @@ impl Archiver {
     }
 
     /// Instantiate and run one export, mapping traps to typed errors.
-    async fn call<F>(&self, store: &mut Store<Sandbox>, f: F) -> Result<Report, HostError>
+    async fn call<T, F>(&self, store: &mut Store<Sandbox>, f: F) -> Result<T, HostError>
     where
         F: for<'a> FnOnce(
             &'a Bindings,
@@ -361,9 +387,7 @@ impl Archiver {
         ) -> std::pin::Pin<
             Box<
                 dyn std::future::Future<
-                        Output = wasmtime::Result<
-                            Result<bindings::wit::Report, bindings::wit::ArchiveError>,
-                        >,
+                        Output = wasmtime::Result<Result<T, bindings::wit::ArchiveError>>,
                     > + Send
                     + 'a,
             >,
@@ -377,7 +401,7 @@ impl Archiver {
             .map_err(|e| self.trap(store, e))?;
         let out = f(&instance, store).await;
         match out {
-            Ok(Ok(report)) => Ok(convert::report(report)),
+            Ok(Ok(value)) => Ok(value),
             // The guest may survive a refused allocation (e.g. `read_to_end`
             // reports it as an I/O error) and fail "cleanly": the cause is
             // still the memory cap, not the archive.

@@ -1,0 +1,284 @@
+//! The in-memory pipe between two sandbox stages (tar ↔ gzip).
+//!
+//! The write end is one stage's `wasi:io` output stream, the read end the
+//! other's input stream: chunks pass as `Bytes` (copied once out of one
+//! guest's memory and once into the other's), with a byte capacity for
+//! back-pressure and no task in between.
+//!
+//! A plain pipe ends with EOF when its writer goes away, which would let a
+//! failed first stage look like a complete, valid stream to the second (a
+//! `gzip` of a half-packed tar would still be a well-formed tar.gz). Here the
+//! first stage's owner records the failure before dropping the write end, and
+//! the reader gets that error, after the data written before it, instead of
+//! EOF. When the reader goes away, the writer's next call fails.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
+
+/// Create a pipe holding up to `capacity` bytes in flight: the write end,
+/// the read end, and the handle that fails it.
+pub fn pipe(capacity: usize) -> (PipeWriter, PipeReader, PipeFailure) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            chunks: VecDeque::new(),
+            queued: 0,
+            end: None,
+            reader_gone: false,
+        }),
+        capacity,
+        readable: Notify::new(),
+        writable: Notify::new(),
+    });
+    (
+        PipeWriter(shared.clone()),
+        PipeReader(shared.clone()),
+        PipeFailure(shared),
+    )
+}
+
+struct Shared {
+    state: Mutex<State>,
+    capacity: usize,
+    /// Data or the end arrived (one waiter: the reader).
+    readable: Notify,
+    /// Room appeared or the reader left (one waiter: the writer).
+    writable: Notify,
+}
+
+struct State {
+    chunks: VecDeque<Bytes>,
+    queued: usize,
+    end: Option<End>,
+    reader_gone: bool,
+}
+
+enum End {
+    Closed,
+    Failed(String),
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Marks a pipe as failed. Call it before the write end is dropped.
+#[derive(Clone)]
+pub struct PipeFailure(Arc<Shared>);
+
+impl PipeFailure {
+    /// Record why the writing stage failed (the first reason is kept); the
+    /// reader gets it once the data before it is read.
+    pub fn fail(&self, why: impl Into<String>) {
+        let mut st = self.0.lock();
+        if !matches!(st.end, Some(End::Failed(_))) {
+            st.end = Some(End::Failed(why.into()));
+        }
+        drop(st);
+        self.0.readable.notify_one();
+    }
+}
+
+/// The write end: a `wasi:io` output stream.
+pub struct PipeWriter(Arc<Shared>);
+
+impl Drop for PipeWriter {
+    fn drop(&mut self) {
+        self.0.lock().end.get_or_insert(End::Closed);
+        self.0.readable.notify_one();
+    }
+}
+
+fn reader_gone() -> StreamError {
+    StreamError::LastOperationFailed(wasmtime::Error::msg(
+        "the stage reading this pipe has stopped",
+    ))
+}
+
+#[async_trait::async_trait]
+impl Pollable for PipeWriter {
+    async fn ready(&mut self) {
+        loop {
+            {
+                let st = self.0.lock();
+                if st.reader_gone || st.queued < self.0.capacity {
+                    return;
+                }
+            }
+            self.0.writable.notified().await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl OutputStream for PipeWriter {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        let mut st = self.0.lock();
+        if st.reader_gone {
+            return Err(reader_gone());
+        }
+        if bytes.len() > self.0.capacity.saturating_sub(st.queued) {
+            return Err(StreamError::Trap(wasmtime::Error::msg(
+                "write exceeded the budget given by check-write",
+            )));
+        }
+        if !bytes.is_empty() {
+            st.queued += bytes.len();
+            st.chunks.push_back(bytes);
+            drop(st);
+            self.0.readable.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Written data is in the pipe already: nothing to wait for.
+    fn flush(&mut self) -> StreamResult<()> {
+        if self.0.lock().reader_gone {
+            return Err(reader_gone());
+        }
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        let st = self.0.lock();
+        if st.reader_gone {
+            return Err(reader_gone());
+        }
+        Ok(self.0.capacity.saturating_sub(st.queued))
+    }
+}
+
+/// The read end: a `wasi:io` input stream.
+pub struct PipeReader(Arc<Shared>);
+
+impl Drop for PipeReader {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.reader_gone = true;
+        st.chunks.clear();
+        st.queued = 0;
+        drop(st);
+        self.0.writable.notify_one();
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for PipeReader {
+    async fn ready(&mut self) {
+        loop {
+            {
+                let st = self.0.lock();
+                if !st.chunks.is_empty() || st.end.is_some() {
+                    return;
+                }
+            }
+            self.0.readable.notified().await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl InputStream for PipeReader {
+    fn read(&mut self, size: usize) -> StreamResult<Bytes> {
+        let mut st = self.0.lock();
+        if let Some(front) = st.chunks.front_mut() {
+            let chunk = if front.len() <= size {
+                st.chunks.pop_front().unwrap_or_default()
+            } else {
+                front.split_to(size)
+            };
+            st.queued -= chunk.len();
+            drop(st);
+            self.0.writable.notify_one();
+            return Ok(chunk);
+        }
+        match &st.end {
+            None => Ok(Bytes::new()),
+            Some(End::Closed) => Err(StreamError::Closed),
+            Some(End::Failed(why)) => Err(StreamError::LastOperationFailed(wasmtime::Error::msg(
+                why.clone(),
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read_all(r: &mut PipeReader) -> (Vec<u8>, StreamError) {
+        let mut got = Vec::new();
+        loop {
+            r.ready().await;
+            match r.read(3) {
+                Ok(b) => got.extend_from_slice(&b),
+                Err(e) => return (got, e),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn data_then_eof() {
+        let (mut w, mut r, _f) = pipe(8);
+        w.write(Bytes::from_static(b"hello")).unwrap();
+        drop(w);
+        let (got, end) = read_all(&mut r).await;
+        assert_eq!(got, b"hello");
+        assert!(matches!(end, StreamError::Closed));
+    }
+
+    #[tokio::test]
+    async fn failure_replaces_eof_after_the_data() {
+        let (mut w, mut r, f) = pipe(8);
+        w.write(Bytes::from_static(b"abc")).unwrap();
+        f.fail("first stage failed");
+        f.fail("ignored: the first reason is kept");
+        drop(w);
+        let (got, end) = read_all(&mut r).await;
+        assert_eq!(got, b"abc");
+        match end {
+            StreamError::LastOperationFailed(e) => assert_eq!(e.to_string(), "first stage failed"),
+            other => panic!("expected the failure, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn capacity_is_back_pressure() {
+        let (mut w, mut r, _f) = pipe(4);
+        assert_eq!(w.check_write().unwrap(), 4);
+        w.write(Bytes::from_static(b"abcd")).unwrap();
+        assert_eq!(w.check_write().unwrap(), 0);
+        assert!(matches!(
+            w.write(Bytes::from_static(b"e")),
+            Err(StreamError::Trap(_))
+        ));
+        let writer = tokio::spawn(async move {
+            w.ready().await;
+            w.write(Bytes::from_static(b"e")).unwrap();
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(&r.read(2).unwrap()[..], b"ab");
+        writer.await.unwrap();
+        let (got, end) = read_all(&mut r).await;
+        assert_eq!(got, b"cde");
+        assert!(matches!(end, StreamError::Closed));
+    }
+
+    #[tokio::test]
+    async fn writer_fails_once_the_reader_is_gone() {
+        let (mut w, r, _f) = pipe(4);
+        w.write(Bytes::from_static(b"ab")).unwrap();
+        drop(r);
+        w.ready().await;
+        assert!(matches!(
+            w.check_write(),
+            Err(StreamError::LastOperationFailed(_))
+        ));
+        assert!(w.write(Bytes::from_static(b"c")).is_err());
+    }
+}

@@ -1,0 +1,333 @@
+//! Pack and unpack as two sandbox instances running at once, joined by a
+//! pipe, as `tar | gzip` and `gzip -d | tar -x` run in two processes: one
+//! instance walks or writes the tree (`pack-tar` / `unpack-tar`), the other
+//! compresses or decompresses (`gzip` / `gunzip`). Each instance has its own
+//! store, memory cap and CPU budget; the gzip stage preopens nothing.
+//!
+//! The bytes are the same as the single-instance path's, and so are the
+//! errors: a failed stage fails the pipe (see [`super::pipe`]), and the
+//! caller gets the root cause, with the entry the tar stage had reached.
+
+use std::path::PathBuf;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use wasmtime::Store;
+use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
+use wasmtime_wasi::FsPerms;
+
+use super::pipe::{pipe, PipeFailure, PipeReader, PipeWriter};
+use super::sandbox::{Sandbox, TimedInput, TimedOutput};
+use super::{
+    apply_executables, convert, lend, ArchiveError, Archiver, FilterFn, HostError, PackOptions,
+    Report, UnpackOptions, GUEST_ROOT, PIPE_BYTES,
+};
+
+impl Archiver {
+    /// [`Archiver::pack`] in two instances: `pack-tar` here, `gzip` in a task.
+    pub(super) async fn pack_pipelined<W>(
+        &self,
+        src: PathBuf,
+        mut out: W,
+        options: &PackOptions,
+        filter: Option<FilterFn>,
+    ) -> Result<(Report, W), HostError>
+    where
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let (gz_side, mut host_side) = tokio::io::duplex(PIPE_BYTES);
+        let copier = tokio::spawn(async move {
+            let copied = tokio::io::copy(&mut host_side, &mut out).await;
+            let shut = out.shutdown().await;
+            copied.and(shut).map(|_| out)
+        });
+        let (tar_w, tar_r, tar_failure) = pipe(PIPE_BYTES);
+
+        let mut gz_store = self.store(None, None, None)?;
+        let input = timed_input(&gz_store, tar_r);
+        let output = output_stream(&gz_store, gz_side);
+        let level = u8::try_from(options.level).unwrap_or(u8::MAX);
+        let this = self.clone();
+        let gzip = tokio::spawn(async move {
+            let (in_res, in_b) = lend(&mut gz_store, input)?;
+            let (out_res, out_b) = lend(&mut gz_store, output)?;
+            let called = this
+                .call(&mut gz_store, |b, s| {
+                    Box::pin(async move {
+                        b.ccws_archive_archive()
+                            .call_gzip(s, in_b, out_b, level)
+                            .await
+                    })
+                })
+                .await;
+            let _ = gz_store.data_mut().table.delete(in_res);
+            let _ = gz_store.data_mut().table.delete(out_res);
+            called
+        });
+
+        let mut tar_store =
+            self.store(Some((&src, FsPerms::ReadOnly)), filter, Some(src.clone()))?;
+        let output = timed_output(&tar_store, tar_w);
+        let opts = convert::pack_options(options, true);
+        let tarred = run_stage(&tar_failure, async {
+            let (_, borrowed) = lend(&mut tar_store, output)?;
+            let called = self
+                .call(&mut tar_store, |b, s| {
+                    Box::pin(async move {
+                        b.ccws_archive_archive()
+                            .call_pack_tar(s, GUEST_ROOT, borrowed, &opts)
+                            .await
+                    })
+                })
+                .await;
+            // The stream stays in the table until the store is dropped,
+            // after `run_stage` has recorded any failure.
+            called.map(convert::report)
+        })
+        .await;
+        // Failure recorded first; dropping the store then ends the pipe.
+        drop(tar_store);
+
+        let gzipped = join(gzip.await);
+        let copied = copier
+            .await
+            .map_err(|e| HostError::Stream(std::io::Error::other(e)));
+        let copied = copied.and_then(|c| c.map_err(HostError::Stream));
+        pack_outcome(tarred, gzipped, copied)
+    }
+
+    /// [`Archiver::unpack`] in two instances: `gunzip` in a task, `unpack-tar`
+    /// here.
+    pub(super) async fn unpack_pipelined<R>(
+        &self,
+        input: R,
+        dest: PathBuf,
+        options: &UnpackOptions,
+        filter: Option<FilterFn>,
+    ) -> Result<Report, HostError>
+    where
+        R: AsyncRead + Send + 'static,
+    {
+        let (tar_w, tar_r, tar_failure) = pipe(PIPE_BYTES);
+
+        let mut gz_store = self.store(None, None, None)?;
+        let gz_in = input_stream(&gz_store, input);
+        let gz_out = timed_output(&gz_store, tar_w);
+        let this = self.clone();
+        let gunzip = tokio::spawn(async move {
+            let called = run_stage(&tar_failure, async {
+                let (_, in_b) = lend(&mut gz_store, gz_in)?;
+                let (_, out_b) = lend(&mut gz_store, gz_out)?;
+                let called = this
+                    .call(&mut gz_store, |b, s| {
+                        Box::pin(async move {
+                            b.ccws_archive_archive().call_gunzip(s, in_b, out_b).await
+                        })
+                    })
+                    .await;
+                // The streams stay in the table until the store is dropped,
+                // after `run_stage` has recorded any failure.
+                called
+            })
+            .await;
+            // Failure recorded first; dropping the store then ends the pipe.
+            drop(gz_store);
+            called
+        });
+
+        let host_filter = filter.is_some();
+        let mut tar_store = self.store(Some((&dest, FsPerms::ReadWrite)), filter, None)?;
+        let tar_in = timed_input(&tar_store, tar_r);
+        let opts = convert::unpack_options(options, host_filter);
+        let (res, borrowed) = lend(&mut tar_store, tar_in)?;
+        let untarred = self
+            .call(&mut tar_store, |b, s| {
+                Box::pin(async move {
+                    b.ccws_archive_archive()
+                        .call_unpack_tar(s, borrowed, GUEST_ROOT, &opts)
+                        .await
+                })
+            })
+            .await
+            .map(convert::report);
+        let _ = tar_store.data_mut().table.delete(res);
+        // Closes the pipe's read end: a gunzip still writing stops.
+        drop(tar_store);
+
+        let gunzipped = join(gunzip.await);
+        let report = unpack_outcome(untarred, gunzipped)?;
+        apply_executables(&dest, &report.executables)?;
+        Ok(report)
+    }
+}
+
+/// Run one stage; if it fails, fail the pipe it writes before returning.
+async fn run_stage<T>(
+    failure: &PipeFailure,
+    stage: impl std::future::Future<Output = Result<T, HostError>>,
+) -> Result<T, HostError> {
+    let result = stage.await;
+    if let Err(e) = &result {
+        failure.fail(e.to_string());
+    }
+    result
+}
+
+fn input_stream<R: AsyncRead + Send + 'static>(store: &Store<Sandbox>, r: R) -> DynInputStream {
+    Box::new(TimedInput {
+        inner: AsyncReadStream::new(r),
+        clock: store.data().clock.clone(),
+    })
+}
+
+fn timed_input(store: &Store<Sandbox>, r: PipeReader) -> DynInputStream {
+    Box::new(TimedInput {
+        inner: r,
+        clock: store.data().clock.clone(),
+    })
+}
+
+fn timed_output(store: &Store<Sandbox>, w: PipeWriter) -> DynOutputStream {
+    Box::new(TimedOutput {
+        inner: w,
+        clock: store.data().clock.clone(),
+    })
+}
+
+fn output_stream<W: AsyncWrite + Send + Sync + Unpin + 'static>(
+    store: &Store<Sandbox>,
+    w: W,
+) -> DynOutputStream {
+    Box::new(TimedOutput {
+        inner: AsyncWriteStream::new(PIPE_BYTES, w),
+        clock: store.data().clock.clone(),
+    })
+}
+
+fn join<T>(r: Result<Result<T, HostError>, tokio::task::JoinError>) -> Result<T, HostError> {
+    r.unwrap_or_else(|e| Err(HostError::Trap(format!("pipeline stage task: {e}"))))
+}
+
+fn is_stream(e: &HostError) -> bool {
+    matches!(e, HostError::Archive(ArchiveError::Stream { .. }))
+}
+
+/// The pack's result: the root cause when anything failed. A stage's own
+/// failure (not a broken pipe) comes first, the tar stage's before gzip's;
+/// then the caller's writer, whose failure breaks every pipe upstream.
+fn pack_outcome<W>(
+    tarred: Result<Report, HostError>,
+    gzipped: Result<u64, HostError>,
+    copied: Result<W, HostError>,
+) -> Result<(Report, W), HostError> {
+    match (tarred, gzipped, copied) {
+        (Ok(report), Ok(_), Ok(out)) => Ok((report, out)),
+        (Err(e), _, _) if !is_stream(&e) => Err(e),
+        (_, Err(e), _) if !is_stream(&e) => Err(e),
+        (_, _, Err(e)) => Err(e),
+        (_, Err(e), _) => Err(e),
+        (Err(e), _, _) => Err(e),
+    }
+}
+
+/// The unpack's result. `unpack-tar` failing on its own (limits, a corrupt
+/// tar, I/O) is the answer; `unpack-tar` failing because its input did is
+/// gunzip's failure, named with the entry the tar stage was reading.
+fn unpack_outcome(
+    untarred: Result<Report, HostError>,
+    gunzipped: Result<u64, HostError>,
+) -> Result<Report, HostError> {
+    match (untarred, gunzipped) {
+        (Ok(report), Ok(_)) => Ok(report),
+        (Err(e), _) if !is_stream(&e) => Err(e),
+        (Err(HostError::Archive(ArchiveError::Stream { entry, .. })), Err(g)) => Err(match g {
+            HostError::Archive(ArchiveError::Corrupt { message, .. }) => {
+                HostError::Archive(ArchiveError::Corrupt { entry, message })
+            }
+            HostError::Archive(ArchiveError::Stream { message, .. }) => {
+                HostError::Archive(ArchiveError::Stream { entry, message })
+            }
+            other => other,
+        }),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(g)) => Err(g),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(entry: &str, message: &str) -> HostError {
+        HostError::Archive(ArchiveError::Stream {
+            entry: entry.into(),
+            message: message.into(),
+        })
+    }
+
+    fn corrupt(entry: &str, message: &str) -> HostError {
+        HostError::Archive(ArchiveError::Corrupt {
+            entry: entry.into(),
+            message: message.into(),
+        })
+    }
+
+    fn shown<T: std::fmt::Debug>(r: Result<T, HostError>) -> String {
+        format!("{:?}", r.map(|_| ()).unwrap_err())
+    }
+
+    #[test]
+    fn unpack_names_the_entry_for_a_gzip_failure() {
+        let got = unpack_outcome(
+            Err(stream("dir/file", "pipe failed")),
+            Err(corrupt("", "invalid gzip header")),
+        );
+        assert_eq!(
+            shown(got),
+            shown::<()>(Err(corrupt("dir/file", "invalid gzip header")))
+        );
+        let got = unpack_outcome(
+            Err(stream("a", "pipe failed")),
+            Err(stream("", "connection reset")),
+        );
+        assert_eq!(
+            shown(got),
+            shown::<()>(Err(stream("a", "connection reset")))
+        );
+    }
+
+    #[test]
+    fn unpack_own_failures_win() {
+        let got = unpack_outcome(
+            Err(corrupt("x", "checksum")),
+            Err(stream("", "broken pipe")),
+        );
+        assert_eq!(shown(got), shown::<()>(Err(corrupt("x", "checksum"))));
+        let got = unpack_outcome(Err(HostError::CpuTime(Default::default())), Ok(3));
+        assert!(matches!(got, Err(HostError::CpuTime(_))));
+        let got = unpack_outcome(Ok(Report::default()), Err(corrupt("", "crc")));
+        assert_eq!(shown(got), shown::<()>(Err(corrupt("", "crc"))));
+    }
+
+    #[test]
+    fn pack_root_cause() {
+        let io = || HostError::Stream(std::io::Error::other("disk full"));
+        // The caller's writer failed: every stream error upstream follows.
+        let got = pack_outcome::<()>(Err(stream("a", "pipe")), Err(stream("", "pipe")), Err(io()));
+        assert!(matches!(got, Err(HostError::Stream(_))));
+        // The tar stage's own failure beats the broken pipe it caused.
+        let own = HostError::Archive(ArchiveError::InvalidOptions("bad".into()));
+        let got = pack_outcome::<()>(Err(own), Err(stream("", "pipe")), Ok(()));
+        assert!(matches!(
+            got,
+            Err(HostError::Archive(ArchiveError::InvalidOptions(_)))
+        ));
+        // gzip over its budget: the tar stage only saw a broken pipe.
+        let got = pack_outcome::<()>(
+            Err(stream("big", "pipe")),
+            Err(HostError::CpuTime(Default::default())),
+            Ok(()),
+        );
+        assert!(matches!(got, Err(HostError::CpuTime(_))));
+    }
+}
