@@ -664,18 +664,30 @@ mod child {
         Ok(())
     }
 
-    /// The tar and gzip stages natively, on two threads joined by an OS pipe
-    /// (what `guest` does in two sandbox instances).
+    /// The tar and gzip stages natively, on two threads joined by an
+    /// in-process pipe of 256 KiB chunks (what `guest` does in two sandbox
+    /// instances, with the same kind of pipe).
     fn native_pipe(op: &str, from: &Path, to: &Path) -> Result<()> {
         use std::io::{BufReader, BufWriter};
         let t = Instant::now();
-        let (reader, writer) = std::io::pipe()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let writer = ChanWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let reader = ChanReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+        };
         match op {
             "pack" => {
                 let src = from.to_path_buf();
                 let tar = std::thread::spawn(move || {
                     let o = ccws_archive::PackOptions::default();
-                    ccws_archive::pack_tar(&src, writer, &o, None).map(|_| ())
+                    let (_, w) = ccws_archive::pack_tar(&src, writer, &o, None)?;
+                    w.finish();
+                    Ok::<_, anyhow::Error>(())
                 });
                 let out = BufWriter::new(fs::File::create(to)?);
                 let (_, mut out) = ccws_archive::gzip(reader, out, 6)?;
@@ -685,8 +697,11 @@ mod child {
             }
             "unpack" => {
                 let archive = BufReader::new(fs::File::open(from)?);
-                let gunzip =
-                    std::thread::spawn(move || ccws_archive::gunzip(archive, writer).map(|_| ()));
+                let gunzip = std::thread::spawn(move || {
+                    let (_, w) = ccws_archive::gunzip(archive, writer)?;
+                    w.finish();
+                    Ok::<_, anyhow::Error>(())
+                });
                 let o = ccws_archive::UnpackOptions::default();
                 ccws_archive::unpack_tar(reader, to, &o, None)?;
                 gunzip
@@ -697,6 +712,65 @@ mod child {
         }
         println!("secs={}", t.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    const CHUNK: usize = 256 * 1024;
+
+    /// Sends whole chunks down a bounded channel.
+    struct ChanWriter {
+        tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+        buf: Vec<u8>,
+    }
+
+    impl ChanWriter {
+        fn finish(mut self) {
+            let rest = std::mem::take(&mut self.buf);
+            if !rest.is_empty() {
+                let _ = self.tx.send(rest);
+            }
+        }
+    }
+
+    impl std::io::Write for ChanWriter {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            let n = data.len().min(CHUNK - self.buf.len());
+            self.buf.extend_from_slice(&data[..n]);
+            if self.buf.len() == CHUNK {
+                let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+                self.tx
+                    .send(full)
+                    .map_err(|_| std::io::Error::other("reader gone"))?;
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Reads the chunks; the end of the channel is the end of the stream.
+    struct ChanReader {
+        rx: std::sync::mpsc::Receiver<Vec<u8>>,
+        chunk: Vec<u8>,
+        pos: usize,
+    }
+
+    impl std::io::Read for ChanReader {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            while self.pos == self.chunk.len() {
+                match self.rx.recv() {
+                    Ok(c) => {
+                        self.chunk = c;
+                        self.pos = 0;
+                    }
+                    Err(_) => return Ok(0),
+                }
+            }
+            let n = buf.len().min(self.chunk.len() - self.pos);
+            buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
     }
 }
 
