@@ -7,20 +7,11 @@ use std::sync::OnceLock;
 use ccws::archive::{Archiver, SandboxConfig};
 
 /// One archiver per test process, with its compiled-component cache in the
-/// workspace's target directory so test binaries share it.
+/// workspace's target directory so test binaries share it. On a
+/// multi-threaded runtime it runs pack and unpack as two instances at once.
 pub fn archiver() -> Archiver {
     static ARCHIVER: OnceLock<Archiver> = OnceLock::new();
-    ARCHIVER
-        .get_or_init(|| {
-            let cache =
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ccws-test-cache");
-            Archiver::new(SandboxConfig {
-                cache_dir: Some(cache),
-                ..SandboxConfig::default()
-            })
-            .expect("loading the archive component")
-        })
-        .clone()
+    ARCHIVER.get_or_init(|| shared_cache_archiver(true)).clone()
 }
 
 /// As [`archiver`], but running pack and unpack in one instance each (no
@@ -28,17 +19,18 @@ pub fn archiver() -> Archiver {
 pub fn archiver_serial() -> Archiver {
     static ARCHIVER: OnceLock<Archiver> = OnceLock::new();
     ARCHIVER
-        .get_or_init(|| {
-            let cache =
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ccws-test-cache");
-            Archiver::new(SandboxConfig {
-                cache_dir: Some(cache),
-                pipeline: false,
-                ..SandboxConfig::default()
-            })
-            .expect("loading the archive component")
-        })
+        .get_or_init(|| shared_cache_archiver(false))
         .clone()
+}
+
+fn shared_cache_archiver(pipeline: bool) -> Archiver {
+    let cache = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ccws-test-cache");
+    Archiver::new(SandboxConfig {
+        cache_dir: Some(cache),
+        pipeline,
+        ..SandboxConfig::default()
+    })
+    .expect("loading the archive component")
 }
 
 pub mod faultproxy;

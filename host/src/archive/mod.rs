@@ -13,17 +13,16 @@ mod engine;
 mod pipe;
 mod pipeline;
 mod sandbox;
+mod streams;
 
 use std::path::{Component as PathComponent, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtime::component::{Component, Linker, Resource};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
-use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
-use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 pub use ccws_archive::{
@@ -33,7 +32,7 @@ pub use engine::{cache_key, default_cache_dir};
 pub use sandbox::FilterFn;
 
 use bindings::{Archiver as Bindings, ArchiverPre};
-use sandbox::{CpuClock, MemoryLimiter, Sandbox, TimedInput, TimedOutput};
+use sandbox::{CpuClock, MemoryLimiter, Sandbox};
 
 /// The component ccws runs (world `archiver`: WASI plus the host's `filter`),
 /// as built from `guest/` and embedded at compile time.
@@ -189,7 +188,7 @@ impl Archiver {
     pub async fn pack<W>(
         &self,
         src: &Path,
-        mut out: W,
+        out: W,
         options: &PackOptions,
         filter: Option<FilterFn>,
     ) -> Result<(Report, W), HostError>
@@ -200,18 +199,9 @@ impl Archiver {
         if self.pipelined() {
             return self.pack_pipelined(src, out, options, filter).await;
         }
-        let (guest_side, mut host_side) = tokio::io::duplex(PIPE_BYTES);
-        let copier = tokio::spawn(async move {
-            let copied = tokio::io::copy(&mut host_side, &mut out).await;
-            let shut = out.shutdown().await;
-            copied.and(shut).map(|_| out)
-        });
+        let (guest_side, copier) = streams::copier(out);
         let mut store = self.store(Some((&src, FsPerms::ReadOnly)), filter, Some(src.clone()))?;
-        let clock = store.data().clock.clone();
-        let stream: DynOutputStream = Box::new(TimedOutput {
-            inner: AsyncWriteStream::new(PIPE_BYTES, guest_side),
-            clock,
-        });
+        let stream = streams::writer(&store, guest_side);
         let (res, borrowed) = lend(&mut store, stream)?;
         let opts = convert::pack_options(options, true);
         let called = self
@@ -227,15 +217,10 @@ impl Archiver {
         // Dropping the stream closes the pipe, so the copier sees the end.
         let _ = store.data_mut().table.delete(res);
         drop(store);
-        let copied = copier
-            .await
-            .map_err(|e| HostError::Stream(std::io::Error::other(e)))?;
-        match (called, copied) {
+        match (called, streams::copied(copier).await) {
             (Ok(report), Ok(out)) => Ok((report, out)),
             // The writer failing is the root cause of a guest stream error.
-            (Err(HostError::Archive(ArchiveError::Stream { .. })) | Ok(_), Err(e)) => {
-                Err(HostError::Stream(e))
-            }
+            (Err(HostError::Archive(ArchiveError::Stream { .. })) | Ok(_), Err(e)) => Err(e),
             (Err(e), _) => Err(e),
         }
     }
@@ -262,11 +247,7 @@ impl Archiver {
         }
         let host_filter = filter.is_some();
         let mut store = self.store(Some((&dest, FsPerms::ReadWrite)), filter, None)?;
-        let clock = store.data().clock.clone();
-        let stream: DynInputStream = Box::new(TimedInput {
-            inner: AsyncReadStream::new(input),
-            clock,
-        });
+        let stream = streams::reader(&store, input);
         let (res, borrowed) = lend(&mut store, stream)?;
         let opts = convert::unpack_options(options, host_filter);
         let called = self

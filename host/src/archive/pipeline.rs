@@ -10,14 +10,11 @@
 
 use std::path::PathBuf;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use wasmtime::Store;
-use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
-use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
+use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtime_wasi::FsPerms;
 
-use super::pipe::{pipe, PipeFailure, PipeReader, PipeWriter};
-use super::sandbox::{Sandbox, TimedInput, TimedOutput};
+use super::pipe::{pipe, PipeFailure};
+use super::streams;
 use super::{
     apply_executables, convert, lend, ArchiveError, Archiver, FilterFn, HostError, PackOptions,
     Report, UnpackOptions, GUEST_ROOT, PIPE_BYTES,
@@ -28,24 +25,19 @@ impl Archiver {
     pub(super) async fn pack_pipelined<W>(
         &self,
         src: PathBuf,
-        mut out: W,
+        out: W,
         options: &PackOptions,
         filter: Option<FilterFn>,
     ) -> Result<(Report, W), HostError>
     where
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let (gz_side, mut host_side) = tokio::io::duplex(PIPE_BYTES);
-        let copier = tokio::spawn(async move {
-            let copied = tokio::io::copy(&mut host_side, &mut out).await;
-            let shut = out.shutdown().await;
-            copied.and(shut).map(|_| out)
-        });
+        let (gz_side, copier) = streams::copier(out);
         let (tar_w, tar_r, tar_failure) = pipe(PIPE_BYTES);
 
         let mut gz_store = self.store(None, None, None)?;
-        let input = timed_input(&gz_store, tar_r);
-        let output = output_stream(&gz_store, gz_side);
+        let input = streams::timed_input(&gz_store, tar_r);
+        let output = streams::writer(&gz_store, gz_side);
         let level = u8::try_from(options.level).unwrap_or(u8::MAX);
         let this = self.clone();
         let gzip = tokio::spawn(async move {
@@ -67,7 +59,7 @@ impl Archiver {
 
         let mut tar_store =
             self.store(Some((&src, FsPerms::ReadOnly)), filter, Some(src.clone()))?;
-        let output = timed_output(&tar_store, tar_w);
+        let output = streams::timed_output(&tar_store, tar_w);
         let opts = convert::pack_options(options, true);
         let tarred = run_stage(&tar_failure, async {
             let (_, borrowed) = lend(&mut tar_store, output)?;
@@ -89,11 +81,7 @@ impl Archiver {
         drop(tar_store);
 
         let gzipped = join(gzip.await);
-        let copied = copier
-            .await
-            .map_err(|e| HostError::Stream(std::io::Error::other(e)));
-        let copied = copied.and_then(|c| c.map_err(HostError::Stream));
-        pack_outcome(tarred, gzipped, copied)
+        pack_outcome(tarred, gzipped, streams::copied(copier).await)
     }
 
     /// [`Archiver::unpack`] in two instances: `gunzip` in a task, `unpack-tar`
@@ -111,8 +99,8 @@ impl Archiver {
         let (tar_w, tar_r, tar_failure) = pipe(PIPE_BYTES);
 
         let mut gz_store = self.store(None, None, None)?;
-        let gz_in = input_stream(&gz_store, input);
-        let gz_out = timed_output(&gz_store, tar_w);
+        let gz_in = streams::reader(&gz_store, input);
+        let gz_out = streams::timed_output(&gz_store, tar_w);
         let this = self.clone();
         let gunzip = tokio::spawn(async move {
             let called = run_stage(&tar_failure, async {
@@ -137,7 +125,7 @@ impl Archiver {
 
         let host_filter = filter.is_some();
         let mut tar_store = self.store(Some((&dest, FsPerms::ReadWrite)), filter, None)?;
-        let tar_in = timed_input(&tar_store, tar_r);
+        let tar_in = streams::timed_input(&tar_store, tar_r);
         let opts = convert::unpack_options(options, host_filter);
         let (res, borrowed) = lend(&mut tar_store, tar_in)?;
         let untarred = self
@@ -171,37 +159,6 @@ async fn run_stage<T>(
         failure.fail(e.to_string());
     }
     result
-}
-
-fn input_stream<R: AsyncRead + Send + 'static>(store: &Store<Sandbox>, r: R) -> DynInputStream {
-    Box::new(TimedInput {
-        inner: AsyncReadStream::new(r),
-        clock: store.data().clock.clone(),
-    })
-}
-
-fn timed_input(store: &Store<Sandbox>, r: PipeReader) -> DynInputStream {
-    Box::new(TimedInput {
-        inner: r,
-        clock: store.data().clock.clone(),
-    })
-}
-
-fn timed_output(store: &Store<Sandbox>, w: PipeWriter) -> DynOutputStream {
-    Box::new(TimedOutput {
-        inner: w,
-        clock: store.data().clock.clone(),
-    })
-}
-
-fn output_stream<W: AsyncWrite + Send + Sync + Unpin + 'static>(
-    store: &Store<Sandbox>,
-    w: W,
-) -> DynOutputStream {
-    Box::new(TimedOutput {
-        inner: AsyncWriteStream::new(PIPE_BYTES, w),
-        clock: store.data().clock.clone(),
-    })
 }
 
 fn join<T>(r: Result<Result<T, HostError>, tokio::task::JoinError>) -> Result<T, HostError> {
