@@ -88,8 +88,15 @@ impl PipeFailure {
 pub struct PipeWriter(Arc<Shared>);
 
 impl Drop for PipeWriter {
+    /// Ends the stream, or fails it if the writing stage is unwinding from a
+    /// panic (it never got to record a failure).
     fn drop(&mut self) {
-        self.0.lock().end.get_or_insert(End::Closed);
+        let end = if std::thread::panicking() {
+            End::Failed("the stage writing this pipe panicked".into())
+        } else {
+            End::Closed
+        };
+        self.0.lock().end.get_or_insert(end);
         self.0.readable.notify_one();
     }
 }
@@ -267,6 +274,21 @@ mod tests {
         let (got, end) = read_all(&mut r).await;
         assert_eq!(got, b"cde");
         assert!(matches!(end, StreamError::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_writer_fails_the_pipe() {
+        let (w, mut r, _f) = pipe(8);
+        let _ = std::thread::spawn(move || {
+            let _w = w;
+            panic!("stage panicked (test)");
+        })
+        .join();
+        let (_, end) = read_all(&mut r).await;
+        assert!(
+            matches!(end, StreamError::LastOperationFailed(_)),
+            "{end:?}"
+        );
     }
 
     #[tokio::test]
