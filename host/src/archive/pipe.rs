@@ -8,9 +8,11 @@
 //! A plain pipe ends with EOF when its writer goes away, which would let a
 //! failed first stage look like a complete, valid stream to the second (a
 //! `gzip` of a half-packed tar would still be a well-formed tar.gz). Here the
-//! first stage's owner records the failure before dropping the write end, and
-//! the reader gets that error, after the data written before it, instead of
-//! EOF. When the reader goes away, the writer's next call fails.
+//! stream ends only when the first stage's owner says it finished
+//! ([`PipeEnd::finish`]); if it says the stage failed ([`PipeEnd::fail`]), or
+//! the write end goes away without either, the reader gets an error, after
+//! the data written before it. When the reader goes away, the writer's next
+//! call fails.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,8 +22,8 @@ use tokio::sync::Notify;
 use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
 
 /// Create a pipe holding up to `capacity` bytes in flight: the write end,
-/// the read end, and the handle that fails it.
-pub fn pipe(capacity: usize) -> (PipeWriter, PipeReader, PipeFailure) {
+/// the read end, and the handle that ends it.
+pub fn pipe(capacity: usize) -> (PipeWriter, PipeReader, PipeEnd) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             chunks: VecDeque::new(),
@@ -36,7 +38,7 @@ pub fn pipe(capacity: usize) -> (PipeWriter, PipeReader, PipeFailure) {
     (
         PipeWriter(shared.clone()),
         PipeReader(shared.clone()),
-        PipeFailure(shared),
+        PipeEnd(shared),
     )
 }
 
@@ -67,19 +69,23 @@ impl Shared {
     }
 }
 
-/// Marks a pipe as failed. Call it before the write end is dropped.
+/// Says how the writing stage ended; the first word counts.
 #[derive(Clone)]
-pub struct PipeFailure(Arc<Shared>);
+pub struct PipeEnd(Arc<Shared>);
 
-impl PipeFailure {
-    /// Record why the writing stage failed (the first reason is kept); the
-    /// reader gets it once the data before it is read.
+impl PipeEnd {
+    /// The writing stage finished: the reader gets EOF after the data.
+    pub fn finish(&self) {
+        self.end(End::Closed);
+    }
+
+    /// The writing stage failed: the reader gets `why` after the data.
     pub fn fail(&self, why: impl Into<String>) {
-        let mut st = self.0.lock();
-        if !matches!(st.end, Some(End::Failed(_))) {
-            st.end = Some(End::Failed(why.into()));
-        }
-        drop(st);
+        self.end(End::Failed(why.into()));
+    }
+
+    fn end(&self, end: End) {
+        self.0.lock().end.get_or_insert(end);
         self.0.readable.notify_one();
     }
 }
@@ -88,15 +94,15 @@ impl PipeFailure {
 pub struct PipeWriter(Arc<Shared>);
 
 impl Drop for PipeWriter {
-    /// Ends the stream, or fails it if the writing stage is unwinding from a
-    /// panic (it never got to record a failure).
+    /// Without a word from [`PipeEnd`], the stage stopped without finishing
+    /// (an early return, a panic): that is a failure, never an EOF.
     fn drop(&mut self) {
-        let end = if std::thread::panicking() {
-            End::Failed("the stage writing this pipe panicked".into())
+        let why = if std::thread::panicking() {
+            "the stage writing this pipe panicked"
         } else {
-            End::Closed
+            "the stage writing this pipe stopped without finishing"
         };
-        self.0.lock().end.get_or_insert(end);
+        self.0.lock().end.get_or_insert(End::Failed(why.into()));
         self.0.readable.notify_one();
     }
 }
@@ -231,8 +237,9 @@ mod tests {
 
     #[tokio::test]
     async fn data_then_eof() {
-        let (mut w, mut r, _f) = pipe(8);
+        let (mut w, mut r, end) = pipe(8);
         w.write(Bytes::from_static(b"hello")).unwrap();
+        end.finish();
         drop(w);
         let (got, end) = read_all(&mut r).await;
         assert_eq!(got, b"hello");
@@ -244,7 +251,8 @@ mod tests {
         let (mut w, mut r, f) = pipe(8);
         w.write(Bytes::from_static(b"abc")).unwrap();
         f.fail("first stage failed");
-        f.fail("ignored: the first reason is kept");
+        f.fail("ignored: the first word counts");
+        f.finish();
         drop(w);
         let (got, end) = read_all(&mut r).await;
         assert_eq!(got, b"abc");
@@ -256,7 +264,7 @@ mod tests {
 
     #[tokio::test]
     async fn capacity_is_back_pressure() {
-        let (mut w, mut r, _f) = pipe(4);
+        let (mut w, mut r, end) = pipe(4);
         assert_eq!(w.check_write().unwrap(), 4);
         w.write(Bytes::from_static(b"abcd")).unwrap();
         assert_eq!(w.check_write().unwrap(), 0);
@@ -267,6 +275,7 @@ mod tests {
         let writer = tokio::spawn(async move {
             w.ready().await;
             w.write(Bytes::from_static(b"e")).unwrap();
+            end.finish();
         });
         tokio::task::yield_now().await;
         assert_eq!(&r.read(2).unwrap()[..], b"ab");
@@ -274,6 +283,21 @@ mod tests {
         let (got, end) = read_all(&mut r).await;
         assert_eq!(got, b"cde");
         assert!(matches!(end, StreamError::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_writer_dropped_without_a_word_fails_the_pipe() {
+        let (mut w, mut r, _end) = pipe(8);
+        w.write(Bytes::from_static(b"ab")).unwrap();
+        drop(w);
+        let (got, end) = read_all(&mut r).await;
+        assert_eq!(got, b"ab");
+        match end {
+            StreamError::LastOperationFailed(e) => {
+                assert!(e.to_string().contains("without finishing"), "{e}")
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
     }
 
     #[tokio::test]

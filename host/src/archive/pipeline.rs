@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtime_wasi::FsPerms;
 
-use super::pipe::{pipe, PipeFailure};
+use super::pipe::{pipe, PipeEnd};
 use super::streams;
 use super::{
     apply_executables, convert, lend, ArchiveError, Archiver, FilterFn, HostError, PackOptions,
@@ -32,10 +32,14 @@ impl Archiver {
     where
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let (gz_side, copier) = streams::copier(out);
-        let (tar_w, tar_r, tar_failure) = pipe(PIPE_BYTES);
-
+        // Both stores first: nothing runs, and `out` is untouched, unless
+        // both stages can start.
+        let mut tar_store =
+            self.store(Some((&src, FsPerms::ReadOnly)), filter, Some(src.clone()))?;
         let mut gz_store = self.store(None, None, None)?;
+        let (tar_w, tar_r, tar_end) = pipe(PIPE_BYTES);
+        let (gz_side, copier) = streams::copier(out);
+
         let input = streams::timed_input(&gz_store, tar_r);
         let output = streams::writer(&gz_store, gz_side);
         let level = u8::try_from(options.level).unwrap_or(u8::MAX);
@@ -57,11 +61,9 @@ impl Archiver {
             called
         });
 
-        let mut tar_store =
-            self.store(Some((&src, FsPerms::ReadOnly)), filter, Some(src.clone()))?;
         let output = streams::timed_output(&tar_store, tar_w);
         let opts = convert::pack_options(options, true);
-        let tarred = run_stage(&tar_failure, async {
+        let tarred = run_stage(&tar_end, async {
             let (_, borrowed) = lend(&mut tar_store, output)?;
             let called = self
                 .call(&mut tar_store, |b, s| {
@@ -72,12 +74,9 @@ impl Archiver {
                     })
                 })
                 .await;
-            // The stream stays in the table until the store is dropped,
-            // after `run_stage` has recorded any failure.
             called.map(convert::report)
         })
         .await;
-        // Failure recorded first; dropping the store then ends the pipe.
         drop(tar_store);
 
         let gzipped = join(gzip.await);
@@ -96,35 +95,30 @@ impl Archiver {
     where
         R: AsyncRead + Send + 'static,
     {
-        let (tar_w, tar_r, tar_failure) = pipe(PIPE_BYTES);
-
+        // Both stores first: nothing runs, and `input` is untouched, unless
+        // both stages can start.
+        let host_filter = filter.is_some();
+        let mut tar_store = self.store(Some((&dest, FsPerms::ReadWrite)), filter, None)?;
         let mut gz_store = self.store(None, None, None)?;
+        let (tar_w, tar_r, tar_end) = pipe(PIPE_BYTES);
+
         let gz_in = streams::reader(&gz_store, input);
         let gz_out = streams::timed_output(&gz_store, tar_w);
         let this = self.clone();
         let gunzip = tokio::spawn(async move {
-            let called = run_stage(&tar_failure, async {
+            run_stage(&tar_end, async {
                 let (_, in_b) = lend(&mut gz_store, gz_in)?;
                 let (_, out_b) = lend(&mut gz_store, gz_out)?;
-                let called = this
-                    .call(&mut gz_store, |b, s| {
-                        Box::pin(async move {
-                            b.ccws_archive_archive().call_gunzip(s, in_b, out_b).await
-                        })
-                    })
-                    .await;
-                // The streams stay in the table until the store is dropped,
-                // after `run_stage` has recorded any failure.
-                called
+                this.call(&mut gz_store, |b, s| {
+                    Box::pin(
+                        async move { b.ccws_archive_archive().call_gunzip(s, in_b, out_b).await },
+                    )
+                })
+                .await
             })
-            .await;
-            // Failure recorded first; dropping the store then ends the pipe.
-            drop(gz_store);
-            called
+            .await
         });
 
-        let host_filter = filter.is_some();
-        let mut tar_store = self.store(Some((&dest, FsPerms::ReadWrite)), filter, None)?;
         let tar_in = streams::timed_input(&tar_store, tar_r);
         let opts = convert::unpack_options(options, host_filter);
         let (res, borrowed) = lend(&mut tar_store, tar_in)?;
@@ -149,14 +143,15 @@ impl Archiver {
     }
 }
 
-/// Run one stage; if it fails, fail the pipe it writes before returning.
+/// Run the stage that writes a pipe, then end the pipe with its outcome.
 async fn run_stage<T>(
-    failure: &PipeFailure,
+    end: &PipeEnd,
     stage: impl std::future::Future<Output = Result<T, HostError>>,
 ) -> Result<T, HostError> {
     let result = stage.await;
-    if let Err(e) = &result {
-        failure.fail(e.to_string());
+    match &result {
+        Ok(_) => end.finish(),
+        Err(e) => end.fail(e.to_string()),
     }
     result
 }
