@@ -3,38 +3,61 @@
 //! stage in two sandbox instances at once, as `tar | gzip` does in two
 //! processes.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 
+use flate2::write::GzEncoder;
 use flate2::{Compression, GzBuilder};
 
 use crate::io::{Blame, FixedChunks, MultiGz, Tracked};
-use crate::pack::GZIP_CHUNK;
 use crate::types::ArchiveError;
 
 const BUFFER: usize = 256 * 1024;
+/// The size of every write into the gzip encoder (see [`FixedChunks`]), on
+/// every path, so that they all give identical bytes.
+const GZIP_CHUNK: usize = 256 * 1024;
 
-/// Compress all of `input` as one gzip member into `out`: the same header as
-/// [`crate::pack`] writes (no name, mtime 0), so `pack_tar` then `gzip`
-/// gives the same bytes as `pack`. Returns the bytes read and `out`, flushed.
-pub fn gzip<R: Read, W: Write>(input: R, out: W, level: u32) -> Result<(u64, W), ArchiveError> {
+/// What `pack` and `gzip` write through: the encoder fed in fixed chunks,
+/// over a buffered, tracked output.
+pub(crate) type GzSink<W> = FixedChunks<GzEncoder<BufWriter<Tracked<W>>>>;
+
+/// Refuse a gzip level outside 0-9.
+pub(crate) fn check_level(level: u32) -> Result<(), ArchiveError> {
     if level > 9 {
         return Err(ArchiveError::InvalidOptions(format!(
             "gzip level {level} is out of range 0-9"
         )));
     }
-    let (read_blame, write_blame) = (Blame::default(), Blame::default());
-    let mut input = Tracked::new(input, read_blame.clone());
+    Ok(())
+}
+
+/// Start one gzip member into `out` (no name, mtime 0: the same header on
+/// every path), recording `out`'s own failures in `blame`.
+pub(crate) fn gz_sink<W: Write>(out: W, level: u32, blame: &Blame) -> GzSink<W> {
     let gz = GzBuilder::new().write(
-        io::BufWriter::with_capacity(BUFFER, Tracked::new(out, write_blame.clone())),
+        BufWriter::with_capacity(BUFFER, Tracked::new(out, blame.clone())),
         Compression::new(level),
     );
-    // Pipe reads are split by timing; the encoder must see the same writes
-    // as `pack` gives it for the same tar.
-    let mut chunked = FixedChunks::new(gz, GZIP_CHUNK);
-    let stream = |e: io::Error, blame: &Blame| ArchiveError::Stream {
-        entry: String::new(),
-        message: blame.get().unwrap_or_else(|| e.to_string()),
-    };
+    FixedChunks::new(gz, GZIP_CHUNK)
+}
+
+/// Write the last chunk and the gzip trailer, flush, and hand `out` back.
+pub(crate) fn finish_gz<W: Write>(sink: GzSink<W>, blame: &Blame) -> Result<W, ArchiveError> {
+    let fail = |e| blame.stream_error(e, "");
+    let gz = sink.finish().map_err(fail)?;
+    let buffered = gz.finish().map_err(fail)?;
+    let mut tracked = buffered.into_inner().map_err(|e| fail(e.into_error()))?;
+    tracked.flush().map_err(fail)?;
+    Ok(tracked.into_inner())
+}
+
+/// Compress all of `input` as one gzip member into `out`: the same header as
+/// [`crate::pack`] writes (no name, mtime 0), so `pack_tar` then `gzip`
+/// gives the same bytes as `pack`. Returns the bytes read and `out`, flushed.
+pub fn gzip<R: Read, W: Write>(input: R, out: W, level: u32) -> Result<(u64, W), ArchiveError> {
+    check_level(level)?;
+    let (read_blame, write_blame) = (Blame::default(), Blame::default());
+    let mut input = Tracked::new(input, read_blame.clone());
+    let mut sink = gz_sink(out, level, &write_blame);
     let mut buf = vec![0; BUFFER];
     let mut total = 0u64;
     loop {
@@ -42,20 +65,13 @@ pub fn gzip<R: Read, W: Write>(input: R, out: W, level: u32) -> Result<(u64, W),
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(stream(e, &read_blame)),
+            Err(e) => return Err(read_blame.stream_error(e, "")),
         };
-        chunked
-            .write_all(&buf[..n])
-            .map_err(|e| stream(e, &write_blame))?;
+        sink.write_all(&buf[..n])
+            .map_err(|e| write_blame.stream_error(e, ""))?;
         total += n as u64;
     }
-    let gz = chunked.finish().map_err(|e| stream(e, &write_blame))?;
-    let buffered = gz.finish().map_err(|e| stream(e, &write_blame))?;
-    let mut tracked = buffered
-        .into_inner()
-        .map_err(|e| stream(e.into_error(), &write_blame))?;
-    tracked.flush().map_err(|e| stream(e, &write_blame))?;
-    Ok((total, tracked.into_inner()))
+    Ok((total, finish_gz(sink, &write_blame)?))
 }
 
 /// Decompress the gzip stream `input` (one or more members, then optional
@@ -83,10 +99,7 @@ pub fn gunzip<R: Read, W: Write>(input: R, out: W) -> Result<(u64, W), ArchiveEr
                 // reading this stream itself.
                 let _ = out.flush();
                 return Err(match read_blame.get() {
-                    Some(message) => ArchiveError::Stream {
-                        entry: String::new(),
-                        message,
-                    },
+                    Some(_) => read_blame.stream_error(e, ""),
                     None => ArchiveError::Corrupt {
                         entry: String::new(),
                         message: e.to_string(),
@@ -94,15 +107,10 @@ pub fn gunzip<R: Read, W: Write>(input: R, out: W) -> Result<(u64, W), ArchiveEr
                 });
             }
         };
-        out.write_all(&buf[..n]).map_err(|e| ArchiveError::Stream {
-            entry: String::new(),
-            message: write_blame.get().unwrap_or_else(|| e.to_string()),
-        })?;
+        out.write_all(&buf[..n])
+            .map_err(|e| write_blame.stream_error(e, ""))?;
         total += n as u64;
     }
-    out.flush().map_err(|e| ArchiveError::Stream {
-        entry: String::new(),
-        message: write_blame.get().unwrap_or_else(|| e.to_string()),
-    })?;
+    out.flush().map_err(|e| write_blame.stream_error(e, ""))?;
     Ok((total, out.into_inner()))
 }

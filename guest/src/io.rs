@@ -9,6 +9,7 @@ use std::rc::Rc;
 use flate2::bufread::GzDecoder;
 
 use crate::fsio;
+use crate::types::ArchiveError;
 
 /// Remembers the first error of the wrapped reader or writer, so a failure can
 /// be blamed on the stream rather than on the archive format.
@@ -19,6 +20,15 @@ impl Blame {
     /// The recorded error, if any.
     pub fn get(&self) -> Option<String> {
         self.0.borrow().clone()
+    }
+
+    /// Map a failure of the tracked stream at `entry` ("" for none): the
+    /// stream's own error if it recorded one, else `e`.
+    pub fn stream_error(&self, e: io::Error, entry: &str) -> ArchiveError {
+        ArchiveError::Stream {
+            entry: entry.to_owned(),
+            message: self.get().unwrap_or_else(|| e.to_string()),
+        }
     }
 
     fn note(&self, e: &io::Error) {

@@ -13,17 +13,14 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
-use flate2::{Compression, GzBuilder};
 use tar::{EntryType, Header};
 
 use crate::fsio;
-use crate::io::{Blame, FixedChunks, Tracked};
+use crate::gz::{check_level, finish_gz, gz_sink};
+use crate::io::{Blame, Tracked};
 use crate::types::{ArchiveError, EntryKind, Filter, PackOptions, Report, SkipReason, Verdict};
 
 const COPY_BUFFER: usize = 256 * 1024;
-/// The size of every write into the gzip encoder (see [`FixedChunks`]);
-/// `gzip` uses the same, so the two paths give identical bytes.
-pub(crate) const GZIP_CHUNK: usize = 256 * 1024;
 
 /// Pack directory `src` as tar.gz into `out`. `filter`, when given, is asked
 /// about every path after the option patterns. `out` is flushed, and returned.
@@ -35,18 +32,9 @@ pub fn pack<W: Write>(
 ) -> Result<(Report, W), ArchiveError> {
     check_level(options.level)?;
     let blame = Blame::default();
-    let gz = GzBuilder::new().write(
-        BufWriter::with_capacity(COPY_BUFFER, Tracked::new(out, blame.clone())),
-        Compression::new(options.level),
-    );
-    let chunked = FixedChunks::new(gz, GZIP_CHUNK);
-    let (report, chunked) = walk_into(src, chunked, options, filter, &blame)?;
-    let gz = chunked.finish().map_err(|e| blame.error(e, ""))?;
-    let buffered = gz.finish().map_err(|e| blame.error(e, ""))?;
-    let tracked = buffered
-        .into_inner()
-        .map_err(|e| blame.error(e.into_error(), ""))?;
-    Ok((report, finish(tracked, &blame)?))
+    let sink = gz_sink(out, options.level, &blame);
+    let (report, sink) = walk_into(src, sink, options, filter, &blame)?;
+    Ok((report, finish_gz(sink, &blame)?))
 }
 
 /// Pack directory `src` as an uncompressed tar into `out` (the same entries,
@@ -63,24 +51,11 @@ pub fn pack_tar<W: Write>(
     let blame = Blame::default();
     let buffered = BufWriter::with_capacity(COPY_BUFFER, Tracked::new(out, blame.clone()));
     let (report, buffered) = walk_into(src, buffered, options, filter, &blame)?;
-    let tracked = buffered
+    let mut tracked = buffered
         .into_inner()
-        .map_err(|e| blame.error(e.into_error(), ""))?;
-    Ok((report, finish(tracked, &blame)?))
-}
-
-fn check_level(level: u32) -> Result<(), ArchiveError> {
-    if level > 9 {
-        return Err(ArchiveError::InvalidOptions(format!(
-            "gzip level {level} is out of range 0-9"
-        )));
-    }
-    Ok(())
-}
-
-fn finish<W: Write>(mut tracked: Tracked<W>, blame: &Blame) -> Result<W, ArchiveError> {
-    tracked.flush().map_err(|e| blame.error(e, ""))?;
-    Ok(tracked.into_inner())
+        .map_err(|e| blame.stream_error(e.into_error(), ""))?;
+    tracked.flush().map_err(|e| blame.stream_error(e, ""))?;
+    Ok((report, tracked.into_inner()))
 }
 
 /// Walk `src` and write its entries and the end-of-archive marker into `sink`.
@@ -104,7 +79,7 @@ fn walk_into<T: Write>(
     let sink = packer
         .builder
         .into_inner()
-        .map_err(|e| packer.blame.error(e, ""))?;
+        .map_err(|e| packer.blame.stream_error(e, ""))?;
     Ok((packer.report, sink))
 }
 
@@ -117,16 +92,6 @@ struct Packer<'a, 'f, W: Write> {
     /// The one buffer file bodies are copied through (allocated and zeroed
     /// once per pack, not once per file).
     copy: Box<[u8]>,
-}
-
-impl Blame {
-    /// Map a write failure at `entry`: the output's own error if it had one.
-    fn error(&self, e: io::Error, entry: &str) -> ArchiveError {
-        ArchiveError::Stream {
-            entry: entry.to_owned(),
-            message: self.get().unwrap_or_else(|| e.to_string()),
-        }
-    }
 }
 
 impl<W: Write> Packer<'_, '_, W> {
@@ -214,7 +179,7 @@ impl<W: Write> Packer<'_, '_, W> {
             &format!("{rel}/"),
             io::empty(),
         )
-        .map_err(|e| self.blame.error(e, rel))?;
+        .map_err(|e| self.blame.stream_error(e, rel))?;
         self.report.dirs += 1;
         self.walk(abs, listing, rel)
     }
@@ -260,7 +225,7 @@ impl<W: Write> Packer<'_, '_, W> {
             &mut body,
             &mut self.copy,
         )
-        .map_err(|e| self.blame.error(e, rel))?;
+        .map_err(|e| self.blame.stream_error(e, rel))?;
         if let Some(why) = body.failure {
             self.report.skip(rel, SkipReason::Unreadable, why);
         }

@@ -158,11 +158,8 @@ struct Unpacker<'a, 'f> {
 impl Unpacker<'_, '_> {
     /// Classify a failure while reading the archive.
     fn read_error(&self, e: io::Error, entry: &str) -> ArchiveError {
-        if let Some(message) = self.blame.get() {
-            return ArchiveError::Stream {
-                entry: entry.to_owned(),
-                message,
-            };
+        if self.blame.get().is_some() {
+            return self.blame.stream_error(e, entry);
         }
         if self.over.get() {
             return ArchiveError::LimitExceeded {

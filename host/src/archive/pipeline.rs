@@ -42,39 +42,36 @@ impl Archiver {
 
         let input = streams::timed_input(&gz_store, tar_r);
         let output = streams::writer(&gz_store, gz_side);
-        let level = u8::try_from(options.level).unwrap_or(u8::MAX);
+        let opts = convert::pack_options(options, true);
+        let level = opts.level;
         let this = self.clone();
+        // The task owns the store: its end drops the output stream, and the
+        // copier then sees the end of the archive.
         let gzip = tokio::spawn(async move {
-            let (in_res, in_b) = lend(&mut gz_store, input)?;
-            let (out_res, out_b) = lend(&mut gz_store, output)?;
-            let called = this
-                .call(&mut gz_store, |b, s| {
-                    Box::pin(async move {
-                        b.ccws_archive_archive()
-                            .call_gzip(s, in_b, out_b, level)
-                            .await
-                    })
+            let (_, in_b) = lend(&mut gz_store, input)?;
+            let (_, out_b) = lend(&mut gz_store, output)?;
+            this.call(&mut gz_store, |b, s| {
+                Box::pin(async move {
+                    b.ccws_archive_archive()
+                        .call_gzip(s, in_b, out_b, level)
+                        .await
                 })
-                .await;
-            let _ = gz_store.data_mut().table.delete(in_res);
-            let _ = gz_store.data_mut().table.delete(out_res);
-            called
+            })
+            .await
         });
 
         let output = streams::timed_output(&tar_store, tar_w);
-        let opts = convert::pack_options(options, true);
         let tarred = run_stage(&tar_end, async {
             let (_, borrowed) = lend(&mut tar_store, output)?;
-            let called = self
-                .call(&mut tar_store, |b, s| {
-                    Box::pin(async move {
-                        b.ccws_archive_archive()
-                            .call_pack_tar(s, GUEST_ROOT, borrowed, &opts)
-                            .await
-                    })
+            self.call(&mut tar_store, |b, s| {
+                Box::pin(async move {
+                    b.ccws_archive_archive()
+                        .call_pack_tar(s, GUEST_ROOT, borrowed, &opts)
+                        .await
                 })
-                .await;
-            called.map(convert::report)
+            })
+            .await
+            .map(convert::report)
         })
         .await;
         drop(tar_store);
