@@ -1,7 +1,7 @@
 //! The WASI component glue: WIT bindings and the conversions between the WIT
 //! records and the core types. All bindings live here.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
@@ -49,7 +49,8 @@ impl Guest for Component {
         options: wit::PackOptions,
     ) -> Result<wit::Report, wit::ArchiveError> {
         let (opts, mut host) = pack_options(&options)?;
-        let sink = BufWriter::with_capacity(256 * 1024, StreamWriter(out));
+        // No buffer here: the gzip sink buffers already.
+        let sink = StreamWriter(out);
         let result = crate::pack(Path::new(&src), sink, &opts, host.as_mut().map(|h| h as _));
         result
             .map(|(report, _)| report_to_wit(report))

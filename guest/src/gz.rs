@@ -8,7 +8,7 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use flate2::write::GzEncoder;
 use flate2::{Compression, GzBuilder};
 
-use crate::io::{Blame, FixedChunks, MultiGz, Tracked};
+use crate::io::{Blame, FixedChunks, Gate, Gated, MultiGz, Tracked};
 use crate::types::ArchiveError;
 
 const BUFFER: usize = 256 * 1024;
@@ -17,11 +17,11 @@ const BUFFER: usize = 256 * 1024;
 const GZIP_CHUNK: usize = 256 * 1024;
 
 /// What `pack` and `gzip` write through: the encoder fed in fixed chunks,
-/// over a buffered, tracked output.
-pub(crate) type GzSink<W> = FixedChunks<GzEncoder<BufWriter<Tracked<W>>>>;
+/// over a buffered, gated, tracked output.
+pub(crate) type GzSink<W> = FixedChunks<GzEncoder<BufWriter<Gated<Tracked<W>>>>>;
 
 /// Refuse a gzip level outside 0-9.
-pub(crate) fn check_level(level: u32) -> Result<(), ArchiveError> {
+pub fn check_level(level: u32) -> Result<(), ArchiveError> {
     if level > 9 {
         return Err(ArchiveError::InvalidOptions(format!(
             "gzip level {level} is out of range 0-9"
@@ -31,13 +31,20 @@ pub(crate) fn check_level(level: u32) -> Result<(), ArchiveError> {
 }
 
 /// Start one gzip member into `out` (no name, mtime 0: the same header on
-/// every path), recording `out`'s own failures in `blame`.
-pub(crate) fn gz_sink<W: Write>(out: W, level: u32, blame: &Blame) -> GzSink<W> {
+/// every path), recording `out`'s own failures in `blame`. On failure, shut
+/// the returned gate before the sink is dropped: the encoder's `Drop` would
+/// otherwise finish the member and flush a valid-looking gzip of whatever
+/// was written so far.
+pub(crate) fn gz_sink<W: Write>(out: W, level: u32, blame: &Blame) -> (GzSink<W>, Gate) {
+    let gate = Gate::default();
     let gz = GzBuilder::new().write(
-        BufWriter::with_capacity(BUFFER, Tracked::new(out, blame.clone())),
+        BufWriter::with_capacity(
+            BUFFER,
+            Gated::new(Tracked::new(out, blame.clone()), gate.clone()),
+        ),
         Compression::new(level),
     );
-    FixedChunks::new(gz, GZIP_CHUNK)
+    (FixedChunks::new(gz, GZIP_CHUNK), gate)
 }
 
 /// Write the last chunk and the gzip trailer, flush, and hand `out` back.
@@ -45,9 +52,9 @@ pub(crate) fn finish_gz<W: Write>(sink: GzSink<W>, blame: &Blame) -> Result<W, A
     let fail = |e| blame.stream_error(e, "");
     let gz = sink.finish().map_err(fail)?;
     let buffered = gz.finish().map_err(fail)?;
-    let mut tracked = buffered.into_inner().map_err(|e| fail(e.into_error()))?;
-    tracked.flush().map_err(fail)?;
-    Ok(tracked.into_inner())
+    let mut gated = buffered.into_inner().map_err(|e| fail(e.into_error()))?;
+    gated.flush().map_err(fail)?;
+    Ok(gated.into_inner().into_inner())
 }
 
 /// Compress all of `input` as one gzip member into `out`: the same header as
@@ -57,7 +64,7 @@ pub fn gzip<R: Read, W: Write>(input: R, out: W, level: u32) -> Result<(u64, W),
     check_level(level)?;
     let (read_blame, write_blame) = (Blame::default(), Blame::default());
     let mut input = Tracked::new(input, read_blame.clone());
-    let mut sink = gz_sink(out, level, &write_blame);
+    let (mut sink, gate) = gz_sink(out, level, &write_blame);
     let mut buf = vec![0; BUFFER];
     let mut total = 0u64;
     loop {
@@ -65,7 +72,11 @@ pub fn gzip<R: Read, W: Write>(input: R, out: W, level: u32) -> Result<(u64, W),
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_blame.stream_error(e, "")),
+            Err(e) => {
+                // The input failed (e.g. the tar stage stopped): no trailer.
+                gate.shut();
+                return Err(read_blame.stream_error(e, ""));
+            }
         };
         sink.write_all(&buf[..n])
             .map_err(|e| write_blame.stream_error(e, ""))?;

@@ -72,6 +72,53 @@ impl<W: Write> Write for Tracked<W> {
     }
 }
 
+/// Shuts a [`Gated`] writer: once shut, every write through it fails.
+/// flate2's encoder (and tar's builder) finish their streams when dropped; a
+/// failed pack shuts the gate first, so that a failure never leaves a
+/// complete-looking archive behind.
+#[derive(Debug, Clone, Default)]
+pub struct Gate(Rc<Cell<bool>>);
+
+impl Gate {
+    /// Make every later write fail.
+    pub fn shut(&self) {
+        self.0.set(true);
+    }
+}
+
+/// A writer behind a [`Gate`].
+pub struct Gated<W> {
+    inner: W,
+    gate: Gate,
+}
+
+impl<W> Gated<W> {
+    /// Wrap `inner` behind `gate`.
+    pub fn new(inner: W, gate: Gate) -> Self {
+        Gated { inner, gate }
+    }
+
+    /// The wrapped writer.
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+}
+
+impl<W: Write> Write for Gated<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.gate.0.get() {
+            return Err(io::Error::other("output shut after a failure"));
+        }
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        if self.gate.0.get() {
+            return Err(io::Error::other("output shut after a failure"));
+        }
+        self.inner.flush()
+    }
+}
+
 /// Hands its writer only whole `size`-byte chunks, and the rest at
 /// [`FixedChunks::finish`]. A deflate stream depends on how its input was
 /// split into writes, not only on the bytes; writing through this makes the
@@ -104,6 +151,11 @@ impl<W: Write> FixedChunks<W> {
 
 impl<W: Write> Write for FixedChunks<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.is_empty() && data.len() >= self.size {
+            // A whole chunk at a chunk boundary: no need to copy it first.
+            self.inner.write_all(&data[..self.size])?;
+            return Ok(self.size);
+        }
         let n = data.len().min(self.size - self.buf.len());
         self.buf.extend_from_slice(&data[..n]);
         if self.buf.len() == self.size {

@@ -17,7 +17,7 @@ use tar::{EntryType, Header};
 
 use crate::fsio;
 use crate::gz::{check_level, finish_gz, gz_sink};
-use crate::io::{Blame, Tracked};
+use crate::io::{Blame, Gate, Gated, Tracked};
 use crate::types::{ArchiveError, EntryKind, Filter, PackOptions, Report, SkipReason, Verdict};
 
 const COPY_BUFFER: usize = 256 * 1024;
@@ -31,9 +31,11 @@ pub fn pack<W: Write>(
     filter: Option<&mut (dyn Filter + '_)>,
 ) -> Result<(Report, W), ArchiveError> {
     check_level(options.level)?;
+    // The source first: a pack that cannot start writes nothing at all.
+    let root = fs::read_dir(src).map_err(|e| io_error(src, &e))?;
     let blame = Blame::default();
-    let sink = gz_sink(out, options.level, &blame);
-    let (report, sink) = walk_into(src, sink, options, filter, &blame)?;
+    let (sink, gate) = gz_sink(out, options.level, &blame);
+    let (report, sink) = walk_into(src, root, sink, options, filter, &blame, &gate)?;
     Ok((report, finish_gz(sink, &blame)?))
 }
 
@@ -48,25 +50,34 @@ pub fn pack_tar<W: Write>(
     filter: Option<&mut (dyn Filter + '_)>,
 ) -> Result<(Report, W), ArchiveError> {
     check_level(options.level)?;
+    let root = fs::read_dir(src).map_err(|e| io_error(src, &e))?;
     let blame = Blame::default();
-    let buffered = BufWriter::with_capacity(COPY_BUFFER, Tracked::new(out, blame.clone()));
-    let (report, buffered) = walk_into(src, buffered, options, filter, &blame)?;
-    let mut tracked = buffered
+    let gate = Gate::default();
+    let buffered = BufWriter::with_capacity(
+        COPY_BUFFER,
+        Gated::new(Tracked::new(out, blame.clone()), gate.clone()),
+    );
+    let (report, buffered) = walk_into(src, root, buffered, options, filter, &blame, &gate)?;
+    let mut gated = buffered
         .into_inner()
         .map_err(|e| blame.stream_error(e.into_error(), ""))?;
-    tracked.flush().map_err(|e| blame.stream_error(e, ""))?;
-    Ok((report, tracked.into_inner()))
+    gated.flush().map_err(|e| blame.stream_error(e, ""))?;
+    Ok((report, gated.into_inner().into_inner()))
 }
 
-/// Walk `src` and write its entries and the end-of-archive marker into `sink`.
+/// Walk `src` (listed as `root`) and write its entries and the
+/// end-of-archive marker into `sink`. On failure `gate` is shut before the
+/// sink is dropped: `tar::Builder` writes the end-of-archive marker when
+/// dropped, which would make a failed pack look complete.
 fn walk_into<T: Write>(
     src: &Path,
+    root: fs::ReadDir,
     sink: T,
     options: &PackOptions,
     filter: Option<&mut (dyn Filter + '_)>,
     blame: &Blame,
+    gate: &Gate,
 ) -> Result<(Report, T), ArchiveError> {
-    let root = fs::read_dir(src).map_err(|e| io_error(src, &e))?;
     let mut packer = Packer {
         builder: tar::Builder::new(sink),
         options,
@@ -75,11 +86,14 @@ fn walk_into<T: Write>(
         blame: blame.clone(),
         copy: vec![0; COPY_BUFFER].into_boxed_slice(),
     };
-    packer.walk(src, root, "")?;
-    let sink = packer
-        .builder
-        .into_inner()
-        .map_err(|e| packer.blame.stream_error(e, ""))?;
+    if let Err(e) = packer.walk(src, root, "") {
+        gate.shut();
+        return Err(e);
+    }
+    let sink = packer.builder.into_inner().map_err(|e| {
+        gate.shut();
+        packer.blame.stream_error(e, "")
+    })?;
     Ok((packer.report, sink))
 }
 

@@ -269,22 +269,30 @@ mod options {
     #[test]
     fn zero_limits_are_invalid() {
         let dest = tempfile::tempdir().unwrap();
-        for limits in [
-            Limits {
-                max_entries: 0,
-                ..Limits::default()
-            },
-            Limits {
-                max_path_bytes: 0,
-                ..Limits::default()
-            },
+        for (limits, name) in [
+            (
+                Limits {
+                    max_entries: 0,
+                    ..Limits::default()
+                },
+                "max-entries",
+            ),
+            (
+                Limits {
+                    max_path_bytes: 0,
+                    ..Limits::default()
+                },
+                "max-path-bytes",
+            ),
         ] {
             let options = UnpackOptions {
                 limits,
                 ..UnpackOptions::default()
             };
-            let err = unpack_bytes(&gz(&[0; 1024]), dest.path(), &options).unwrap_err();
-            assert!(matches!(err, ArchiveError::InvalidOptions(_)), "{err:?}");
+            match unpack_bytes(&gz(&[0; 1024]), dest.path(), &options) {
+                Err(ArchiveError::InvalidOptions(m)) => assert!(m.contains(name), "{m}"),
+                other => panic!("expected InvalidOptions, got {other:?}"),
+            }
         }
     }
 
@@ -628,5 +636,141 @@ mod stages {
         }
         assert_eq!(seen[0], vec![4096, 4096, 1808]);
         assert!(seen.iter().all(|s| *s == seen[0]));
+    }
+}
+
+/// Failures must never leave a complete-looking archive behind, and unpack
+/// must never write through what is already in the destination.
+mod failures {
+    use super::*;
+    use crate::gzip;
+
+    /// Decodes as a complete gzip (every member's trailer present and right).
+    fn decodes(bytes: &[u8]) -> bool {
+        let mut out = Vec::new();
+        MultiGz::new(io::BufReader::new(bytes))
+            .read_to_end(&mut out)
+            .is_ok()
+    }
+
+    #[test]
+    fn gzip_with_a_failing_input_writes_no_trailer() {
+        struct FailAfter(usize);
+        impl Read for FailAfter {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::other("the tar stage stopped"));
+                }
+                let n = buf.len().min(self.0);
+                buf[..n].fill(b'x');
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        for before in [0, 1000, 600_000] {
+            let mut out = Vec::new();
+            let err = gzip(FailAfter(before), &mut out, 6).unwrap_err();
+            assert!(matches!(err, ArchiveError::Stream { .. }), "{err:?}");
+            assert!(!decodes(&out), "{before} bytes in: the output decodes");
+        }
+    }
+
+    #[test]
+    fn pack_of_a_missing_source_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut out = Vec::new();
+        let err = pack(
+            &dir.path().join("missing"),
+            &mut out,
+            &PackOptions::default(),
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(err, ArchiveError::Io { .. }), "{err:?}");
+        assert!(out.is_empty(), "{} bytes written", out.len());
+    }
+
+    #[test]
+    fn pack_failing_mid_walk_writes_no_end_marker_or_trailer() {
+        let src = tempfile::tempdir().unwrap();
+        for i in 0..50 {
+            write(src.path(), &format!("f{i:02}"), &[i as u8; 40_000]);
+        }
+        struct Fails {
+            taken: Vec<u8>,
+            left: usize,
+        }
+        impl Write for Fails {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                if self.left == 0 {
+                    return Err(io::Error::other("disk full"));
+                }
+                let n = buf.len().min(self.left);
+                self.taken.extend_from_slice(&buf[..n]);
+                self.left -= n;
+                Ok(n)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut out = Fails {
+            taken: Vec::new(),
+            left: 2000,
+        };
+        match pack(src.path(), &mut out, &PackOptions::default(), None) {
+            Err(ArchiveError::Stream { message, .. }) => assert!(message.contains("disk full")),
+            Err(e) => panic!("expected Stream, got {e:?}"),
+            Ok(_) => panic!("the pack succeeded into a failing writer"),
+        }
+        assert!(!decodes(&out.taken));
+    }
+
+    #[test]
+    fn an_empty_tar_stream_is_not_an_archive() {
+        let dest = tempfile::tempdir().unwrap();
+        match unpack_bytes(&gz(b""), dest.path(), &UnpackOptions::default()) {
+            Err(ArchiveError::Corrupt { message, .. }) => {
+                assert!(message.contains("end-of-archive"), "{message}")
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        // A tar of nothing (just its end marker) is fine.
+        let report = unpack_bytes(&gz(&[0; 1024]), dest.path(), &UnpackOptions::default());
+        assert_eq!(report.unwrap().files, 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_hard_link_in_the_destination_is_replaced_not_written_through() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = root.path().join("outside.txt");
+        fs::write(&outside, b"keep me").unwrap();
+        let dest = root.path().join("dest");
+        fs::create_dir(&dest).unwrap();
+        fs::hard_link(&outside, dest.join("f")).unwrap();
+        let archive = gz(&tar_with(&[(file_header("f", 3), b"new")], None));
+        let report = unpack_bytes(&archive, &dest, &UnpackOptions::default()).unwrap();
+        assert_eq!(report.files, 1);
+        assert_eq!(fs::read(&outside).unwrap(), b"keep me");
+        assert_eq!(fs::read(dest.join("f")).unwrap(), b"new");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_in_the_destination_is_skipped_not_opened() {
+        let dest = tempfile::tempdir().unwrap();
+        let fifo = dest.path().join("p");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: mkfifo is not available");
+            return;
+        }
+        let archive = gz(&tar_with(&[(file_header("p", 3), b"new")], None));
+        // Opening the FIFO for writing would block here forever.
+        let report = unpack_bytes(&archive, dest.path(), &UnpackOptions::default()).unwrap();
+        assert_eq!(report.files, 0);
+        assert_eq!(report.skipped.len(), 1, "{:?}", report.skipped);
+        assert_eq!(report.skipped[0].reason, SkipReason::TypeConflict);
     }
 }

@@ -74,10 +74,15 @@ fn extract<R: Read>(
     filter: Option<&mut (dyn Filter + '_)>,
 ) -> Result<Report, ArchiveError> {
     let limits = options.limits;
-    if limits.max_entries == 0 || limits.max_path_bytes == 0 {
-        return Err(ArchiveError::InvalidOptions(
-            "limits must be greater than zero".into(),
-        ));
+    for (name, value) in [
+        ("max-entries", limits.max_entries),
+        ("max-path-bytes", u64::from(limits.max_path_bytes)),
+    ] {
+        if value == 0 {
+            return Err(ArchiveError::InvalidOptions(format!(
+                "limit {name} is 0: nothing could be unpacked; give it a value above 0"
+            )));
+        }
     }
     fs::create_dir_all(dest).map_err(|e| ArchiveError::Io {
         path: dest.display().to_string(),
@@ -123,7 +128,9 @@ fn extract<R: Read>(
     let mut rest = archive.into_inner();
     let last = run.last.clone();
     io::copy(&mut rest, &mut io::sink()).map_err(|e| run.read_error(e, &last))?;
-    if run.entries > 0 && count.get() <= run.end_of_data {
+    // An empty stream is no archive either (a tar of nothing still has its
+    // end-of-archive marker).
+    if count.get() <= run.end_of_data {
         return Err(ArchiveError::Corrupt {
             entry: last,
             message: "archive ends without an end-of-archive marker (truncated?)".into(),
@@ -347,7 +354,7 @@ impl Unpacker<'_, '_> {
         match fs::create_dir(&abs) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                match in_the_way(&abs).map_err(|e| dest_error(rel, &e))? {
+                match in_the_way(&abs).map_err(|e| dest_error(&abs, &e))? {
                     InTheWay::Directory => {}
                     InTheWay::Symlink => {
                         return Ok(Some((
@@ -355,12 +362,15 @@ impl Unpacker<'_, '_> {
                             format!("{rel} is a symlink"),
                         )))
                     }
-                    InTheWay::File => {
-                        return Ok(Some((SkipReason::TypeConflict, format!("{rel} is a file"))))
+                    InTheWay::File | InTheWay::Special => {
+                        return Ok(Some((
+                            SkipReason::TypeConflict,
+                            format!("{rel} is not a directory"),
+                        )))
                     }
                 }
             }
-            Err(e) => return Err(dest_error(rel, &e)),
+            Err(e) => return Err(dest_error(&abs, &e)),
         }
         self.known_dirs.insert(rel.to_owned());
         Ok(None)
@@ -400,7 +410,7 @@ impl Unpacker<'_, '_> {
         let file = match OpenOptions::new().write(true).create_new(true).open(&abs) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                match in_the_way(&abs).map_err(|e| dest_error(rel, &e))? {
+                match in_the_way(&abs).map_err(|e| dest_error(&abs, &e))? {
                     InTheWay::Symlink => {
                         let detail = format!("{rel} is a symlink");
                         self.report.skip(rel, SkipReason::ThroughSymlink, detail);
@@ -411,16 +421,24 @@ impl Unpacker<'_, '_> {
                         self.report.skip(rel, SkipReason::TypeConflict, detail);
                         return Ok(());
                     }
-                    // A duplicate entry: the later one wins.
+                    InTheWay::Special => {
+                        let detail = format!("{rel} is a special file (FIFO, socket or device)");
+                        self.report.skip(rel, SkipReason::TypeConflict, detail);
+                        return Ok(());
+                    }
+                    // A duplicate entry, or a file already there: the entry
+                    // wins. Replaced, not rewritten in place: the old file may
+                    // be a hard link to a file outside the destination.
                     InTheWay::File => {}
                 }
+                fs::remove_file(&abs).map_err(|e| dest_error(&abs, &e))?;
                 OpenOptions::new()
                     .write(true)
-                    .truncate(true)
+                    .create_new(true)
                     .open(&abs)
-                    .map_err(|e| dest_error(rel, &e))?
+                    .map_err(|e| dest_error(&abs, &e))?
             }
-            Err(e) => return Err(dest_error(rel, &e)),
+            Err(e) => return Err(dest_error(&abs, &e)),
         };
         let mut written = 0u64;
         loop {
@@ -430,7 +448,7 @@ impl Unpacker<'_, '_> {
             if n == 0 {
                 break;
             }
-            fsio::write_all_at(&file, &self.buf[..n], written).map_err(|e| dest_error(rel, &e))?;
+            fsio::write_all_at(&file, &self.buf[..n], written).map_err(|e| dest_error(&abs, &e))?;
             written += n as u64;
         }
         if written != size {
@@ -453,18 +471,22 @@ impl Unpacker<'_, '_> {
 enum InTheWay {
     Directory,
     Symlink,
-    /// A regular file (or anything else that is neither).
     File,
+    /// A FIFO, socket or device: opening one could block or reach a device.
+    Special,
 }
 
 fn in_the_way(abs: &Path) -> io::Result<InTheWay> {
     let md = fs::symlink_metadata(abs)?;
-    Ok(if md.file_type().is_symlink() {
+    let ft = md.file_type();
+    Ok(if ft.is_symlink() {
         InTheWay::Symlink
-    } else if md.is_dir() {
+    } else if ft.is_dir() {
         InTheWay::Directory
-    } else {
+    } else if ft.is_file() {
         InTheWay::File
+    } else {
+        InTheWay::Special
     })
 }
 
@@ -473,9 +495,11 @@ fn set_mtime(file: &File, mtime: u64) {
     let _ = file.set_modified(UNIX_EPOCH + Duration::from_secs(mtime));
 }
 
-fn dest_error(rel: &str, e: &io::Error) -> ArchiveError {
+/// A failure writing the destination, naming the path (under the guest's
+/// preopen; the host shows it as its own path).
+fn dest_error(abs: &Path, e: &io::Error) -> ArchiveError {
     ArchiveError::Io {
-        path: rel.to_owned(),
+        path: abs.display().to_string(),
         message: e.to_string(),
     }
 }
