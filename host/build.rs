@@ -17,6 +17,8 @@ fn main() {
         "guest/Cargo.toml",
         "wit",
         "Cargo.lock",
+        // [profile.guest] and the workspace's dependency features.
+        "Cargo.toml",
         ".cargo/config.toml",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());

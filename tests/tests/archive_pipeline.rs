@@ -271,3 +271,85 @@ async fn a_stopped_pack_never_writes_a_complete_gzip() {
         out.len()
     );
 }
+
+/// Yields `data`, then never anything more (a stalled download).
+struct StallingReader {
+    data: Cursor<Vec<u8>>,
+}
+
+impl AsyncRead for StallingReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.data).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() == before => Poll::Pending,
+            other => other,
+        }
+    }
+}
+
+/// The tar stage fails on its own (a limit) while the gzip stage waits on a
+/// stalled input: the call returns with the tar stage's error, it does not
+/// wait for input that never comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tar_stage_failure_does_not_wait_for_a_stalled_input() {
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..20 {
+        tree::write(src.path(), &format!("f{i:02}"), &pseudo_random(64 << 10, i));
+    }
+    let (_, bytes) = archiver()
+        .pack(src.path(), Vec::new(), &PackOptions::default(), None)
+        .await
+        .unwrap();
+    let options = UnpackOptions {
+        limits: ccws::archive::Limits {
+            max_entries: 3,
+            ..Default::default()
+        },
+        ..UnpackOptions::default()
+    };
+    for (mode, a) in modes() {
+        let dest = tempfile::tempdir().unwrap();
+        // Up to just past the fourth header (the data is incompressible:
+        // gzip offsets are about tar offsets), then a stall: the gzip stage
+        // has put it all in the pipe and waits on its input when the tar
+        // stage trips the limit at that header.
+        let input = StallingReader {
+            data: Cursor::new(bytes[..4 * 512 + 3 * (64 << 10) + 1500].to_vec()),
+        };
+        let result = tokio::time::timeout(
+            Duration::from_secs(30),
+            a.unpack(input, dest.path(), &options, None),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{mode}: still waiting on the stalled input"));
+        assert!(
+            matches!(
+                result,
+                Err(HostError::Archive(ArchiveError::LimitExceeded { .. }))
+            ),
+            "{mode}: {result:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_out_of_range_level_is_reported_as_given() {
+    let src = tempfile::tempdir().unwrap();
+    let options = PackOptions {
+        level: 300,
+        ..PackOptions::default()
+    };
+    match archiver()
+        .pack(src.path(), Vec::new(), &options, None)
+        .await
+    {
+        Err(HostError::Archive(ArchiveError::InvalidOptions(m))) => {
+            assert!(m.contains("300"), "{m}")
+        }
+        other => panic!("expected InvalidOptions, got {:?}", other.map(|r| r.0)),
+    }
+}

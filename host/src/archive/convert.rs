@@ -1,10 +1,12 @@
 //! Conversions between the generated WIT types and the core types shared
 //! with the guest crate.
 
+use std::path::Path;
+
 use ccws_archive as core;
 
 use super::bindings::wit;
-use super::{PackOptions, UnpackOptions};
+use super::{PackOptions, UnpackOptions, GUEST_ROOT};
 
 pub fn pack_options(o: &PackOptions, host_filter: bool) -> wit::PackOptions {
     wit::PackOptions {
@@ -65,12 +67,15 @@ fn reason(r: wit::SkipReason) -> core::SkipReason {
     }
 }
 
-pub fn error(e: wit::ArchiveError) -> core::ArchiveError {
+/// The guest's error as the host's; an I/O error's guest path (under
+/// `GUEST_ROOT`) is shown as the host path under `root`, the directory
+/// preopened there.
+pub fn error(e: wit::ArchiveError, root: Option<&Path>) -> core::ArchiveError {
     use core::ArchiveError as C;
     match e {
         wit::ArchiveError::InvalidOptions(m) => C::InvalidOptions(m),
         wit::ArchiveError::Io(e) => C::Io {
-            path: e.path,
+            path: host_path(&e.path, root),
             message: e.message,
         },
         wit::ArchiveError::Corrupt(e) => C::Corrupt {
@@ -91,5 +96,31 @@ pub fn error(e: wit::ArchiveError) -> core::ArchiveError {
             entry: e.entry,
             message: e.message,
         },
+    }
+}
+
+/// `/ccws/a/b` → `<root>/a/b`; anything else unchanged.
+fn host_path(guest: &str, root: Option<&Path>) -> String {
+    let rest = guest
+        .strip_prefix(GUEST_ROOT)
+        .filter(|r| r.is_empty() || r.starts_with('/'));
+    match (rest.map(|r| r.trim_start_matches('/')), root) {
+        (Some(""), Some(root)) => root.display().to_string(),
+        (Some(rest), Some(root)) => root.join(rest).display().to_string(),
+        _ => guest.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_paths_become_host_paths() {
+        let root = Path::new("/tmp/dest");
+        assert_eq!(host_path("/ccws/a/b", Some(root)), "/tmp/dest/a/b");
+        assert_eq!(host_path("/ccws", Some(root)), "/tmp/dest");
+        assert_eq!(host_path("/ccwsx/a", Some(root)), "/ccwsx/a");
+        assert_eq!(host_path("/ccws/a", None), "/ccws/a");
     }
 }

@@ -195,6 +195,8 @@ impl Archiver {
     where
         W: AsyncWrite + Unpin + Send + 'static,
     {
+        // Checked here: the WIT level is a u8, so 300 would be reported as 255.
+        ccws_archive::check_level(options.level)?;
         let src = canonical_dir(src)?;
         if self.pipelined() {
             return self.pack_pipelined(src, out, options, filter).await;
@@ -343,6 +345,7 @@ impl Archiver {
             },
             filter,
             exec_root,
+            root: dir.map(|(d, _)| d.to_path_buf()),
             clock: clock.clone(),
         };
         let mut store = Store::new(&self.inner.engine, sandbox);
@@ -389,7 +392,10 @@ impl Archiver {
             Ok(Err(_)) if store.data().limiter.hit => {
                 Err(HostError::MemoryLimit(self.inner.config.memory_limit))
             }
-            Ok(Err(e)) => Err(HostError::Archive(convert::error(e))),
+            Ok(Err(e)) => Err(HostError::Archive(convert::error(
+                e,
+                store.data().root.as_deref(),
+            ))),
             Err(e) => Err(self.trap(store, e)),
         }
     }

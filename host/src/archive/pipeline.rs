@@ -10,7 +10,10 @@
 
 use std::path::PathBuf;
 
+use std::future::Future;
+
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinHandle;
 use wasmtime_wasi::FsPerms;
 
 use super::pipe::{pipe, PipeEnd};
@@ -47,7 +50,7 @@ impl Archiver {
         let this = self.clone();
         // The task owns the store: its end drops the output stream, and the
         // copier then sees the end of the archive.
-        let gzip = tokio::spawn(async move {
+        let gzip = StageTask::spawn(async move {
             let (_, in_b) = lend(&mut gz_store, input)?;
             let (_, out_b) = lend(&mut gz_store, output)?;
             this.call(&mut gz_store, |b, s| {
@@ -75,8 +78,12 @@ impl Archiver {
         })
         .await;
         drop(tar_store);
-
-        let gzipped = join(gzip.await);
+        if tarred.as_ref().is_err_and(|e| !is_stream(e)) {
+            // The tar stage's own failure is the answer; gzip may be waiting
+            // on a stalled writer.
+            gzip.abort();
+        }
+        let gzipped = gzip.join().await;
         pack_outcome(tarred, gzipped, streams::copied(copier).await)
     }
 
@@ -102,7 +109,7 @@ impl Archiver {
         let gz_in = streams::reader(&gz_store, input);
         let gz_out = streams::timed_output(&gz_store, tar_w);
         let this = self.clone();
-        let gunzip = tokio::spawn(async move {
+        let gunzip = StageTask::spawn(async move {
             run_stage(&tar_end, async {
                 let (_, in_b) = lend(&mut gz_store, gz_in)?;
                 let (_, out_b) = lend(&mut gz_store, gz_out)?;
@@ -133,7 +140,12 @@ impl Archiver {
         // Closes the pipe's read end: a gunzip still writing stops.
         drop(tar_store);
 
-        let gunzipped = join(gunzip.await);
+        if untarred.as_ref().is_err_and(|e| !is_stream(e)) {
+            // The tar stage's own failure is the answer; gunzip may be
+            // waiting on a stalled reader, which no CPU budget would stop.
+            gunzip.abort();
+        }
+        let gunzipped = gunzip.join().await;
         let report = unpack_outcome(untarred, gunzipped)?;
         apply_executables(&dest, &report.executables)?;
         Ok(report)
@@ -143,7 +155,7 @@ impl Archiver {
 /// Run the stage that writes a pipe, then end the pipe with its outcome.
 async fn run_stage<T>(
     end: &PipeEnd,
-    stage: impl std::future::Future<Output = Result<T, HostError>>,
+    stage: impl Future<Output = Result<T, HostError>>,
 ) -> Result<T, HostError> {
     let result = stage.await;
     match &result {
@@ -153,8 +165,41 @@ async fn run_stage<T>(
     result
 }
 
-fn join<T>(r: Result<Result<T, HostError>, tokio::task::JoinError>) -> Result<T, HostError> {
-    r.unwrap_or_else(|e| Err(HostError::Trap(format!("pipeline stage task: {e}"))))
+/// A stage running in its own task. Dropped before it is joined (the
+/// caller's future was dropped), it is aborted: no stage outlives its call.
+struct StageTask<T>(Option<JoinHandle<Result<T, HostError>>>);
+
+impl<T: Send + 'static> StageTask<T> {
+    fn spawn(stage: impl Future<Output = Result<T, HostError>> + Send + 'static) -> Self {
+        StageTask(Some(tokio::spawn(stage)))
+    }
+
+    /// Stop the stage now: its result no longer matters.
+    fn abort(&self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+
+    /// The stage's result; a panic in it is resumed here.
+    async fn join(mut self) -> Result<T, HostError> {
+        let Some(task) = self.0.take() else {
+            unreachable!("a stage is joined once");
+        };
+        match task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(HostError::Trap(format!("pipeline stage stopped: {e}"))),
+        }
+    }
+}
+
+impl<T> Drop for StageTask<T> {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
 }
 
 fn is_stream(e: &HostError) -> bool {

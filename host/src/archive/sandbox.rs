@@ -26,6 +26,9 @@ pub struct Sandbox {
     pub(crate) filter: Option<FilterFn>,
     /// For pack: the host directory whose files' executable bits are reported.
     pub(crate) exec_root: Option<PathBuf>,
+    /// The host directory preopened as the guest's root, to show the guest's
+    /// paths in errors as host paths.
+    pub(crate) root: Option<PathBuf>,
     pub(crate) clock: CpuClock,
 }
 
