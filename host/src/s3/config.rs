@@ -25,7 +25,7 @@ pub enum ConfigError {
     /// The endpoint is not a bare `http://host[:port]` / `https://host[:port]` URL.
     #[error("s3 config: invalid endpoint {endpoint:?}: {reason}")]
     InvalidEndpoint {
-        /// The endpoint as given.
+        /// The endpoint as given, with any `user:password@` removed.
         endpoint: String,
         /// Why it was rejected.
         reason: String,
@@ -261,9 +261,23 @@ impl S3ConfigBuilder {
     }
 }
 
+/// The endpoint as it may appear in an error: any `user:password@` before the host is cut
+/// out, so a secret typed into the URL never reaches a message or a log.
+fn redact_userinfo(endpoint: &str) -> String {
+    let Some((scheme, rest)) = endpoint.split_once("://") else {
+        return endpoint.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://<credentials removed>@{}", &rest[at + 1..]),
+        None => endpoint.to_string(),
+    }
+}
+
 fn parse_endpoint(endpoint: &str) -> Result<Url, ConfigError> {
+    let shown = redact_userinfo(endpoint);
     let bad = |reason: &str| ConfigError::InvalidEndpoint {
-        endpoint: endpoint.to_string(),
+        endpoint: shown.clone(),
         reason: reason.to_string(),
     };
     if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
@@ -276,7 +290,9 @@ fn parse_endpoint(endpoint: &str) -> Result<Url, ConfigError> {
         return Err(bad("missing host"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("credentials in the URL are not supported"));
+        return Err(bad(
+            "credentials in the URL are refused: give the access key and secret separately",
+        ));
     }
     if url.path() != "/" && !url.path().is_empty() {
         return Err(bad("a path after the host is not supported"));
@@ -384,6 +400,33 @@ mod tests {
             b.cfg.endpoint = ep.into();
             b.build().unwrap_or_else(|e| panic!("{ep}: {e}"));
         }
+    }
+
+    #[test]
+    fn endpoint_credentials_are_not_echoed() {
+        for ep in [
+            "http://u:SECRET-PW@localhost:9000",
+            "https://SECRET-PW@localhost",
+            "http://u:SECRET-PW@localhost:9000/path?q=1",
+            "http://u:SECRET-PW@",
+            "http://u:SECRET-PW@:bad:port",
+        ] {
+            let mut b = base();
+            b.cfg.endpoint = ep.into();
+            let err = b.build().unwrap_err();
+            assert!(
+                matches!(err, ConfigError::InvalidEndpoint { .. }),
+                "{ep}: {err:?}"
+            );
+            for shown in [err.to_string(), format!("{err:?}")] {
+                assert!(!shown.contains("SECRET-PW"), "{ep}: {shown}");
+            }
+        }
+        let mut b = base();
+        b.cfg.endpoint = "http://u:SECRET-PW@localhost:9000".into();
+        let err = b.build().unwrap_err().to_string();
+        assert!(err.contains("credentials in the URL are refused"), "{err}");
+        assert!(err.contains("localhost:9000"), "{err}");
     }
 
     #[test]
