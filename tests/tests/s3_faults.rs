@@ -335,6 +335,8 @@ async fn short_body_after_retries_leaves_no_partial_file() {
     let e = obj.body.read_to_end(&mut got).await.unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
     assert!(e.to_string().contains("short body"), "{e}");
+    assert!(e.to_string().contains("GET \"short\""), "{e}");
+    assert!(e.to_string().contains("a retry may succeed"), "{e}");
     assert!(got.len() < 2 * MIB);
 }
 

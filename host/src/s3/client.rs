@@ -413,6 +413,7 @@ impl S3Client {
                         Some(exp) => {
                             debug!(op, error = %transport(op, &e), "response body cut");
                             S3Error::ShortBody {
+                                op: op.to_string(),
                                 expected: exp,
                                 got: buf.len() as u64,
                             }
@@ -435,6 +436,7 @@ impl S3Client {
         if let Some(exp) = expected {
             if exp != buf.len() as u64 {
                 return Err(S3Error::ShortBody {
+                    op: op.to_string(),
                     expected: exp,
                     got: buf.len() as u64,
                 });
@@ -824,6 +826,7 @@ impl S3Client {
         if let Some(total) = total {
             if written != total {
                 return Err(S3Error::ShortBody {
+                    op: format!("GET {key:?}"),
                     expected: total,
                     got: written,
                 });
@@ -974,6 +977,7 @@ impl BodyState {
                         return None;
                     }
                     Some(exp) => S3Error::ShortBody {
+                        op: op.clone(),
                         expected: exp,
                         got: self.received,
                     },
@@ -984,6 +988,7 @@ impl BodyState {
                         Some(exp) => {
                             debug!(key = %self.key, error = %t, "s3: body failed mid-way");
                             S3Error::ShortBody {
+                                op,
                                 expected: exp,
                                 got: self.received,
                             }

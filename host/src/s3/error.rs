@@ -69,9 +69,11 @@ pub enum S3Error {
         /// The idle timeout, in seconds.
         secs: f64,
     },
-    /// A body ended before its `Content-Length`.
-    #[error("s3: short body: expected {expected} bytes, got {got}")]
+    /// A body ended before its `Content-Length` (the connection was cut mid-body).
+    #[error("s3: short body while reading {op}: got {got} of {expected} bytes before the connection was cut; a retry may succeed")]
     ShortBody {
+        /// What was being read, e.g. `GET "key"`.
+        op: String,
         /// Bytes announced.
         expected: u64,
         /// Bytes received.
@@ -288,17 +290,17 @@ mod tests {
         assert!(svc(429, "").is_retryable());
         assert!(!svc(400, "InvalidArgument").is_retryable());
         assert!(!S3Error::NotFound { key: "k".into() }.is_retryable());
-        assert!(S3Error::ShortBody {
-            expected: 2,
-            got: 1
-        }
-        .is_retryable());
-        let io = S3Error::ShortBody {
+        let short = || S3Error::ShortBody {
+            op: "GET \"k\"".into(),
             expected: 2,
             got: 1,
-        }
-        .into_io();
+        };
+        assert!(short().is_retryable());
+        let io = short().into_io();
         assert_eq!(io.kind(), io::ErrorKind::UnexpectedEof);
-        assert!(io.to_string().contains("short body"));
+        let msg = io.to_string();
+        for part in ["short body", "GET \"k\"", "1 of 2 bytes", "cut", "retry"] {
+            assert!(msg.contains(part), "{part:?} missing: {msg}");
+        }
     }
 }

@@ -129,7 +129,7 @@ impl LocalStore {
         tokio::task::spawn_blocking(move || commit(&root, &key, &path, tmp, &cond))
             .await
             .map_err(|e| StoreError::Local {
-                path: PathBuf::from(TMP_DIR),
+                path: tmp_dir,
                 source: io::Error::other(e),
             })?
     }
