@@ -439,6 +439,50 @@ async fn multipart_failures_abort_the_upload() {
     assert!(s.direct.head("mp").await.unwrap_err().is_not_found());
 }
 
+/// AWS answers a write `If-Match` an object deleted since it was read with 404 `NoSuchKey`
+/// (s3s-fs answers 412, so the proxy plays AWS): it is a lost condition, not "not found".
+#[tokio::test]
+async fn if_match_write_answered_no_such_key_is_a_precondition_failure() {
+    let s = setup(Duration::from_secs(5)).await;
+    let no_such_key = || Fault::Error {
+        status: 404,
+        code: "NoSuchKey".into(),
+    };
+    let cond = PutCondition::IfMatch("\"0123456789abcdef0123456789abcdef\"".into());
+    s.proxy
+        .push(Rule::on("PUT", "/gone", no_such_key(), 1).with_head("if-match:"));
+    let err = s
+        .client
+        .put_bytes("gone", Bytes::from_static(b"two"), cond.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, S3Error::PreconditionFailed { key } if key == "gone"),
+        "{err:?}"
+    );
+    assert_eq!(s.proxy.remaining(), 0);
+    // Multipart: the condition is on CompleteMultipartUpload.
+    s.proxy
+        .push(Rule::on("POST", "?uploadId=", no_such_key(), 1).with_head("if-match:"));
+    let big = data(11 * MIB, 3);
+    let err = s
+        .client
+        .put_stream("gone", &big[..], cond)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, S3Error::PreconditionFailed { .. }), "{err:?}");
+    assert_eq!(s.proxy.remaining(), 0);
+    assert_eq!(s.server.multipart_leftovers(), Vec::<String>::new());
+    // Without If-Match a 404 on a write stays NotFound.
+    s.proxy.push(Rule::on("PUT", "/gone", no_such_key(), 1));
+    let err = s
+        .client
+        .put_bytes("gone", Bytes::from_static(b"x"), PutCondition::None)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+}
+
 #[tokio::test]
 async fn single_attempt_config_fails_fast() {
     let server = S3sServer::start().await;

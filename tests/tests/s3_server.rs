@@ -326,6 +326,33 @@ async fn conditional_puts() {
     assert_eq!(server.multipart_leftovers(), Vec::<String>::new());
 }
 
+/// A write `If-Match` an ETag read before the object was deleted loses its condition
+/// (s3s-fs answers 412 itself; AWS answers 404 `NoSuchKey`, see s3_faults.rs).
+#[tokio::test]
+async fn if_match_after_delete_is_a_precondition_failure() {
+    let server = S3sServer::start().await;
+    let client = S3Client::new(server.config().part_size(5 * MIB).build().unwrap()).unwrap();
+    let first = client
+        .put_bytes("gone", Bytes::from_static(b"one"), PutCondition::None)
+        .await
+        .unwrap();
+    client.delete("gone").await.unwrap();
+    let old = PutCondition::IfMatch(first.etag.unwrap());
+    let err = client
+        .put_bytes("gone", Bytes::from_static(b"two"), old.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, S3Error::PreconditionFailed { key } if key == "gone"),
+        "{err:?}"
+    );
+    let big = Bytes::from(data(11 * MIB, 9));
+    let err = client.put_stream("gone", &big[..], old).await.unwrap_err();
+    assert!(matches!(err, S3Error::PreconditionFailed { .. }), "{err:?}");
+    assert!(client.head("gone").await.unwrap_err().is_not_found());
+    assert_eq!(server.multipart_leftovers(), Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn clock_skew_is_corrected_from_the_date_header() {
     let server = S3sServer::start().await;

@@ -37,11 +37,27 @@ pub enum PutCondition {
 }
 
 impl PutCondition {
-    fn header(&self) -> Option<(String, String)> {
+    pub(crate) fn header(&self) -> Option<(String, String)> {
         match self {
             PutCondition::None => None,
             PutCondition::IfMatch(etag) => Some(("if-match".into(), etag.clone())),
             PutCondition::IfNoneMatchAny => Some(("if-none-match".into(), "*".into())),
+        }
+    }
+
+    /// The error of a write made under this condition, as callers should see it.
+    ///
+    /// An `If-Match` write to a key whose object was deleted since it was read is a lost
+    /// condition: the object is not the one the caller read. AWS S3 answers it with 404
+    /// `NoSuchKey` rather than 412, which would surface as [`S3Error::NotFound`] (and a caller
+    /// might then think it may create the object); the local store answers
+    /// `PreconditionFailed`. Both stores report it as [`S3Error::PreconditionFailed`].
+    pub(crate) fn write_error(&self, e: S3Error) -> S3Error {
+        match (self, e) {
+            (PutCondition::IfMatch(_), S3Error::NotFound { key }) => {
+                S3Error::PreconditionFailed { key }
+            }
+            (_, e) => e,
         }
     }
 }
@@ -660,7 +676,10 @@ impl S3Client {
         if let Some((n, v)) = cond.header() {
             req = req.header(&n, &v);
         }
-        let (headers, _) = self.send_buffered(&req).await?;
+        let (headers, _) = self
+            .send_buffered(&req)
+            .await
+            .map_err(|e| cond.write_error(e))?;
         Ok(ObjectMeta {
             key: key.to_string(),
             size,
@@ -1067,5 +1086,30 @@ impl BodyState {
         }
         self.stream = Some(resp.bytes_stream().boxed());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_on_a_deleted_object_is_a_lost_condition() {
+        let not_found = || S3Error::NotFound { key: "k".into() };
+        let cond = PutCondition::IfMatch("\"abc\"".into());
+        assert!(matches!(
+            cond.write_error(not_found()),
+            S3Error::PreconditionFailed { key } if key == "k"
+        ));
+        // Without If-Match a 404 stays what it is.
+        for cond in [PutCondition::None, PutCondition::IfNoneMatchAny] {
+            assert!(matches!(
+                cond.write_error(not_found()),
+                S3Error::NotFound { .. }
+            ));
+        }
+        // Other errors are untouched.
+        let e = cond.write_error(S3Error::NoSuchBucket { bucket: "b".into() });
+        assert!(matches!(e, S3Error::NoSuchBucket { .. }), "{e:?}");
     }
 }

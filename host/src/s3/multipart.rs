@@ -273,10 +273,8 @@ impl S3Client {
             .header("content-type", "application/xml")
             .body(Bytes::from(xml))
             .await;
-        match cond {
-            PutCondition::None => {}
-            PutCondition::IfMatch(etag) => req = req.header("if-match", etag),
-            PutCondition::IfNoneMatchAny => req = req.header("if-none-match", "*"),
+        if let Some((n, v)) = cond.header() {
+            req = req.header(&n, &v);
         }
         let op = format!("CompleteMultipartUpload {key:?}");
         let (_, body) = self
@@ -297,7 +295,8 @@ impl S3Client {
                     Ok(((), body))
                 }
             })
-            .await?;
+            .await
+            .map_err(|e| cond.write_error(e))?;
         let fields = xml_fields(&body, &["ETag"]).map_err(|e| S3Error::InvalidResponse {
             op: op.clone(),
             message: e,
