@@ -439,6 +439,66 @@ async fn multipart_failures_abort_the_upload() {
     assert!(s.direct.head("mp").await.unwrap_err().is_not_found());
 }
 
+/// The caller is cancelled while the failed upload's abort is in flight: the abort still
+/// happens (the guard is disarmed only once the abort has returned).
+#[tokio::test]
+async fn cancelled_during_the_abort_still_aborts() {
+    let s = setup(Duration::from_secs(5)).await;
+    let body = data(12 * MIB, 8);
+    s.proxy.push(Rule::on(
+        "PUT",
+        "partNumber=2&",
+        Fault::Error {
+            status: 400,
+            code: "InvalidArgument".into(),
+        },
+        1,
+    ));
+    s.proxy.push(Rule::on(
+        "DELETE",
+        "uploadId=",
+        Fault::StallBeforeResponse(Duration::from_secs(3)),
+        1,
+    ));
+    let put = s.client.put_stream("mp", &body[..], PutCondition::None);
+    tokio::pin!(put);
+    let saw_abort = || {
+        s.proxy
+            .seen()
+            .iter()
+            .any(|r| r.method == "DELETE" && r.target.contains("uploadId="))
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        tokio::select! {
+            r = &mut put => panic!("finished before the abort was cancelled: {r:?}"),
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+        if saw_abort() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no abort sent");
+    }
+    // Cancel the caller while its abort request is stalled.
+    drop(put);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !s.server.multipart_leftovers().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "upload orphaned: {:?}",
+            s.server.multipart_leftovers()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deletes = s
+        .proxy
+        .seen()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .count();
+    assert_eq!(deletes, 2, "the guard's abort was not sent");
+}
+
 /// AWS answers a write `If-Match` an object deleted since it was read with 404 `NoSuchKey`
 /// (s3s-fs answers 412, so the proxy plays AWS): it is a lost condition, not "not found".
 #[tokio::test]

@@ -106,12 +106,18 @@ impl S3Client {
             // store its part after the abort, leaving an orphan.
             while tasks.join_next().await.is_some() {}
         }
-        guard.armed = false;
         match result {
-            Ok(meta) => Ok(meta),
+            Ok(meta) => {
+                guard.armed = false;
+                Ok(meta)
+            }
             Err(e) => {
                 debug!(key, error = %e, "s3: multipart upload failed; aborting it");
-                if let Err(abort_err) = self.abort_multipart(key, &upload_id).await {
+                // The guard stays armed while the abort is awaited: if the caller is cancelled
+                // meanwhile, dropping the guard still aborts the upload.
+                let aborted = self.abort_multipart(key, &upload_id).await;
+                guard.armed = false;
+                if let Err(abort_err) = aborted {
                     warn!(key, error = %abort_err, "s3: could not abort a failed multipart upload; parts may remain until a lifecycle rule removes them");
                 }
                 Err(e)
