@@ -3,10 +3,11 @@
 //! fail clearly without leaving a partial file or an orphan multipart upload.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ccws::s3::{PutCondition, RetryConfig, S3Client, S3Error};
+use ccws::s3::{PutCondition, RetryConfig, S3Client, S3Config, S3Error};
 use ccws_tests::faultproxy::{Fault, FaultProxy, Rule};
 use ccws_tests::pseudo_random as data;
 use ccws_tests::s3s::S3sServer;
@@ -541,6 +542,99 @@ async fn if_match_write_answered_no_such_key_is_a_precondition_failure() {
         .await
         .unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
+}
+
+/// A loopback HTTP/1.1 server that answers each request (one per connection) with what
+/// `answer` makes of its head; returns its endpoint and the heads it saw.
+async fn fake_server(
+    answer: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static,
+) -> (String, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let answer = Arc::new(answer);
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (answer, log) = (answer.clone(), log.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if conn.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                log.lock().unwrap().push(head.clone());
+                let _ = conn.write_all(&answer(&head)).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    (endpoint, seen)
+}
+
+fn fake_client(endpoint: &str) -> S3Client {
+    S3Client::new(
+        S3Config::builder(endpoint, "us-east-1", "bucket", "AKID", "SECRET")
+            .path_style(true)
+            .part_size(5 * MIB)
+            .concurrency(2)
+            .read_timeout(Duration::from_secs(5))
+            .retry(ccws_tests::s3s::test_retry())
+            .build()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// A server that sends no ETag cannot have ranges pinned to one version: the download falls
+/// back to one unranged GET instead of failing part-way.
+#[tokio::test]
+async fn download_without_etag_falls_back_to_one_get() {
+    let body = Arc::new(data(12 * MIB, 4));
+    let served = body.clone();
+    let (endpoint, seen) = fake_server(move |head| {
+        let range = head
+            .lines()
+            .find_map(|l| l.strip_prefix("range: bytes="))
+            .and_then(|r| r.split_once('-'))
+            .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()));
+        let total = served.len();
+        let (status, extra, slice) = match range {
+            Some((a, b)) => {
+                let b = b.min(total - 1);
+                (
+                    "206 Partial Content",
+                    format!("content-range: bytes {a}-{b}/{total}\r\n"),
+                    &served[a..=b],
+                )
+            }
+            None => ("200 OK", String::new(), &served[..]),
+        };
+        let mut out = format!(
+            "HTTP/1.1 {status}\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n",
+            slice.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(slice);
+        out
+    })
+    .await;
+    let client = fake_client(&endpoint);
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("obj");
+    let meta = client.download_file("obj", &dest).await.unwrap();
+    assert_eq!(meta.size, body.len() as u64);
+    assert_eq!(meta.etag, None);
+    assert!(std::fs::read(&dest).unwrap() == *body, "bytes differ");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[0].contains("range: bytes=0-"), "{}", seen[0]);
+    assert!(!seen[1].contains("range:"), "{}", seen[1]);
 }
 
 #[tokio::test]

@@ -773,36 +773,25 @@ impl S3Client {
         check_key(key)?;
         let cfg = &self.inner.cfg;
         let part = cfg.part_size as u64;
-        let resp = match self.open_get(key, Some((0, part - 1)), None).await {
+        let mut resp = match self.open_get(key, Some((0, part - 1)), None).await {
             Ok(r) => r,
             // An empty object has no byte 0: S3 answers 416 to any range.
             Err(S3Error::Service { status: 416, .. }) => self.open_get(key, None, None).await?,
             Err(e) => return Err(e),
         };
+        let (mut etag, mut len, mut total) = first_range(key, part, &resp)?;
+        if etag.is_none() && total.is_some_and(|t| Some(t) != len) {
+            // Without an ETag the other ranges cannot be pinned (If-Match) to the version the
+            // first came from: fetch the whole object in one unranged GET instead.
+            debug!(
+                key,
+                "s3: no ETag on a ranged GET; downloading in one request"
+            );
+            drop(resp);
+            resp = self.open_get(key, None, None).await?;
+            (etag, len, total) = first_range(key, part, &resp)?;
+        }
         let h = resp.headers();
-        let etag = header_str(h, "etag").map(str::to_string);
-        let len = content_length(h);
-        let total = if resp.status() == StatusCode::PARTIAL_CONTENT {
-            let want_prefix = "bytes 0-";
-            let total = header_str(h, "content-range")
-                .filter(|v| v.starts_with(want_prefix))
-                .and_then(|v| v.rsplit_once('/'))
-                .and_then(|(_, t)| t.parse::<u64>().ok());
-            match (total, len) {
-                (Some(t), Some(l)) if l == t.min(part) => Some(t),
-                _ => {
-                    return Err(S3Error::InvalidResponse {
-                        op: format!("GET {key:?}"),
-                        message: format!(
-                            "bad Content-Range {:?} for the first {part} bytes",
-                            header_str(h, "content-range")
-                        ),
-                    })
-                }
-            }
-        } else {
-            len
-        };
         let mut meta = meta_from_headers(key, h, total.unwrap_or(0));
 
         let parent = match dest.parent() {
@@ -858,6 +847,35 @@ impl S3Client {
             .expect("rename does not panic")?;
         meta.size = written;
         Ok(meta)
+    }
+}
+
+/// (ETag, Content-Length, object size) of the answer to a GET of the first `part` bytes (or
+/// of an unranged GET), checking a 206's `Content-Range`.
+fn first_range(
+    key: &str,
+    part: u64,
+    resp: &reqwest::Response,
+) -> Result<(Option<String>, Option<u64>, Option<u64>), S3Error> {
+    let h = resp.headers();
+    let etag = header_str(h, "etag").map(str::to_string);
+    let len = content_length(h);
+    if resp.status() != StatusCode::PARTIAL_CONTENT {
+        return Ok((etag, len, len));
+    }
+    let total = header_str(h, "content-range")
+        .filter(|v| v.starts_with("bytes 0-"))
+        .and_then(|v| v.rsplit_once('/'))
+        .and_then(|(_, t)| t.parse::<u64>().ok());
+    match (total, len) {
+        (Some(t), Some(l)) if l == t.min(part) => Ok((etag, len, Some(t))),
+        _ => Err(S3Error::InvalidResponse {
+            op: format!("GET {key:?}"),
+            message: format!(
+                "bad Content-Range {:?} for the first {part} bytes",
+                header_str(h, "content-range")
+            ),
+        }),
     }
 }
 
