@@ -842,9 +842,14 @@ impl S3Client {
         }
         drop(file);
         let dest = dest.to_path_buf();
-        tokio::task::spawn_blocking(move || tmp.persist(dest).map_err(|e| e.error))
-            .await
-            .expect("rename does not panic")?;
+        // Flush the bytes to disk before the rename makes them visible under `dest`, so a
+        // crash cannot leave a complete-looking file with missing data.
+        tokio::task::spawn_blocking(move || {
+            tmp.as_file().sync_all()?;
+            tmp.persist(dest).map_err(|e| e.error)
+        })
+        .await
+        .expect("rename does not panic")?;
         meta.size = written;
         Ok(meta)
     }

@@ -100,6 +100,8 @@ impl LocalStore {
             .await
             .map_err(Self::local_err(dest))?;
         out.flush().await.map_err(Self::local_err(dest))?;
+        // On disk before the rename makes it visible under `dest`.
+        out.sync_all().await.map_err(Self::local_err(dest))?;
         tmp.persist(dest)
             .map_err(|e| Self::local_err(dest)(e.error))?;
         Ok(obj.meta)
