@@ -637,6 +637,41 @@ async fn download_without_etag_falls_back_to_one_get() {
     assert!(!seen[1].contains("range:"), "{}", seen[1]);
 }
 
+/// A redirect is not followed (it would lose the signature's Authorization header): it is an
+/// error that names the bucket's region.
+#[tokio::test]
+async fn redirects_are_errors_naming_the_region() {
+    let (endpoint, seen) = fake_server(|head| {
+        let status = if head.starts_with("head ") {
+            "301 Moved Permanently"
+        } else {
+            "307 Temporary Redirect"
+        };
+        format!(
+            "HTTP/1.1 {status}\r\nlocation: http://127.0.0.1:1/bucket/obj\r\nx-amz-bucket-region: eu-west-1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        )
+        .into_bytes()
+    })
+    .await;
+    let client = fake_client(&endpoint);
+    let err = client.head("obj").await.unwrap_err();
+    assert!(
+        matches!(&err, S3Error::Redirect { status: 301, region: Some(r), .. } if r == "eu-west-1"),
+        "{err:?}"
+    );
+    let err = client
+        .put_bytes("obj", Bytes::from_static(b"x"), PutCondition::None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, S3Error::Redirect { status: 307, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("another region"), "{err}");
+    // One request each: neither retried nor followed.
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
 #[tokio::test]
 async fn single_attempt_config_fails_fast() {
     let server = S3sServer::start().await;

@@ -217,6 +217,16 @@ fn meta_from_headers(key: &str, h: &HeaderMap, size: u64) -> ObjectMeta {
     }
 }
 
+/// A redirect answer (never followed: see [`S3Error::Redirect`]) as an error naming the
+/// bucket's region when the server tells it.
+fn redirect_error(status: u16, bucket: &str, h: &HeaderMap) -> Option<S3Error> {
+    matches!(status, 301 | 302 | 307 | 308).then(|| S3Error::Redirect {
+        status,
+        bucket: bucket.to_string(),
+        region: header_str(h, "x-amz-bucket-region").map(str::to_string),
+    })
+}
+
 fn content_length(h: &HeaderMap) -> Option<u64> {
     header_str(h, "content-length").and_then(|v| v.trim().parse().ok())
 }
@@ -274,6 +284,9 @@ impl S3Client {
             .connect_timeout(cfg.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
+            // A redirect to another host would drop the Authorization header and surface as a
+            // puzzling 403; a redirect is reported as an error instead (see S3Error::Redirect).
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("ccws/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &cfg.ca_bundle {
             let bad = |reason: String| ConfigError::CaBundle {
@@ -470,6 +483,9 @@ impl S3Client {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let date = header_str(&headers, "date").map(str::to_string);
+        if let Some(e) = redirect_error(status, &self.inner.cfg.bucket, &headers) {
+            return (e, date);
+        }
         let body = if req.method == Method::HEAD {
             Bytes::new()
         } else {
@@ -1134,5 +1150,36 @@ mod tests {
         // Other errors are untouched.
         let e = cond.write_error(S3Error::NoSuchBucket { bucket: "b".into() });
         assert!(matches!(e, S3Error::NoSuchBucket { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn redirects_name_the_bucket_region() {
+        let mut h = HeaderMap::new();
+        h.insert("x-amz-bucket-region", "eu-west-1".parse().unwrap());
+        for status in [301, 307] {
+            let e = redirect_error(status, "my-bucket", &h).unwrap();
+            assert!(
+                matches!(&e, S3Error::Redirect { region: Some(r), .. } if r == "eu-west-1"),
+                "{e:?}"
+            );
+            assert!(!e.is_retryable());
+            let msg = e.to_string();
+            for part in [
+                &format!("HTTP {status}"),
+                "\"my-bucket\"",
+                "another region (x-amz-bucket-region: eu-west-1)",
+                "endpoint is wrong",
+            ] {
+                assert!(msg.contains(part), "{part:?} missing: {msg}");
+            }
+        }
+        let e = redirect_error(301, "b", &HeaderMap::new()).unwrap();
+        assert!(
+            e.to_string().contains("another region or the endpoint"),
+            "{e}"
+        );
+        for status in [200, 304, 403, 404] {
+            assert!(redirect_error(status, "b", &h).is_none(), "{status}");
+        }
     }
 }

@@ -108,6 +108,18 @@ pub enum S3Error {
         /// What was wrong.
         message: String,
     },
+    /// The server redirected the request (301, 302, 307, 308): the bucket lives in another
+    /// region, or the endpoint is not the bucket's. Redirects are not followed, since the
+    /// request's signature names the region and host it was signed for.
+    #[error("s3: HTTP {status} redirect for bucket {bucket:?}: the bucket is in another region{} or the endpoint is wrong; set the region and endpoint to the bucket's", region_hint(.region))]
+    Redirect {
+        /// HTTP status.
+        status: u16,
+        /// The bucket.
+        bucket: String,
+        /// The bucket's region as the server named it (`x-amz-bucket-region`), if it did.
+        region: Option<String>,
+    },
     /// The last of `attempts` attempts failed with a transient error.
     #[error("s3: gave up after {attempts} attempts: {last}")]
     RetriesExhausted {
@@ -116,6 +128,13 @@ pub enum S3Error {
         /// The last failure.
         last: Box<S3Error>,
     },
+}
+
+fn region_hint(region: &Option<String>) -> String {
+    match region {
+        Some(r) => format!(" (x-amz-bucket-region: {r})"),
+        None => String::new(),
+    }
 }
 
 /// S3 error codes that are worth another attempt whatever the status.
