@@ -988,10 +988,10 @@ impl BodyState {
     }
 
     async fn next_chunk(&mut self) -> Option<Result<Bytes, S3Error>> {
-        let client = self.client.clone();
-        let cfg = &client.inner.cfg;
-        let idle = cfg.read_timeout;
-        let max_attempts = cfg.retry.max_attempts;
+        // Per chunk this only reads; the client and the op name are used on failure only.
+        let idle = self.client.inner.cfg.read_timeout;
+        let max_attempts = self.client.inner.cfg.retry.max_attempts;
+        let op = |key: &str| format!("GET {key:?}");
         loop {
             if self.done {
                 return None;
@@ -1011,7 +1011,6 @@ impl BodyState {
                     }
                 },
             };
-            let op = format!("GET {:?}", self.key);
             let failure = match tokio::time::timeout(idle, stream.next()).await {
                 Ok(Some(Ok(chunk))) => {
                     self.received += chunk.len() as u64;
@@ -1019,7 +1018,7 @@ impl BodyState {
                         if self.received > exp {
                             self.done = true;
                             return Some(Err(S3Error::InvalidResponse {
-                                op,
+                                op: op(&self.key),
                                 message: format!("more than the {exp} bytes announced"),
                             }));
                         }
@@ -1035,18 +1034,18 @@ impl BodyState {
                         return None;
                     }
                     Some(exp) => S3Error::ShortBody {
-                        op: op.clone(),
+                        op: op(&self.key),
                         expected: exp,
                         got: self.received,
                     },
                 },
                 Ok(Some(Err(e))) => {
-                    let t = transport(&op, &e);
+                    let t = transport(&op(&self.key), &e);
                     match self.expected {
                         Some(exp) => {
                             debug!(key = %self.key, error = %t, "s3: body failed mid-way");
                             S3Error::ShortBody {
-                                op,
+                                op: op(&self.key),
                                 expected: exp,
                                 got: self.received,
                             }
@@ -1055,7 +1054,7 @@ impl BodyState {
                     }
                 }
                 Err(_) => S3Error::Timeout {
-                    op,
+                    op: op(&self.key),
                     secs: idle.as_secs_f64(),
                 },
             };
@@ -1073,7 +1072,7 @@ impl BodyState {
                     failure
                 }));
             }
-            let delay = cfg.retry.backoff(self.failures);
+            let delay = self.client.inner.cfg.retry.backoff(self.failures);
             debug!(key = %self.key, received = self.received, failures = self.failures, ?delay, error = %failure, "s3: resuming download");
             tokio::time::sleep(delay).await;
         }
