@@ -202,7 +202,7 @@ pub(crate) fn check_key(key: &str) -> Result<(), S3Error> {
     Ok(())
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 

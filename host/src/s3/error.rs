@@ -204,13 +204,7 @@ pub(crate) fn parse_error_xml(body: &[u8]) -> Option<XmlError> {
     if fields.root.as_deref() != Some("Error") {
         return None;
     }
-    let get = |n: &str| {
-        fields
-            .values
-            .iter()
-            .find(|(k, _)| k == n)
-            .map(|(_, v)| v.clone())
-    };
+    let get = |n: &str| fields.get(n).map(str::to_string);
     Some(XmlError {
         code: get("Code").unwrap_or_default(),
         message: get("Message").unwrap_or_default(),

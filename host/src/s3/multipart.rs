@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use super::client::{check_key, ObjectMeta, PutCondition, Request, S3Client};
+use super::client::{check_key, header_str, ObjectMeta, PutCondition, Request, S3Client};
 use super::error::{parse_error_xml, xml_fields, S3Error};
 
 /// S3's limit on the number of parts.
@@ -37,6 +37,21 @@ async fn read_part<R: AsyncRead + Unpin>(
         }
     }
     Ok(Bytes::from(buf))
+}
+
+/// The non-empty text of the element `name` in an answer's XML body, or an
+/// `InvalidResponse` for the operation `op()`.
+fn xml_field(body: &[u8], name: &str, op: impl Fn() -> String) -> Result<String, S3Error> {
+    let fields = xml_fields(body, &[name])
+        .map_err(|message| S3Error::InvalidResponse { op: op(), message })?;
+    fields
+        .get(name)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| S3Error::InvalidResponse {
+            op: op(),
+            message: format!("no {name} in the answer"),
+        })
 }
 
 /// Aborts the upload if dropped while armed (e.g. the caller's future was cancelled).
@@ -217,18 +232,9 @@ impl S3Client {
     pub(crate) async fn create_multipart(&self, key: &str) -> Result<String, S3Error> {
         let req = Request::new(Method::POST, Some(key)).query("uploads", "");
         let (_, body) = self.send_buffered(&req).await?;
-        let fields = xml_fields(&body, &["UploadId"]).map_err(|e| S3Error::InvalidResponse {
-            op: format!("CreateMultipartUpload {key:?}"),
-            message: e,
-        })?;
-        fields
-            .get("UploadId")
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .ok_or_else(|| S3Error::InvalidResponse {
-                op: format!("CreateMultipartUpload {key:?}"),
-                message: "no UploadId in the answer".into(),
-            })
+        xml_field(&body, "UploadId", || {
+            format!("CreateMultipartUpload {key:?}")
+        })
     }
 
     /// `UploadPart`; returns the part's ETag.
@@ -245,9 +251,7 @@ impl S3Client {
             .body(part)
             .await;
         let (headers, _) = self.send_buffered(&req).await?;
-        headers
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
+        header_str(&headers, "etag")
             .map(str::to_string)
             .ok_or_else(|| S3Error::InvalidResponse {
                 op: format!("UploadPart {key:?} #{n}"),
@@ -303,17 +307,7 @@ impl S3Client {
             })
             .await
             .map_err(|e| cond.write_error(e))?;
-        let fields = xml_fields(&body, &["ETag"]).map_err(|e| S3Error::InvalidResponse {
-            op: op.clone(),
-            message: e,
-        })?;
-        fields
-            .get("ETag")
-            .map(str::to_string)
-            .ok_or_else(|| S3Error::InvalidResponse {
-                op,
-                message: "no ETag in the answer".into(),
-            })
+        xml_field(&body, "ETag", || op.clone())
     }
 
     /// `AbortMultipartUpload` (with retries).

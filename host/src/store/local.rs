@@ -31,10 +31,7 @@ impl LocalStore {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
         for dir in [root.clone(), root.join(TMP_DIR)] {
-            create_private_dir(&dir).map_err(|source| StoreError::Local {
-                path: dir.clone(),
-                source,
-            })?;
+            create_private_dir(&dir).map_err(Self::local_err(&dir))?;
         }
         Ok(LocalStore { root })
     }
@@ -168,18 +165,14 @@ fn commit(
     tmp: tempfile::NamedTempFile,
     cond: &PutCondition,
 ) -> Result<ObjectMeta, StoreError> {
-    let err = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| StoreError::Local { path: p, source }
-    };
     let lock_path = root.join(LOCK_FILE);
     let lock = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(err(&lock_path))?;
-    lock.lock().map_err(err(&lock_path))?;
+        .map_err(LocalStore::local_err(&lock_path))?;
+    lock.lock().map_err(LocalStore::local_err(&lock_path))?;
     let current = match fs::metadata(path) {
         Ok(md) if md.is_file() => Some(etag(&md)),
         Ok(_) => {
@@ -189,7 +182,7 @@ fn commit(
             })
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(err(path)(e)),
+        Err(e) => return Err(LocalStore::local_err(path)(e)),
     };
     let ok = match cond {
         PutCondition::None => true,
@@ -200,10 +193,12 @@ fn commit(
         return Err(StoreError::PreconditionFailed { key: key.into() });
     }
     if let Some(dir) = path.parent() {
-        create_private_dir(dir).map_err(err(dir))?;
+        create_private_dir(dir).map_err(LocalStore::local_err(dir))?;
     }
-    let file = tmp.persist(path).map_err(|e| err(path)(e.error))?;
-    let md = file.metadata().map_err(err(path))?;
+    let file = tmp
+        .persist(path)
+        .map_err(|e| LocalStore::local_err(path)(e.error))?;
+    let md = file.metadata().map_err(LocalStore::local_err(path))?;
     if let Some(dir) = path.parent() {
         // Make the rename durable.
         let _ = File::open(dir).and_then(|d| d.sync_all());
