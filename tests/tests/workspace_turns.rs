@@ -565,3 +565,87 @@ async fn queued_older_home_never_undoes_a_newer_session() {
         "the older queued home must not undo the newer change"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_or_unreadable_session_file_keeps_the_tree() {
+    let b = Backend::local().await;
+    let ws = b.workspaces();
+    let w = ws.setup("tamper", "s1", me()).await.unwrap();
+    std::fs::write(w.layout.memory_dir.join("work.md"), "unsaved work").unwrap();
+    // A directory an escaping session id would point at.
+    let victim = b.temp_base().join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("keep.txt"), "keep").unwrap();
+
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = Owner::of(child.id());
+    child.wait().unwrap();
+    let good = ccws::workspace::session::load_state(&w.layout.meta_dir)
+        .unwrap()
+        .unwrap();
+    let manifest = ccws::workspace::session::load_manifest(&w.layout.meta_dir).unwrap();
+    let save = |workspace: &str, session: &str, owner: Owner| {
+        let mut state = good.clone();
+        state.workspace = workspace.into();
+        state.session = session.into();
+        state.owner = owner;
+        ccws::workspace::session::save(&w.layout.meta_dir, &state, &manifest).unwrap();
+    };
+    for (workspace, session, what) in [
+        ("tamper", "a/../../../victim", "invalid session id"),
+        ("../x", "s1", "invalid workspace id"),
+        ("tamper", "s2", "not \"s1\""),
+    ] {
+        save(workspace, session, dead.clone());
+        let err = ws.setup("tamper", "s1", me()).await.unwrap_err();
+        assert!(
+            matches!(err, WorkspaceError::UnusableSession { .. }),
+            "{session}: {err}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains(what) && msg.contains("kept"), "{msg}");
+        assert!(msg.contains("run setup again"), "{msg}");
+        save(workspace, session, me());
+        let err = ws.teardown("tamper", "s1").await.unwrap_err();
+        assert!(
+            matches!(err, WorkspaceError::UnusableSession { .. }),
+            "{session}: {err}"
+        );
+        assert!(err.to_string().contains(what), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(w.layout.memory_dir.join("work.md")).unwrap(),
+            "unsaved work",
+            "the tree is kept"
+        );
+        assert!(victim.join("keep.txt").is_file());
+    }
+    assert!(ws.outbox().list().unwrap().is_empty(), "nothing was queued");
+    assert!(ws
+        .store()
+        .head(&ws.config().keys.home("tamper"))
+        .await
+        .unwrap_err()
+        .is_not_found());
+
+    // An unreadable session file is not "setup never finished": the tree stays.
+    std::fs::write(w.layout.meta_dir.join("session.json"), "{not json").unwrap();
+    let err = ws.setup("tamper", "s1", me()).await.unwrap_err();
+    assert!(
+        matches!(err, WorkspaceError::UnusableSession { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("cannot be read"), "{err}");
+    assert!(w.layout.memory_dir.join("work.md").is_file());
+    let err = ws.teardown("tamper", "s1").await.unwrap_err();
+    assert!(
+        matches!(err, WorkspaceError::UnusableSession { .. }),
+        "{err}"
+    );
+
+    // No session file at all: setup never finished; the tree is replaced.
+    std::fs::remove_file(w.layout.meta_dir.join("session.json")).unwrap();
+    let w2 = ws.setup("tamper", "s1", me()).await.unwrap();
+    assert!(w2.report.recovered.is_none());
+    assert!(!w2.layout.memory_dir.join("work.md").exists());
+    ws.teardown("tamper", "s1").await.unwrap();
+}

@@ -142,6 +142,15 @@ pub enum WorkspaceError {
         /// Merge attempts made.
         attempts: u32,
     },
+    /// A leftover session tree whose bookkeeping (`.ccws/session.json`,
+    /// writable by the agent) cannot be trusted: it is kept untouched.
+    #[error("the leftover tree of this session at {} cannot be used ({reason}); it is kept: save what you need from it, remove it, then run setup again", temp_dir.display())]
+    UnusableSession {
+        /// The kept directory.
+        temp_dir: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Teardown could neither upload nor queue the session's state: it is
     /// left in place so nothing is lost.
     #[error("could not upload or queue the session's state ({reason}); it is kept at {}", temp_dir.display())]
@@ -354,6 +363,37 @@ impl Workspaces {
         ids::validate("workspace", workspace)?;
         ids::validate("session", session)?;
         Ok(Layout::new(&self.temp_base()?, workspace, session))
+    }
+
+    /// Check the state read from `layout`'s (agent-writable) session file:
+    /// valid ids, and the session asked for.
+    fn check_state(
+        layout: &Layout,
+        state: &session::SessionState,
+        session: &str,
+    ) -> Result<(), WorkspaceError> {
+        let unusable = |reason: String| WorkspaceError::UnusableSession {
+            temp_dir: layout.temp_dir.clone(),
+            reason,
+        };
+        ids::validate("workspace", &state.workspace)
+            .and_then(|()| ids::validate("session", &state.session))
+            .map_err(|e| unusable(format!("its .ccws/session.json names an {e}")))?;
+        if state.session != session {
+            return Err(unusable(format!(
+                "its .ccws/session.json is for session {:?}, not {session:?}",
+                state.session
+            )));
+        }
+        Ok(())
+    }
+
+    /// Read the session file of `layout`; an unreadable one is unusable.
+    fn read_state(layout: &Layout) -> Result<Option<session::SessionState>, WorkspaceError> {
+        session::load_state(&layout.meta_dir).map_err(|e| WorkspaceError::UnusableSession {
+            temp_dir: layout.temp_dir.clone(),
+            reason: format!("its .ccws/session.json cannot be read: {e}"),
+        })
     }
 
     /// Hold the per-session lock (setup and teardown of one session never overlap).

@@ -60,7 +60,8 @@ impl Workspaces {
     }
 
     /// A leftover tree of this session: refuse if its owner lives, else save
-    /// what it holds (it is an abandoned turn) and clear it.
+    /// what it holds (it is an abandoned turn) and clear it. A tree whose
+    /// session file is unreadable or names other or invalid ids is kept.
     async fn recover(
         &self,
         layout: &Layout,
@@ -69,35 +70,29 @@ impl Workspaces {
         if !layout.temp_dir.exists() {
             return Ok(None);
         }
-        match session::load_state(&layout.meta_dir) {
-            Ok(Some(state)) if state.owner.is_alive() => Err(WorkspaceError::SessionBusy {
+        let state = match Self::read_state(layout)? {
+            Some(state) => state,
+            // Setup never got to write it: the agent never ran, nothing to save.
+            None => {
+                fs::remove_dir_all(&layout.temp_dir).map_err(io_err(&layout.temp_dir))?;
+                return Ok(None);
+            }
+        };
+        // The file lives in the agent's tree: never trust its ids.
+        Self::check_state(layout, &state, session)?;
+        if state.owner.is_alive() {
+            return Err(WorkspaceError::SessionBusy {
                 session: session.to_owned(),
                 pid: state.owner.pid,
                 temp_dir: layout.temp_dir.clone(),
-            }),
-            Ok(Some(state)) => {
-                tracing::warn!(
-                    dir = %layout.temp_dir.display(),
-                    pid = state.owner.pid,
-                    "recovering an abandoned session (its owner is gone)"
-                );
-                let stale = Layout::new(
-                    layout
-                        .temp_dir
-                        .parent()
-                        .and_then(|p| p.parent())
-                        .unwrap_or(&layout.temp_dir),
-                    &state.workspace,
-                    &state.session,
-                );
-                self.finish(&stale, &state).await.map(Some)
-            }
-            // Setup never finished: the agent never ran, nothing to save.
-            Ok(None) | Err(_) => {
-                fs::remove_dir_all(&layout.temp_dir).map_err(io_err(&layout.temp_dir))?;
-                Ok(None)
-            }
+            });
         }
+        tracing::warn!(
+            dir = %layout.temp_dir.display(),
+            pid = state.owner.pid,
+            "recovering an abandoned session (its owner is gone)"
+        );
+        self.finish(layout, &state).await.map(Some)
     }
 
     async fn populate(

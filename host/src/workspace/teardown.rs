@@ -20,12 +20,12 @@ impl Workspaces {
     ) -> Result<TeardownReport, WorkspaceError> {
         let layout = self.layout(workspace, session)?;
         let _lock = self.session_lock(&layout)?;
-        let state = session::load_state(&layout.meta_dir)
-            .map_err(io_err(&layout.meta_dir))?
-            .ok_or_else(|| WorkspaceError::NoSession {
-                session: session.to_owned(),
-                temp_dir: layout.temp_dir.clone(),
-            })?;
+        let state = Self::read_state(&layout)?.ok_or_else(|| WorkspaceError::NoSession {
+            session: session.to_owned(),
+            temp_dir: layout.temp_dir.clone(),
+        })?;
+        // The file lives in the agent's tree: never trust its ids.
+        Self::check_state(&layout, &state, session)?;
         if state.workspace != workspace {
             return Err(WorkspaceError::WrongWorkspace {
                 session: session.to_owned(),
