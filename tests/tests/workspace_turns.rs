@@ -649,3 +649,117 @@ async fn a_tampered_or_unreadable_session_file_keeps_the_tree() {
     assert!(!w2.layout.memory_dir.join("work.md").exists());
     ws.teardown("tamper", "s1").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_is_queued_behind_an_older_one_still_stuck() {
+    let b = Backend::local().await;
+    let ws = b.workspaces();
+    // s1's home ends up stuck in the outbox: it is taken out of the store
+    // and queued, and its entry is made undeliverable by damaging its base
+    // manifest (as if the server kept refusing it).
+    let w1 = ws.setup("behind", "s1", me()).await.unwrap();
+    std::fs::write(w1.layout.memory_dir.join("a.md"), "v1").unwrap();
+    ws.teardown("behind", "s1").await.unwrap();
+    let key = ws.config().keys.home("behind");
+    let obj = ws.store().get(&key).await.unwrap();
+    let packed = b.machine.path().join("h1.tar.gz");
+    {
+        use tokio::io::AsyncReadExt;
+        let mut body = obj.body;
+        let mut bytes = Vec::new();
+        body.read_to_end(&mut bytes).await.unwrap();
+        std::fs::write(&packed, bytes).unwrap();
+    }
+    ws.store().delete(&key).await.unwrap();
+    let entry = ccws::workspace::outbox::Entry {
+        kind: ccws::workspace::outbox::Kind::Home,
+        workspace: "behind".into(),
+        session: "s1".into(),
+        key: key.clone(),
+        base_etag: None,
+        created: 0,
+        last_error: "down".into(),
+    };
+    let q = ws
+        .outbox()
+        .add(entry, Some(&Default::default()), |dest| {
+            std::fs::copy(&packed, dest).map(|_| ())
+        })
+        .unwrap();
+    std::fs::write(q.dir.join("base.json"), "{broken").unwrap();
+
+    // s2 starts from the queued home and changes the same file.
+    let w2 = ws.setup("behind", "s2", me()).await.unwrap();
+    assert_eq!(w2.report.home, HomeSource::Outbox);
+    std::fs::write(w2.layout.memory_dir.join("a.md"), "v2").unwrap();
+    let r = ws.teardown("behind", "s2").await.unwrap();
+    match &r.home {
+        Delivery::Queued { reason, .. } => {
+            assert!(
+                reason.contains("still queued; queued behind it"),
+                "{reason}"
+            )
+        }
+        other => panic!("s2's home must wait behind s1's: {other:?}"),
+    }
+    assert!(ws.store().head(&key).await.unwrap_err().is_not_found());
+    assert_eq!(ws.outbox().list().unwrap().len(), 2);
+
+    // Once s1's entry can be delivered, both land in order: v2 wins.
+    std::fs::write(q.dir.join("base.json"), "{}").unwrap();
+    let f = ws.flush(None).await.unwrap();
+    assert_eq!((f.delivered, f.remaining), (2, 0), "{f:?}");
+    let (_d, home) = stored_home(&ws, "behind").await;
+    assert_eq!(
+        home["projects/ws_behind/memory/a.md"].as_ref().unwrap().0,
+        b"v2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transcript_is_queued_behind_an_older_copy_still_stuck() {
+    let b = Backend::s3().await;
+    let proxy = b.proxy.as_ref().unwrap();
+    let ws = b.workspaces();
+    let key = ws.config().keys.transcript("tq", "s1");
+    // Only the older, 3-byte copy of the transcript fails to upload.
+    proxy.push(
+        Rule::on("PUT", "sessions/s1.jsonl", Fault::Reset, 10_000).with_head("content-length: 3\r"),
+    );
+    let w = ws.setup("tq", "s1", me()).await.unwrap();
+    std::fs::create_dir_all(w.layout.transcript.parent().unwrap()).unwrap();
+    std::fs::write(&w.layout.transcript, "t1\n").unwrap();
+    let r = with_timeout(ws.teardown("tq", "s1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(r.transcript, Delivery::Queued { .. }), "{r:?}");
+
+    let w = with_timeout(ws.setup("tq", "s1", me()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(w.report.transcript, TranscriptSource::Outbox);
+    std::fs::write(&w.layout.transcript, "t1\nt2\n").unwrap();
+    let r = with_timeout(ws.teardown("tq", "s1"))
+        .await
+        .unwrap()
+        .unwrap();
+    match &r.transcript {
+        Delivery::Queued { reason, .. } => {
+            assert!(reason.contains("queued behind it"), "{reason}")
+        }
+        other => panic!("the newer transcript must wait: {other:?}"),
+    }
+    // A flush that cannot deliver the older copy holds back the newer one.
+    let f = with_timeout(ws.flush(None)).await.unwrap().unwrap();
+    assert_eq!((f.delivered, f.remaining), (0, 2), "{f:?}");
+    assert_eq!(f.errors.len(), 1, "{f:?}");
+    assert!(ws.store().head(&key).await.unwrap_err().is_not_found());
+
+    proxy.clear();
+    let f = with_timeout(ws.flush(None)).await.unwrap().unwrap();
+    assert_eq!((f.delivered, f.remaining), (2, 0), "{f:?}");
+    let t = ws.store().get(&key).await.unwrap();
+    assert_eq!(t.meta.size, 6, "the newer transcript is the one kept");
+}

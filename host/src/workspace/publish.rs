@@ -202,13 +202,21 @@ impl Workspaces {
         let _lock = self.outbox.lock().map_err(io_err(self.outbox.dir()))?;
         // Re-read under the lock: another process may have delivered some.
         let entries = self.outbox.list().map_err(io_err(self.outbox.dir()))?;
-        let mut blocked: Vec<String> = Vec::new();
+        // Homes are blocked per workspace, transcripts per key: once an
+        // older one is stuck, a newer one must not land before it (it would
+        // be overwritten, or its changes undone, when the older one does).
+        let mut blocked_homes: Vec<String> = Vec::new();
+        let mut blocked_keys: Vec<String> = Vec::new();
         for mut q in entries {
             if workspace.is_some_and(|w| q.entry.workspace != w) {
                 continue;
             }
-            if q.entry.kind == Kind::Home && blocked.contains(&q.entry.workspace) {
-                // An older home of this workspace is stuck: keep the order.
+            let blocked = match q.entry.kind {
+                Kind::Home => blocked_homes.contains(&q.entry.workspace),
+                Kind::Transcript => blocked_keys.contains(&q.entry.key),
+            };
+            if blocked {
+                // An older entry for the same object is stuck: keep the order.
                 report.remaining += 1;
                 continue;
             }
@@ -222,8 +230,9 @@ impl Workspaces {
                     let why = e.to_string();
                     tracing::warn!(key = %q.entry.key, "queued upload still failing: {why}");
                     let _ = q.note_failure(&why);
-                    if q.entry.kind == Kind::Home {
-                        blocked.push(q.entry.workspace.clone());
+                    match q.entry.kind {
+                        Kind::Home => blocked_homes.push(q.entry.workspace.clone()),
+                        Kind::Transcript => blocked_keys.push(q.entry.key.clone()),
                     }
                     report.errors.push(format!("{}: {why}", q.entry.key));
                     report.remaining += 1;

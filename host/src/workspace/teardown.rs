@@ -11,6 +11,13 @@ use super::session::{self, SessionState};
 use super::{archive_err, io_err, Delivery, Layout, TeardownReport, WorkspaceError, Workspaces};
 use crate::s3::PutCondition;
 
+/// Why a home is queued without trying to upload it.
+const HOME_BEHIND: &str =
+    "an older claude-home of this workspace is still queued; queued behind it";
+/// Why a transcript is queued without trying to upload it.
+const TRANSCRIPT_BEHIND: &str =
+    "an older copy of this transcript is still queued; queued behind it";
+
 impl Workspaces {
     /// Tear down `session` of `workspace` (set up earlier, possibly by another process).
     pub async fn teardown(
@@ -43,14 +50,41 @@ impl Workspaces {
         layout: &Layout,
         state: &SessionState,
     ) -> Result<TeardownReport, WorkspaceError> {
-        // Older queued homes of this workspace must land first: this session
-        // may have started from one of them, and replaying it afterwards
-        // would undo this session's newer changes to the same files.
+        // Older queued homes of this workspace (and older copies of this
+        // transcript) must land first: this session may have started from
+        // one of them, and replaying it afterwards would undo this
+        // session's newer changes to the same files.
         if let Err(e) = self.flush(Some(&state.workspace)).await {
             tracing::warn!("outbox flush before teardown failed: {e}");
         }
-        let transcript = self.deliver_transcript(layout, state).await;
-        let home = self.deliver_home(layout, state).await;
+        // Whatever is still queued must stay older than what this session
+        // writes to the same object: queue behind it instead of uploading.
+        let tkey = self
+            .config
+            .keys
+            .transcript(&state.workspace, &state.session);
+        let queued = self.outbox.list().map_err(io_err(self.outbox.dir()));
+        let queued = match queued {
+            Ok(q) => q,
+            Err(e) => {
+                return Err(WorkspaceError::Unsaved {
+                    temp_dir: layout.temp_dir.clone(),
+                    reason: format!("reading the outbox: {e}"),
+                })
+            }
+        };
+        let transcript_behind = queued
+            .iter()
+            .any(|q| q.entry.kind == Kind::Transcript && q.entry.key == tkey)
+            .then_some(TRANSCRIPT_BEHIND);
+        let home_behind = queued
+            .iter()
+            .any(|q| q.entry.kind == Kind::Home && q.entry.workspace == state.workspace)
+            .then_some(HOME_BEHIND);
+        let transcript = self
+            .deliver_transcript(layout, state, tkey, transcript_behind)
+            .await;
+        let home = self.deliver_home(layout, state, home_behind).await;
         let (transcript, home) = match (transcript, home) {
             (Ok(t), Ok(h)) => (t, h),
             (Err(e), _) | (_, Err(e)) => {
@@ -74,27 +108,31 @@ impl Workspaces {
         })
     }
 
+    /// Upload the transcript as `key`, or queue it: when the upload fails,
+    /// or right away when `behind` says why it must wait.
     async fn deliver_transcript(
         &self,
         layout: &Layout,
         state: &SessionState,
+        key: String,
+        behind: Option<&str>,
     ) -> Result<Delivery, WorkspaceError> {
         let path = &layout.transcript;
         if !path.is_file() {
             return Ok(Delivery::Missing);
         }
-        let key = self
-            .config
-            .keys
-            .transcript(&state.workspace, &state.session);
-        match self.store.put_file(path, &key, PutCondition::None).await {
+        let uploaded = match behind {
+            Some(why) => Err(why.to_owned()),
+            None => self
+                .store
+                .put_file(path, &key, PutCondition::None)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        match uploaded {
             Ok(meta) => Ok(Delivery::Uploaded { etag: meta.etag }),
-            Err(e) => {
-                let reason = e.to_string();
-                tracing::warn!(
-                    key,
-                    "transcript upload failed, queued in the outbox: {reason}"
-                );
+            Err(reason) => {
+                tracing::warn!(key, "transcript queued in the outbox: {reason}");
                 let q = self
                     .outbox
                     .add(
@@ -111,10 +149,13 @@ impl Workspaces {
         }
     }
 
+    /// Publish the home, or queue it: when publishing fails, or right away
+    /// when `behind` says why it must wait.
     async fn deliver_home(
         &self,
         layout: &Layout,
         state: &SessionState,
+        behind: Option<&str>,
     ) -> Result<Delivery, WorkspaceError> {
         let base = session::load_manifest(&layout.meta_dir).map_err(io_err(&layout.meta_dir))?;
         let subtree = layout.session_subtree.as_str();
@@ -127,16 +168,20 @@ impl Workspaces {
             root: &layout.claude_dir,
             exclude: Some(subtree),
         };
-        match self
-            .publish_home(
-                &state.workspace,
-                start,
-                &base,
-                state.home_etag.clone(),
-                &layout.meta_dir,
-            )
-            .await
-        {
+        let published = match behind {
+            Some(why) => Err(why.to_owned()),
+            None => self
+                .publish_home(
+                    &state.workspace,
+                    start,
+                    &base,
+                    state.home_etag.clone(),
+                    &layout.meta_dir,
+                )
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        match published {
             Ok(p) => Ok(match p.merge {
                 None => Delivery::Uploaded { etag: p.meta.etag },
                 Some(merge) => Delivery::Merged {
@@ -145,13 +190,9 @@ impl Workspaces {
                     merge,
                 },
             }),
-            Err(e) => {
-                let reason = e.to_string();
+            Err(reason) => {
                 let key = self.config.keys.home(&state.workspace);
-                tracing::warn!(
-                    key,
-                    "claude-home upload failed, queued in the outbox: {reason}"
-                );
+                tracing::warn!(key, "claude-home queued in the outbox: {reason}");
                 crate::workspace::private_dir(self.outbox.dir())
                     .map_err(io_err(self.outbox.dir()))?;
                 // A unique staging name: concurrent teardowns may queue at once.
