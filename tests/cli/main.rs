@@ -256,6 +256,51 @@ fn split_setup_and_teardown_for_brokers() {
 }
 
 #[test]
+fn teardown_exits_75_when_uploads_are_only_queued() {
+    let m = Machine::new();
+    let store = m.path("store");
+    let run = |args: &[&str]| {
+        let out = m
+            .cmd()
+            .env("CCWS_LOCAL_STORE", &store)
+            .args(args)
+            .output()
+            .unwrap();
+        eprintln!("{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    let out = run(&["setup", "-w", "w", "-s", "q"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let transcript = text
+        .lines()
+        .find_map(|l| l.strip_prefix("export CCWS_TRANSCRIPT='"))
+        .and_then(|v| v.strip_suffix('\''))
+        .map(PathBuf::from)
+        .expect("setup prints export CCWS_TRANSCRIPT='...'");
+    std::fs::create_dir_all(transcript.parent().unwrap()).unwrap();
+    std::fs::write(&transcript, "{}\n").unwrap();
+    // The transcript cannot be stored: its key's parent is a file.
+    std::fs::create_dir_all(store.join("workspaces/w")).unwrap();
+    std::fs::write(store.join("workspaces/w/sessions"), "in the way").unwrap();
+    let out = run(&["--json", "teardown", "-w", "w", "-s", "q"]);
+    assert_eq!(out.status.code(), Some(75), "queued, not delivered");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["transcript"]["status"], "queued", "{v}");
+    assert!(!m.session_dir("q").exists(), "the turn still ended");
+
+    std::fs::remove_file(store.join("workspaces/w/sessions")).unwrap();
+    assert_eq!(run(&["flush"]).status.code(), Some(0));
+    assert!(store.join("workspaces/w/sessions/q.jsonl").is_file());
+    assert_eq!(run(&["setup", "-w", "w", "-s", "q"]).status.code(), Some(0));
+    assert_eq!(
+        run(&["teardown", "-w", "w", "-s", "q"]).status.code(),
+        Some(0),
+        "everything delivered"
+    );
+}
+
+#[test]
 fn bad_input_and_configuration_errors_are_clear() {
     let m = Machine::new();
     let out = m.run(&["run", "-w", "../x", "-s", "s", "--", "true"]);

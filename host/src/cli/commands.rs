@@ -34,7 +34,8 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             let ws = workspaces(g)?;
             let r = ws.teardown(&session.workspace, &session.session).await?;
             print_teardown(g, &r);
-            Ok(0)
+            // Safely queued, but not delivered yet: the documented 75.
+            Ok(if r.delivered() { 0 } else { EXIT_QUEUED })
         }
         Command::Flush { workspace } => {
             let ws = workspaces(g)?;
