@@ -692,6 +692,8 @@ async fn a_home_is_queued_behind_an_older_one_still_stuck() {
     let w2 = ws.setup("behind", "s2", me()).await.unwrap();
     assert_eq!(w2.report.home, HomeSource::Outbox);
     std::fs::write(w2.layout.memory_dir.join("a.md"), "v2").unwrap();
+    std::fs::create_dir_all(w2.layout.transcript.parent().unwrap()).unwrap();
+    std::fs::write(&w2.layout.transcript, "t\n").unwrap();
     let r = ws.teardown("behind", "s2").await.unwrap();
     match &r.home {
         Delivery::Queued { reason, .. } => {
@@ -713,6 +715,11 @@ async fn a_home_is_queued_behind_an_older_one_still_stuck() {
     assert_eq!(
         home["projects/ws_behind/memory/a.md"].as_ref().unwrap().0,
         b"v2"
+    );
+    assert!(
+        home.keys()
+            .all(|k| !k.starts_with(&w2.layout.session_subtree)),
+        "the queued home left the session's own subtree out: {home:?}"
     );
 }
 

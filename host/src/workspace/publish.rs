@@ -153,16 +153,7 @@ impl Workspaces {
     ) -> Result<ObjectMeta, WorkspaceError> {
         let (writer, reader) = tokio::io::duplex(PIPE);
         let (done_tx, done_rx) = oneshot::channel();
-        let filter = exclude.map(|sub| {
-            let sub = sub.to_owned();
-            Box::new(move |rel: &str, _kind: EntryKind| {
-                if rel == sub {
-                    Verdict::Exclude
-                } else {
-                    Verdict::Keep
-                }
-            }) as FilterFn
-        });
+        let filter = exclude.map(exclude_subtree);
         let archiver = self.archiver.clone();
         let options = self.config.pack.clone();
         let root_owned = root.to_path_buf();
@@ -264,6 +255,18 @@ impl Workspaces {
         }
         Ok(())
     }
+}
+
+/// A pack filter that leaves out the subtree `sub` (relative to the root).
+pub(super) fn exclude_subtree(sub: &str) -> FilterFn {
+    let sub = sub.to_owned();
+    Box::new(move |rel: &str, _kind: EntryKind| {
+        if rel == sub {
+            Verdict::Exclude
+        } else {
+            Verdict::Keep
+        }
+    })
 }
 
 /// Yields the pipe's bytes, but turns its end into an error unless the pack

@@ -6,7 +6,7 @@ use std::fs;
 
 use super::manifest;
 use super::outbox::{Entry, Kind};
-use super::publish::Start;
+use super::publish::{exclude_subtree, Start};
 use super::session::{self, SessionState};
 use super::{archive_err, io_err, Delivery, Layout, TeardownReport, WorkspaceError, Workspaces};
 use crate::s3::PutCondition;
@@ -202,18 +202,7 @@ impl Workspaces {
                     .map_err(io_err(self.outbox.dir()))?
                     .into_temp_path();
                 let payload = staging.to_path_buf();
-                let filter = {
-                    let sub = subtree.to_owned();
-                    Box::new(move |rel: &str, _| {
-                        if rel == sub {
-                            crate::archive::Verdict::Exclude
-                        } else {
-                            crate::archive::Verdict::Keep
-                        }
-                    }) as crate::archive::FilterFn
-                };
-                crate::workspace::private_dir(self.outbox.dir())
-                    .map_err(io_err(self.outbox.dir()))?;
+                let filter = exclude_subtree(subtree);
                 self.archiver
                     .pack_file(
                         &layout.claude_dir,
