@@ -48,7 +48,7 @@ pub enum SettingsError {
         credentials_file: PathBuf,
     },
     /// A named profile does not exist.
-    #[error("AWS profile {profile:?} not found in {} or {}", credentials_file.display(), config_file.display())]
+    #[error("AWS profile {profile:?} not found in {} or {} (pass --profile or set AWS_PROFILE to an existing profile)", credentials_file.display(), config_file.display())]
     NoProfile {
         /// The profile.
         profile: String,
@@ -68,7 +68,7 @@ pub enum SettingsError {
         reason: String,
     },
     /// A shared config file could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("reading the AWS credentials/config file {}: {source}", path.display())]
     File {
         /// The file.
         path: PathBuf,
@@ -330,6 +330,22 @@ mod tests {
         };
         let err = resolve_store(&o, &e).unwrap_err().to_string();
         assert!(err.contains("profile \"nope\" not found"), "{err}");
+        assert!(err.contains("pass --profile or set AWS_PROFILE"), "{err}");
+        // An unreadable credentials file says which file it was reading.
+        let e = env(&[
+            ("HOME", "/nonexistent"),
+            ("AWS_SHARED_CREDENTIALS_FILE", dir.path().to_str().unwrap()),
+            ("AWS_PROFILE", "work"),
+        ]);
+        let o = Overrides {
+            bucket: Some("b-1".into()),
+            ..Default::default()
+        };
+        let err = resolve_store(&o, &e).unwrap_err().to_string();
+        assert!(
+            err.contains("reading the AWS credentials/config file"),
+            "{err}"
+        );
     }
 
     #[test]

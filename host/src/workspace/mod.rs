@@ -99,7 +99,9 @@ pub enum WorkspaceError {
         temp_dir: PathBuf,
     },
     /// The session belongs to another workspace.
-    #[error("session {session:?} belongs to workspace {actual:?}, not {requested:?}")]
+    #[error(
+        "session {session:?} belongs to workspace {actual:?}, not {requested:?} (use -w {actual})"
+    )]
     WrongWorkspace {
         /// The session id.
         session: String,
@@ -134,7 +136,8 @@ pub enum WorkspaceError {
     },
     /// Concurrent sessions kept winning the race for the home.
     #[error(
-        "claude-home of workspace {workspace:?} kept changing; gave up after {attempts} merges"
+        "claude-home of workspace {workspace:?} kept changing; gave up after {attempts} merges \
+         (nothing is lost: the home waits in this machine's outbox; run `ccws flush` later)"
     )]
     TooManyConflicts {
         /// The workspace id.
@@ -153,7 +156,7 @@ pub enum WorkspaceError {
     },
     /// Teardown could neither upload nor queue the session's state: it is
     /// left in place so nothing is lost.
-    #[error("could not upload or queue the session's state ({reason}); it is kept at {}", temp_dir.display())]
+    #[error("could not upload or queue the session's state ({reason}); it is kept at {} (the next setup of this session, or `ccws teardown` again, retries)", temp_dir.display())]
     Unsaved {
         /// The kept directory.
         temp_dir: PathBuf,
@@ -434,5 +437,44 @@ fn archive_err(op: impl Into<String>) -> impl FnOnce(HostError) -> WorkspaceErro
     move |source| WorkspaceError::Archive {
         op,
         source: Box::new(source),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WorkspaceError;
+    use std::path::PathBuf;
+
+    #[test]
+    fn errors_say_what_to_do() {
+        let e = WorkspaceError::WrongWorkspace {
+            session: "s".into(),
+            requested: "a".into(),
+            actual: "b".into(),
+        };
+        assert!(e.to_string().contains("(use -w b)"), "{e}");
+        let e = WorkspaceError::Unsaved {
+            temp_dir: PathBuf::from("/t"),
+            reason: "disk full".into(),
+        };
+        assert!(e.to_string().contains("`ccws teardown` again"), "{e}");
+        let e = WorkspaceError::TooManyConflicts {
+            workspace: "w".into(),
+            attempts: 5,
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("outbox") && msg.contains("ccws flush"),
+            "{msg}"
+        );
+        let e = WorkspaceError::UnusableSession {
+            temp_dir: PathBuf::from("/t"),
+            reason: "bad".into(),
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("kept") && msg.contains("run setup again"),
+            "{msg}"
+        );
     }
 }
