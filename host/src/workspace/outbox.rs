@@ -156,8 +156,9 @@ impl Outbox {
         Ok(Queued { dir, entry })
     }
 
-    /// Every whole entry, oldest first (half-built ones are ignored; stale
-    /// ones are cleaned up).
+    /// Every whole entry, oldest first. Half-built ones are ignored; the
+    /// staging leftovers of a crash (`.new-*`, `.payload-*`) are removed
+    /// once untouched for an hour.
     pub fn list(&self) -> io::Result<Vec<Queued>> {
         let mut out = Vec::new();
         let rd = match fs::read_dir(&self.dir) {
@@ -170,6 +171,9 @@ impl Outbox {
         for name in names {
             let Some(name) = name.to_str() else { continue };
             if name.starts_with('.') {
+                if name.starts_with(".new-") || name.starts_with(".payload-") {
+                    self.clean_stale(&self.dir.join(name));
+                }
                 continue;
             }
             let dir = self.dir.join(name);
@@ -185,7 +189,49 @@ impl Outbox {
         }
         Ok(out)
     }
+
+    /// Remove a half-built entry (`.new-*`) or packed home (`.payload-*`)
+    /// that a crashed process left behind, once nothing has touched it for
+    /// [`STALE_AFTER`]: one being built right now is written to all along.
+    /// Best effort: failures are only logged.
+    fn clean_stale(&self, path: &Path) {
+        let age = |p: &Path| {
+            fs::symlink_metadata(p)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+        };
+        let mut youngest = age(path);
+        if path.is_dir() {
+            if let Ok(rd) = fs::read_dir(path) {
+                for e in rd.filter_map(|e| e.ok()) {
+                    youngest = match (youngest, age(&e.path())) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        _ => None,
+                    };
+                }
+            }
+        }
+        if youngest.is_none_or(|a| a < STALE_AFTER) {
+            return;
+        }
+        let res = if path.is_dir() {
+            fs::remove_dir_all(path)
+        } else {
+            fs::remove_file(path)
+        };
+        match res {
+            Ok(()) => tracing::info!(path = %path.display(), "removed a stale outbox leftover"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "removing a stale outbox leftover: {e}")
+            }
+        }
+    }
 }
+
+/// How long a half-built outbox file may sit untouched before it counts as
+/// left by a crash.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
 fn now() -> u64 {
     SystemTime::now()
@@ -235,5 +281,40 @@ mod tests {
         listed.into_iter().next().unwrap().remove().unwrap();
         assert_eq!(ob.list().unwrap().len(), 1);
         let _lock = ob.lock().unwrap();
+    }
+
+    #[test]
+    fn stale_leftovers_of_crashes_are_removed_fresh_ones_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ob = Outbox::new(tmp.path().join("outbox"));
+        ob.add(entry(Kind::Transcript, "w1"), None, |p| fs::write(p, "t"))
+            .unwrap();
+        let old = SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+        let age = |p: &Path| File::open(p).unwrap().set_modified(old).unwrap();
+        let stale_dir = ob.dir().join(".new-crashed");
+        fs::create_dir(&stale_dir).unwrap();
+        fs::write(stale_dir.join(PAYLOAD), "half").unwrap();
+        age(&stale_dir.join(PAYLOAD));
+        age(&stale_dir);
+        let stale_file = ob.dir().join(".payload-crashed");
+        fs::write(&stale_file, "packed home").unwrap();
+        age(&stale_file);
+        // Being built right now: young, or an old dir with a young file.
+        let fresh_file = ob.dir().join(".payload-busy");
+        fs::write(&fresh_file, "packing").unwrap();
+        let busy_dir = ob.dir().join(".new-busy");
+        fs::create_dir(&busy_dir).unwrap();
+        fs::write(busy_dir.join(PAYLOAD), "copying").unwrap();
+        age(&busy_dir);
+        let _lock = ob.lock().unwrap();
+        age(&ob.dir().join(LOCK));
+
+        assert_eq!(ob.list().unwrap().len(), 1);
+        assert!(!stale_dir.exists() && !stale_file.exists());
+        assert!(fresh_file.exists() && busy_dir.join(PAYLOAD).exists());
+        assert!(
+            ob.dir().join(LOCK).exists(),
+            "the lock file is never touched"
+        );
     }
 }
