@@ -461,8 +461,8 @@ async fn cancelled_during_the_abort_still_aborts() {
         Fault::StallBeforeResponse(Duration::from_secs(3)),
         1,
     ));
-    let put = s.client.put_stream("mp", &body[..], PutCondition::None);
-    tokio::pin!(put);
+    // Boxed, so that dropping it below really drops the future (and its guard).
+    let mut put = Box::pin(s.client.put_stream("mp", &body[..], PutCondition::None));
     let saw_abort = || {
         s.proxy
             .seen()
@@ -486,8 +486,13 @@ async fn cancelled_during_the_abort_still_aborts() {
     while !s.server.multipart_leftovers().is_empty() {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "upload orphaned: {:?}",
-            s.server.multipart_leftovers()
+            "upload orphaned: {:?}; requests: {:?}",
+            s.server.multipart_leftovers(),
+            s.proxy
+                .seen()
+                .iter()
+                .map(|r| (r.method.clone(), r.target.clone(), r.fault.clone()))
+                .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
