@@ -871,13 +871,12 @@ impl S3Client {
     }
 }
 
+/// ETag, `Content-Length` and object size of a GET's answer.
+type FirstRange = (Option<String>, Option<u64>, Option<u64>);
+
 /// (ETag, Content-Length, object size) of the answer to a GET of the first `part` bytes (or
 /// of an unranged GET), checking a 206's `Content-Range`.
-fn first_range(
-    key: &str,
-    part: u64,
-    resp: &reqwest::Response,
-) -> Result<(Option<String>, Option<u64>, Option<u64>), S3Error> {
+fn first_range(key: &str, part: u64, resp: &reqwest::Response) -> Result<FirstRange, S3Error> {
     let h = resp.headers();
     let etag = header_str(h, "etag").map(str::to_string);
     let len = content_length(h);
