@@ -64,6 +64,18 @@ impl Backend {
     fn temp_base(&self) -> std::path::PathBuf {
         self.machine.path().join("tmp")
     }
+
+    /// What is left in `<temp base>/cc-broker/` (session trees, lock files).
+    fn broker_entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.temp_base().join("cc-broker"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
 }
 
 fn me() -> Owner {
@@ -130,6 +142,11 @@ async fn full_turn_round_trip_on_both_stores() {
             );
             assert!(matches!(r.home, Delivery::Uploaded { .. }), "{name}: {r:?}");
             assert!(r.removed && !w.layout.temp_dir.exists(), "{name}");
+            assert_eq!(
+                b.broker_entries(),
+                Vec::<String>::new(),
+                "{name}: no tree and no .sess_*.lock left"
+            );
 
             // The session's own subtree is not in the shared home.
             let (_d, home) = stored_home(&ws, "acme").await;
@@ -169,9 +186,15 @@ async fn full_turn_round_trip_on_both_stores() {
                 snap["hooks/pre.sh"].as_ref().unwrap().1,
                 "{name}: exec bit restored"
             );
+            assert_eq!(
+                b.broker_entries(),
+                [".sess_s1.lock", "sess_s1"],
+                "{name}: a live session keeps its lock file"
+            );
             // Nothing changed: nothing is uploaded.
             let r = ws.teardown("acme", "s1").await.unwrap();
             assert_eq!(r.home, Delivery::Unchanged, "{name}");
+            assert_eq!(b.broker_entries(), Vec::<String>::new(), "{name}");
         })
         .await
         .unwrap_or_else(|_| panic!("{name}: timed out"));
@@ -424,6 +447,11 @@ async fn bad_input_is_refused_before_any_io() {
 
     let err = ws.teardown("ok", "never").await.unwrap_err();
     assert!(matches!(err, WorkspaceError::NoSession { .. }), "{err}");
+    assert_eq!(
+        b.broker_entries(),
+        Vec::<String>::new(),
+        "no lock file left for a session that never was"
+    );
 
     // An unusable temp base (a path under a regular file).
     let file = b.machine.path().join("a-file");
@@ -452,6 +480,11 @@ async fn corrupt_remote_home_fails_setup_and_cleans_up() {
     assert!(
         !b.temp_base().join("cc-broker/sess_s1").exists(),
         "setup removed its tree"
+    );
+    assert_eq!(
+        b.broker_entries(),
+        Vec::<String>::new(),
+        "and its lock file"
     );
 }
 

@@ -400,21 +400,80 @@ impl Workspaces {
     }
 
     /// Hold the per-session lock (setup and teardown of one session never overlap).
-    fn session_lock(&self, layout: &Layout) -> Result<File, WorkspaceError> {
+    fn session_lock(&self, layout: &Layout) -> Result<SessionLock, WorkspaceError> {
         let name = layout
             .temp_dir
             .file_name()
             .map(|n| format!(".{}.lock", n.to_string_lossy()))
             .unwrap_or_else(|| ".lock".into());
         let path = layout.temp_dir.with_file_name(name);
+        let file = lock_file(&path).map_err(io_err(&path))?;
+        Ok(SessionLock {
+            _file: file,
+            path,
+            tree: layout.temp_dir.clone(),
+        })
+    }
+}
+
+/// The per-session lock: a `flock` on `<base>/cc-broker/.sess_<session>.lock`,
+/// beside the session's tree, held while setup or teardown works on it.
+///
+/// When released with the tree gone for good (a finished teardown, a
+/// failed setup that removed it, a teardown of a session that never was),
+/// the lock file is unlinked too, so a broker host does not collect one
+/// file per session. The unlink happens while the lock is still held (no
+/// setup or teardown of this session can be creating the tree meanwhile),
+/// and [`lock_file`] only ever returns a lock on the file the path names
+/// *now*, so a process that was waiting on the unlinked file, or that opens
+/// the path right after the unlink, never believes it holds the lock while
+/// another process holds the new file's.
+#[must_use]
+pub(crate) struct SessionLock {
+    // Dropped (closed, so unlocked) after `drop` below has run.
+    _file: File,
+    path: PathBuf,
+    tree: PathBuf,
+}
+
+impl Drop for SessionLock {
+    fn drop(&mut self) {
+        match std::fs::symlink_metadata(&self.tree) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // The tree is still there (a live session, or one kept on error):
+            // keep its lock file.
+            _ => return,
+        }
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %self.path.display(), "removing the session lock file: {e}");
+            }
+        }
+    }
+}
+
+/// Open (creating if missing) and `flock` the file at `path`, exclusively,
+/// blocking until it is free. Returns only once the locked file is still the
+/// one `path` names: the holder before us may have unlinked it (while holding
+/// the lock, see [`SessionLock`]) as we waited, and a lock on an unlinked
+/// inode excludes no one; then it is dropped and the current file locked.
+pub(crate) fn lock_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::MetadataExt;
+    loop {
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        f.lock().map_err(io_err(&path))?;
-        Ok(f)
+            .open(path)?;
+        f.lock()?;
+        let held = f.metadata()?;
+        match std::fs::metadata(path) {
+            Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => return Ok(f),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        tracing::debug!(path = %path.display(), "lock file replaced while waiting; locking again");
     }
 }
 
@@ -442,8 +501,94 @@ fn archive_err(op: impl Into<String>) -> impl FnOnce(HostError) -> WorkspaceErro
 
 #[cfg(test)]
 mod tests {
-    use super::WorkspaceError;
-    use std::path::PathBuf;
+    use super::{lock_file, SessionLock, WorkspaceError};
+    use std::fs::{File, TryLockError};
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
+
+    /// Wait until some thread is blocked in `flock` on the inode `ino`
+    /// (a `->` line of `/proc/locks`).
+    fn wait_for_waiter(ino: u64) {
+        let needle = format!(":{ino} ");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
+                // No /proc/locks: give the thread time to block.
+                std::thread::sleep(Duration::from_millis(300));
+                return;
+            };
+            if locks
+                .lines()
+                .any(|l| l.contains("->") && l.contains(&needle))
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no waiter on inode {ino}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn is_locked(path: &Path) -> bool {
+        let f = File::options().write(true).open(path).unwrap();
+        match f.try_lock() {
+            Ok(()) => false,
+            Err(TryLockError::WouldBlock) => true,
+            Err(TryLockError::Error(e)) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn a_waiter_ends_up_holding_the_file_the_path_names_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".sess_s.lock");
+        // Unlinked while the waiter waits, then recreated (a new inode), or
+        // just unlinked: either way the waiter must lock the current file.
+        for recreate in [true, false] {
+            let first = lock_file(&path).unwrap();
+            let old_ino = first.metadata().unwrap().ino();
+            // Keeps the old inode allocated (without sharing its lock), so
+            // a new file cannot reuse its number.
+            let _pin = File::open(&path).unwrap();
+            let p = path.clone();
+            let waiter = std::thread::spawn(move || lock_file(&p).unwrap());
+            wait_for_waiter(old_ino);
+            std::fs::remove_file(&path).unwrap();
+            if recreate {
+                File::create(&path).unwrap();
+            }
+            drop(first);
+            let held = waiter.join().unwrap();
+            let (mine, now) = (held.metadata().unwrap(), std::fs::metadata(&path).unwrap());
+            assert_ne!(now.ino(), old_ino, "recreate={recreate}");
+            assert_eq!(
+                (mine.dev(), mine.ino()),
+                (now.dev(), now.ino()),
+                "recreate={recreate}: the lock is on the file the path names"
+            );
+            assert!(is_locked(&path), "recreate={recreate}: it excludes others");
+            drop(held);
+            assert!(!is_locked(&path));
+        }
+    }
+
+    #[test]
+    fn the_session_lock_file_goes_with_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("sess_s");
+        let path = dir.path().join(".sess_s.lock");
+        let lock = |tree: &Path| SessionLock {
+            _file: lock_file(&path).unwrap(),
+            path: path.clone(),
+            tree: tree.to_path_buf(),
+        };
+        std::fs::create_dir(&tree).unwrap();
+        drop(lock(&tree));
+        assert!(path.exists(), "kept while the tree lives");
+        std::fs::remove_dir(&tree).unwrap();
+        drop(lock(&tree));
+        assert!(!path.exists(), "removed with the tree");
+    }
 
     #[test]
     fn errors_say_what_to_do() {
