@@ -85,6 +85,21 @@ pub fn process_env() -> HashMap<String, String> {
     std::env::vars().collect()
 }
 
+/// The environment variables [`resolve_store`] takes the store's credentials
+/// from: the keys themselves, and the profile and files they are read from.
+/// `ccws run` removes them from the agent's environment (unless
+/// `--pass-aws-env`). Not listed: where the store is (`AWS_REGION`,
+/// `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL*`, `AWS_CA_BUNDLE`, `CCWS_*`),
+/// which grants no access by itself.
+pub const CREDENTIAL_VARS: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+];
+
 /// Resolve where objects are kept.
 pub fn resolve_store(
     o: &Overrides,
@@ -346,6 +361,53 @@ mod tests {
             err.contains("reading the AWS credentials/config file"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn without_the_credential_vars_no_credentials_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("creds");
+        let conf = dir.path().join("conf");
+        std::fs::write(
+            &creds,
+            "[p]\naws_access_key_id = P\naws_secret_access_key = PS\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &conf,
+            "[profile q]\naws_access_key_id = Q\naws_secret_access_key = QS\n",
+        )
+        .unwrap();
+        let (creds, conf) = (creds.to_str().unwrap(), conf.to_str().unwrap());
+        let base = [
+            ("HOME", "/nonexistent"),
+            ("CCWS_BUCKET", "b-1"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+        ];
+        let sources: [&[(&str, &str)]; 3] = [
+            &[
+                ("AWS_ACCESS_KEY_ID", "a"),
+                ("AWS_SECRET_ACCESS_KEY", "b"),
+                ("AWS_SESSION_TOKEN", "t"),
+            ],
+            &[("AWS_PROFILE", "p"), ("AWS_SHARED_CREDENTIALS_FILE", creds)],
+            &[("AWS_PROFILE", "q"), ("AWS_CONFIG_FILE", conf)],
+        ];
+        for source in sources {
+            let mut e = env(&base);
+            e.extend(env(source));
+            assert!(
+                resolve_store(&Overrides::default(), &e).is_ok(),
+                "{source:?}"
+            );
+            e.retain(|k, _| !CREDENTIAL_VARS.contains(&k.as_str()));
+            let err = resolve_store(&Overrides::default(), &e).unwrap_err();
+            assert!(
+                matches!(err, SettingsError::NoCredentials { .. }),
+                "{source:?}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -494,3 +494,113 @@ async fn turns_and_objects_against_s3s_fs() {
         "the secret leaked: {err}"
     );
 }
+
+/// The environment `env -0` wrote to `path`.
+fn read_env(path: &Path) -> std::collections::HashMap<String, String> {
+    std::fs::read(path)
+        .unwrap()
+        .split(|b| *b == 0)
+        .filter_map(|kv| {
+            let kv = String::from_utf8_lossy(kv);
+            let (k, v) = kv.split_once('=')?;
+            Some((k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_keeps_the_store_credentials_from_the_agent() {
+    let server = s3s::S3sServer::start().await;
+    let m = Machine::new();
+    std::fs::create_dir_all(m.path("aws")).unwrap();
+    let (creds, config) = (m.path("aws/credentials"), m.path("aws/config"));
+    std::fs::write(
+        &creds,
+        format!(
+            "[store]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            server.access_key, server.secret_key
+        ),
+    )
+    .unwrap();
+    std::fs::write(&config, "[profile store]\nregion = us-east-1\n").unwrap();
+    let dump = m.path("agent.env");
+    let script = agent("x", &format!("env -0 > '{}'", dump.display()));
+    // One turn with the credentials in the environment, or in a profile;
+    // returns the agent's environment.
+    let turn = |session: &str, from_profile: bool, pass: bool| {
+        let mut c = m.cmd();
+        c.env("CCWS_BUCKET", &server.bucket)
+            .env("AWS_ENDPOINT_URL", server.endpoint())
+            .env("AWS_REGION", "us-east-1");
+        if from_profile {
+            c.env("AWS_PROFILE", "store")
+                .env("AWS_SHARED_CREDENTIALS_FILE", &creds)
+                .env("AWS_CONFIG_FILE", &config);
+        } else {
+            c.env("AWS_ACCESS_KEY_ID", &server.access_key)
+                .env("AWS_SECRET_ACCESS_KEY", &server.secret_key)
+                .env("AWS_SESSION_TOKEN", "the-session-token");
+        }
+        c.args(["run", "-w", "w", "-s", session]);
+        if pass {
+            c.arg("--pass-aws-env");
+        }
+        let out = c.args(["--", "sh", "-c", &script]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{session}: {err}");
+        // ccws itself still had the credentials: the turn reached the bucket.
+        assert!(
+            server
+                .bucket_dir()
+                .join(format!("workspaces/w/sessions/{session}.jsonl"))
+                .is_file(),
+            "{session}: {err}"
+        );
+        let env = read_env(&dump);
+        std::fs::remove_file(&dump).unwrap();
+        assert!(env.contains_key("CLAUDE_CONFIG_DIR"), "{session}: {env:?}");
+        // Where the store is, is not a secret: kept.
+        assert_eq!(env.get("AWS_REGION").map(String::as_str), Some("us-east-1"));
+        assert_eq!(env.get("CCWS_BUCKET"), Some(&server.bucket));
+        env
+    };
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", server.access_key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", server.secret_key.as_str()),
+        ("AWS_SESSION_TOKEN", "the-session-token"),
+    ];
+    let profile = [
+        ("AWS_PROFILE", "store"),
+        ("AWS_SHARED_CREDENTIALS_FILE", creds.to_str().unwrap()),
+        ("AWS_CONFIG_FILE", config.to_str().unwrap()),
+    ];
+
+    let env = turn("keys", false, false);
+    for (k, _) in keys {
+        assert!(!env.contains_key(k), "{k} leaked to the agent: {env:?}");
+    }
+    assert!(
+        env.values().all(|v| !v.contains(&server.secret_key)),
+        "the secret leaked: {env:?}"
+    );
+    let env = turn("profile", true, false);
+    for (k, _) in profile {
+        assert!(!env.contains_key(k), "{k} leaked to the agent: {env:?}");
+    }
+
+    // Opted out: the agent gets them as ccws did.
+    let env = turn("keys-passed", false, true);
+    for (k, v) in keys {
+        assert_eq!(env.get(k).map(String::as_str), Some(v), "{k}");
+    }
+    let env = turn("profile-passed", true, true);
+    for (k, v) in profile {
+        assert_eq!(env.get(k).map(String::as_str), Some(v), "{k}");
+    }
+    // The help says what the default hides, and what it cannot.
+    let help = String::from_utf8(m.run(&["help", "run"]).stdout).unwrap();
+    assert!(
+        help.contains("--pass-aws-env") && help.contains("~/.aws/credentials"),
+        "{help}"
+    );
+}

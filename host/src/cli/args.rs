@@ -84,12 +84,26 @@ pub enum Command {
     /// CMD runs with CLAUDE_CONFIG_DIR (and CCWS_SESSION_DIR, CCWS_PROJECT_DIR,
     /// CCWS_MEMORY_DIR, CCWS_TRANSCRIPT) set and the project directory as its
     /// working directory. SIGINT and SIGTERM are forwarded to it; teardown
-    /// runs however it ends, and ccws exits with its status.
+    /// runs however it ends, and ccws exits with its status. The variables
+    /// ccws takes its AWS credentials from are removed from CMD's
+    /// environment (see --pass-aws-env).
     ///
     /// Example: ccws run -w acme -s s-42 -- claude -p "summarise the repo"
     Run {
         #[command(flatten)]
         session: SessionArgs,
+        /// Pass ccws's AWS credential variables on to CMD (for agents that use AWS themselves).
+        ///
+        /// By default CMD runs without AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+        /// AWS_SESSION_TOKEN, AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE and
+        /// AWS_CONFIG_FILE: the store's credentials and where they are read
+        /// from. This only keeps ccws from handing them over; it is no
+        /// sandbox. An agent running as the same user can still read
+        /// ~/.aws/credentials and ~/.aws/config, and the environment of
+        /// processes that hold the credentials (/proc/<pid>/environ of ccws or
+        /// of the broker); only running it as another user keeps them from it.
+        #[arg(long)]
+        pass_aws_env: bool,
         /// The command and its arguments.
         #[arg(required = true, last = true, value_name = "CMD")]
         command: Vec<String>,

@@ -20,7 +20,11 @@ const EXIT_QUEUED: u8 = 75;
 pub async fn run(cli: Cli) -> Result<u8, CliError> {
     let g = &cli.global;
     match cli.command {
-        Command::Run { session, command } => run_turn(g, &session, &command).await,
+        Command::Run {
+            session,
+            command,
+            pass_aws_env,
+        } => run_turn(g, &session, &command, pass_aws_env).await,
         Command::Setup { session, owner_pid } => {
             let ws = workspaces(g)?;
             let owner = Owner::of(owner_pid.unwrap_or_else(std::os::unix::process::parent_id));
@@ -142,7 +146,12 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
 }
 
 /// `ccws run`: setup, the agent, teardown — on every exit path.
-async fn run_turn(g: &Global, s: &SessionArgs, command: &[String]) -> Result<u8, CliError> {
+async fn run_turn(
+    g: &Global,
+    s: &SessionArgs,
+    command: &[String],
+    pass_aws_env: bool,
+) -> Result<u8, CliError> {
     use tokio::signal::unix::{signal, SignalKind};
 
     let ws = workspaces(g)?;
@@ -160,6 +169,12 @@ async fn run_turn(g: &Global, s: &SessionArgs, command: &[String]) -> Result<u8,
     cmd.args(&command[1..]).current_dir(&w.layout.project_dir);
     for (k, v) in w.env() {
         cmd.env(k, v);
+    }
+    if !pass_aws_env {
+        // The agent is not trusted with the store's credentials.
+        for k in config::CREDENTIAL_VARS {
+            cmd.env_remove(k);
+        }
     }
     let code = match cmd.spawn() {
         Err(e) => {
