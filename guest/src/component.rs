@@ -9,7 +9,7 @@ use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 use crate::types as core;
 use crate::Patterns;
 
-#[cfg(feature = "host-filter")]
+#[cfg(feature = "host-imports")]
 wit_bindgen::generate!({
     path: "../wit",
     world: "archiver",
@@ -20,7 +20,7 @@ wit_bindgen::generate!({
     },
 });
 
-#[cfg(not(feature = "host-filter"))]
+#[cfg(not(feature = "host-imports"))]
 wit_bindgen::generate!({
     path: "../wit",
     world: "archiver-plain",
@@ -32,6 +32,12 @@ wit_bindgen::generate!({
 });
 
 use ccws::archive::types as wit;
+
+/// CRC-32 by the host (see `crate::crc`).
+#[cfg(feature = "host-imports")]
+pub(crate) fn host_crc32(crc: u32, data: &[u8]) -> u32 {
+    ccws::archive::checksum::crc32(crc, data)
+}
 use exports::ccws::archive::archive::Guest;
 
 struct Component;
@@ -157,9 +163,9 @@ impl core::Filter for HostFilter {
             core::EntryKind::File => wit::EntryKind::File,
             core::EntryKind::Directory => wit::EntryKind::Directory,
         };
-        #[cfg(feature = "host-filter")]
+        #[cfg(feature = "host-imports")]
         let verdict = ccws::archive::filter::check(rel, kind);
-        #[cfg(not(feature = "host-filter"))]
+        #[cfg(not(feature = "host-imports"))]
         let verdict = {
             let _ = (rel, kind);
             wit::Verdict::Keep
@@ -204,7 +210,7 @@ fn unpack_options(
 
 /// The host filter, when asked for and this build has one.
 fn host_filter(wanted: bool) -> Result<Option<HostFilter>, wit::ArchiveError> {
-    if wanted && !cfg!(feature = "host-filter") {
+    if wanted && !cfg!(feature = "host-imports") {
         return Err(wit::ArchiveError::InvalidOptions(
             "host-filter is set, but this is the archiver-plain component, which has no host \
              filter; use exclude patterns, or the archiver component"

@@ -5,9 +5,7 @@
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 
-use flate2::write::GzEncoder;
-use flate2::{Compression, GzBuilder};
-
+use crate::gzframe::GzWriter;
 use crate::io::{Blame, FixedChunks, Gate, Gated, MultiGz, Tracked};
 use crate::types::ArchiveError;
 
@@ -18,7 +16,7 @@ const GZIP_CHUNK: usize = 256 * 1024;
 
 /// What `pack` and `gzip` write through: the encoder fed in fixed chunks,
 /// over a buffered, gated, tracked output.
-pub(crate) type GzSink<W> = FixedChunks<GzEncoder<BufWriter<Gated<Tracked<W>>>>>;
+pub(crate) type GzSink<W> = FixedChunks<GzWriter<BufWriter<Gated<Tracked<W>>>>>;
 
 /// Refuse a gzip level outside 0-9.
 pub fn check_level(level: u32) -> Result<(), ArchiveError> {
@@ -37,12 +35,12 @@ pub fn check_level(level: u32) -> Result<(), ArchiveError> {
 /// was written so far.
 pub(crate) fn gz_sink<W: Write>(out: W, level: u32, blame: &Blame) -> (GzSink<W>, Gate) {
     let gate = Gate::default();
-    let gz = GzBuilder::new().write(
+    let gz = GzWriter::new(
         BufWriter::with_capacity(
             BUFFER,
             Gated::new(Tracked::new(out, blame.clone()), gate.clone()),
         ),
-        Compression::new(level),
+        level,
     );
     (FixedChunks::new(gz, GZIP_CHUNK), gate)
 }

@@ -6,9 +6,8 @@ use std::fs::File;
 use std::io::{self, BufRead, Read, Write};
 use std::rc::Rc;
 
-use flate2::bufread::GzDecoder;
-
 use crate::fsio;
+use crate::gzframe::GzMember;
 use crate::types::ArchiveError;
 
 /// Remembers the first error of the wrapped reader or writer, so a failure can
@@ -216,7 +215,7 @@ pub struct MultiGz<R: BufRead> {
 }
 
 enum GzState<R: BufRead> {
-    Member(Box<GzDecoder<R>>),
+    Member(Box<GzMember<R>>),
     Between(R),
     Done,
     Failed,
@@ -248,7 +247,7 @@ impl<R: BufRead> MultiGz<R> {
                 return Ok(());
             }
             if avail[0] == 0x1f {
-                self.state = GzState::Member(Box::new(GzDecoder::new(r)));
+                self.state = GzState::Member(Box::new(GzMember::new(r)?));
                 return Ok(());
             }
             if !first && avail.iter().all(|&b| b == 0) {

@@ -4,8 +4,10 @@
 //! `wit/archive.wit`); built natively it is the same code as a library, used
 //! by benchmarks and unit tests.
 
+pub mod crc;
 mod fsio;
 pub mod gz;
+pub mod gzframe;
 pub mod io;
 pub mod pack;
 pub mod paths;

@@ -12,6 +12,7 @@ a message on any failure; exit code 3 means the `wasmtime` module is missing.
 
 import os
 import sys
+import zlib
 
 try:
     import wasmtime
@@ -92,9 +93,16 @@ def main():
         asked.append((rel, kind))
         return "exclude" if rel == "skip-me" else "keep"
 
+    # The `ccws:archive/checksum` import: CRC-32 of the bytes the guest
+    # compresses or decompresses, here by Python's zlib.
+    def crc32(_store, crc, data):
+        return zlib.crc32(bytes(data), crc)
+
     with linker.root() as root:
         with root.add_instance("ccws:archive/filter@0.1.0") as filt:
             filt.add_func("check", check_path)
+        with root.add_instance("ccws:archive/checksum@0.1.0") as checksum:
+            checksum.add_func("crc32", crc32)
 
     # default-limits, to build the unpack options from.
     _, _, _, limits = call(linker, component, engine, [], "default-limits")

@@ -9,11 +9,12 @@ use std::process::Command;
 
 use ccws::archive::{COMPONENT_WASM, PLAIN_COMPONENT_WASM};
 use ccws_tests::tree;
-use wasmtime::component::{Component, Linker, ResourceTable, Val};
-use wasmtime::{Engine, Store};
+use wasmtime::component::{Component, Linker, ResourceTable, Val, WasmList};
+use wasmtime::{Engine, Store, StoreContextMut};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 const IFACE: &str = "ccws:archive/archive@0.1.0";
+const CHECKSUM: &str = "ccws:archive/checksum@0.1.0";
 
 struct Host {
     wasi: WasiCtx,
@@ -31,7 +32,8 @@ impl WasiView for Host {
 
 const FILTER: &str = "ccws:archive/filter@0.1.0";
 
-/// A minimal embedding: one engine, WASI p2, and the `filter` import.
+/// A minimal embedding: one engine, WASI p2, and the `filter` and
+/// `checksum` imports.
 struct Embedder {
     engine: Engine,
     component: Component,
@@ -89,6 +91,20 @@ impl Embedder {
                 .unwrap(),
             FilterImport::Plain => unreachable!(),
         }
+        // The `archiver` world also imports `checksum`: CRC-32 of the
+        // guest's bytes, read in place.
+        linker
+            .instance(CHECKSUM)
+            .unwrap()
+            .func_wrap(
+                "crc32",
+                |store: StoreContextMut<'_, Host>, (crc, data): (u32, WasmList<u8>)| {
+                    let mut h = crc32fast::Hasher::new_with_initial(crc);
+                    h.update(data.as_le_slice(&store));
+                    Ok((h.finalize(),))
+                },
+            )
+            .unwrap();
         Embedder {
             engine,
             component,

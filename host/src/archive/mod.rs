@@ -433,6 +433,7 @@ fn link(engine: &Engine, component: &Component) -> Result<ArchiverPre<Sandbox>, 
     type Here = wasmtime::component::HasSelf<Sandbox>;
     bindings::ccws::archive::types::add_to_linker::<_, Here>(&mut linker, |s| s).map_err(err)?;
     bindings::ccws::archive::filter::add_to_linker::<_, Here>(&mut linker, |s| s).map_err(err)?;
+    sandbox::link_checksum(&mut linker).map_err(err)?;
     let pre = linker.instantiate_pre(component).map_err(err)?;
     ArchiverPre::new(pre).map_err(err)
 }

@@ -1,5 +1,6 @@
 //! Per-call sandbox state: the WASI context (exactly one preopen, no env, no
-//! network), the memory limiter, the CPU-time accounting and the host filter.
+//! network), the memory limiter, the CPU-time accounting, and the host
+//! filter and checksum.
 
 use std::path::{Component as PathComponent, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wasmtime::component::ResourceTable;
-use wasmtime::ResourceLimiter;
+use wasmtime::component::{Linker, ResourceTable, WasmList};
+use wasmtime::{ResourceLimiter, StoreContextMut};
 use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -65,6 +66,18 @@ impl FilterHost for Sandbox {
             Verdict::Exclude => wit::Verdict::Exclude,
         }
     }
+}
+
+/// Link the `checksum` import: CRC-32 over the guest's bytes in place. By
+/// hand rather than through the bindings' `Host` trait, whose `Vec<u8>`
+/// parameter would copy every chunk out of guest memory first.
+pub(crate) fn link_checksum(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
+    linker.instance("ccws:archive/checksum@0.1.0")?.func_wrap(
+        "crc32",
+        |store: StoreContextMut<'_, Sandbox>, (crc, data): (u32, WasmList<u8>)| {
+            Ok((ccws_archive::crc::crc32(crc, data.as_le_slice(&store)),))
+        },
+    )
 }
 
 /// Whether `root/rel` is a regular file with an executable bit. `rel` comes
