@@ -38,6 +38,10 @@ fn main() -> Result<()> {
     if suite == "one" {
         return child::one(&args[1..]);
     }
+    if matches!(suite.as_str(), "-h" | "--help" | "help") {
+        println!("{USAGE}");
+        return Ok(());
+    }
     let opts = Opts::parse(&args[1..])?;
     machine::print_header();
     let run_archive = matches!(suite.as_str(), "archive" | "all");
