@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod config;
+mod durable;
 pub mod s3;
 pub mod store;
 pub mod workspace;

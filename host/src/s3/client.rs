@@ -860,12 +860,9 @@ impl S3Client {
         let dest = dest.to_path_buf();
         // Flush the bytes to disk before the rename makes them visible under `dest`, so a
         // crash cannot leave a complete-looking file with missing data.
-        tokio::task::spawn_blocking(move || {
-            tmp.as_file().sync_all()?;
-            tmp.persist(dest).map_err(|e| e.error)
-        })
-        .await
-        .expect("rename does not panic")?;
+        tokio::task::spawn_blocking(move || crate::durable::persist_synced(tmp, &dest))
+            .await
+            .expect("rename does not panic")?;
         meta.size = written;
         Ok(meta)
     }

@@ -97,10 +97,13 @@ impl LocalStore {
             .await
             .map_err(Self::local_err(dest))?;
         out.flush().await.map_err(Self::local_err(dest))?;
+        drop(out);
         // On disk before the rename makes it visible under `dest`.
-        out.sync_all().await.map_err(Self::local_err(dest))?;
-        tmp.persist(dest)
-            .map_err(|e| Self::local_err(dest)(e.error))?;
+        let to = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || crate::durable::persist_synced(tmp, &to))
+            .await
+            .expect("rename does not panic")
+            .map_err(Self::local_err(dest))?;
         Ok(obj.meta)
     }
 

@@ -1,0 +1,102 @@
+//! Putting a finished temporary file under its final name, durably.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use tempfile::NamedTempFile;
+
+/// Flushes `tmp` to disk, then renames it over `dest`: the bytes reach the disk before the
+/// name does, so a crash cannot leave a complete-looking `dest` with missing data. On failure
+/// `tmp` is removed and `dest` is left as it was.
+pub(crate) fn persist_synced(tmp: NamedTempFile, dest: &Path) -> io::Result<File> {
+    persist_synced_with(tmp, dest, File::sync_all)
+}
+
+/// [`persist_synced`] with the sync step passed in, so tests can watch it or make it fail.
+fn persist_synced_with(
+    tmp: NamedTempFile,
+    dest: &Path,
+    sync: impl FnOnce(&File) -> io::Result<()>,
+) -> io::Result<File> {
+    // On an error `tmp` is dropped here, which deletes the file.
+    sync(tmp.as_file())?;
+    tmp.persist(dest).map_err(|e| e.error)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn temp_with(dir: &Path, data: &str) -> NamedTempFile {
+        let mut tmp = NamedTempFile::new_in(dir).unwrap();
+        tmp.write_all(data.as_bytes()).unwrap();
+        tmp
+    }
+
+    #[test]
+    fn syncs_the_temp_file_before_the_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("dest");
+        std::fs::write(&dest, "old").unwrap();
+        let tmp = temp_with(dir.path(), "new");
+        let tmp_path = tmp.path().to_path_buf();
+        let mut synced = false;
+        let file = persist_synced_with(tmp, &dest, |f| {
+            // Called on the temp file, while `dest` still holds the old bytes.
+            assert_eq!(std::fs::read_to_string(&dest).unwrap(), "old");
+            assert!(tmp_path.is_file(), "the temp file is not there yet");
+            assert_eq!(f.metadata().unwrap().len(), 3);
+            synced = true;
+            f.sync_all()
+        })
+        .unwrap();
+        assert!(synced, "the temp file was never synced");
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "new");
+        assert_eq!(file.metadata().unwrap().len(), 3);
+        assert_eq!(entries(dir.path()), ["dest"]);
+    }
+
+    #[test]
+    fn a_failed_sync_removes_the_temp_file_and_leaves_dest_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("dest");
+        std::fs::write(&dest, "old").unwrap();
+        let err = persist_synced_with(temp_with(dir.path(), "new"), &dest, |_| {
+            Err(io::Error::other("injected fsync failure"))
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "injected fsync failure");
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "old");
+        assert_eq!(entries(dir.path()), ["dest"], "the temp file is left");
+
+        // Without an old `dest`, none appears.
+        std::fs::remove_file(&dest).unwrap();
+        persist_synced_with(temp_with(dir.path(), "new"), &dest, |_| {
+            Err(io::Error::other("injected fsync failure"))
+        })
+        .unwrap_err();
+        assert_eq!(entries(dir.path()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_real_sync_renames_over_dest() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("dest");
+        std::fs::write(&dest, "old").unwrap();
+        persist_synced(temp_with(dir.path(), "new"), &dest).unwrap();
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "new");
+        assert_eq!(entries(dir.path()), ["dest"]);
+    }
+}
