@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ccws::s3::{PutCondition, S3Client};
-use ccws::store::{LocalStore, Store};
+use ccws::store::{LocalStore, Store, StoreError};
 use ccws::workspace::{
     Delivery, HomeSource, Owner, TranscriptSource, WorkspaceConfig, WorkspaceError, Workspaces,
 };
@@ -522,6 +522,91 @@ async fn local_store_conditional_writes() {
         .unwrap()
         .next()
         .is_none());
+}
+
+/// Every path under `dir`, relative, sorted (files with their contents' length).
+fn all_paths(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            if p.is_dir() {
+                out.push(format!("{rel}/"));
+                stack.push(p);
+            } else {
+                out.push(format!("{rel} ({} bytes)", p.metadata().unwrap().len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// When the local store cannot create its temporary file (its temp directory is a regular
+/// file: permissions would not stop root), a write is a typed error naming that directory,
+/// leaves nothing behind and keeps the existing object. So does a download to a destination
+/// under a regular file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_store_temp_file_errors_name_the_path_and_keep_the_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let store = LocalStore::open(&root).unwrap();
+    let v1 = store
+        .put_stream("a/b", &b"v1"[..], PutCondition::None)
+        .await
+        .unwrap();
+    let tmp_dir = root.join(".ccws-tmp");
+    std::fs::remove_dir(&tmp_dir).unwrap();
+    std::fs::write(&tmp_dir, "in the way").unwrap();
+    let before = all_paths(&root);
+
+    let src = dir.path().join("src");
+    std::fs::write(&src, "v2").unwrap();
+    let writes = [
+        ("a/b", PutCondition::None),
+        ("a/b", PutCondition::IfMatch(v1.etag.clone().unwrap())),
+        ("new/key", PutCondition::IfNoneMatchAny),
+    ];
+    for (key, cond) in writes {
+        let err = store.put_file(&src, key, cond).await.unwrap_err();
+        match &err {
+            StoreError::Local { path, source } => {
+                assert_eq!(path, &tmp_dir, "{err}");
+                assert_eq!(source.kind(), std::io::ErrorKind::NotADirectory, "{err}");
+            }
+            other => panic!("not a local-store error: {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.contains(&tmp_dir.display().to_string()), "{msg}");
+    }
+    assert_eq!(all_paths(&root), before, "a failed write left something");
+    assert_eq!(std::fs::read(root.join("a/b")).unwrap(), b"v1");
+    assert_eq!(store.head("a/b").await.unwrap().etag, v1.etag);
+    assert!(store.head("new/key").await.unwrap_err().is_not_found());
+
+    // A download's temp file goes next to its destination: under a file it cannot be made.
+    let dest = src.join("sub/dest");
+    let err = store.download_file("a/b", &dest).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Local { path, .. } if path == &src.join("sub")),
+        "{err:?}"
+    );
+    assert!(err
+        .to_string()
+        .contains(&src.join("sub").display().to_string()));
+    assert_eq!(std::fs::read(&src).unwrap(), b"v2");
+    assert_eq!(all_paths(&root), before);
+
+    // With the temp directory back, writes work again.
+    std::fs::remove_file(&tmp_dir).unwrap();
+    let store = LocalStore::open(&root).unwrap();
+    store
+        .put_file(&src, "a/b", PutCondition::IfMatch(v1.etag.unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(root.join("a/b")).unwrap(), b"v2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
