@@ -253,8 +253,8 @@ async fn with_idle_timeout<T>(
     }
 }
 
-fn transport(op: &str, e: &reqwest::Error) -> S3Error {
-    use std::error::Error as _;
+/// `e` and its sources, `: `-separated (reqwest's own message is often just "builder error").
+fn error_chain(e: &dyn std::error::Error) -> String {
     let mut message = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {
@@ -262,9 +262,37 @@ fn transport(op: &str, e: &reqwest::Error) -> S3Error {
         message.push_str(&s.to_string());
         src = s.source();
     }
+    message
+}
+
+/// The certificates of a PEM bundle, each parsed here so that a bad one is reported with the
+/// file's name (reqwest would only fail `build()` with "builder error").
+fn load_ca_bundle(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let bad = |reason: String| ConfigError::CaBundle {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let mut certs = Vec::new();
+    for (i, der) in CertificateDer::pem_slice_iter(&pem).enumerate() {
+        let invalid = |e: &dyn std::fmt::Display| bad(format!("certificate {}: {e}", i + 1));
+        let der = der.map_err(|e| invalid(&e))?;
+        rustls::RootCertStore::empty()
+            .add(der.clone())
+            .map_err(|e| invalid(&format!("not a valid X.509 certificate ({e:?})")))?;
+        certs.push(reqwest::Certificate::from_der(&der).map_err(|e| invalid(&error_chain(&e)))?);
+    }
+    if certs.is_empty() {
+        return Err(bad("no certificate in the bundle".into()));
+    }
+    Ok(certs)
+}
+
+fn transport(op: &str, e: &reqwest::Error) -> S3Error {
     S3Error::Transport {
         op: op.to_string(),
-        message,
+        message: error_chain(e),
     }
 }
 
@@ -289,17 +317,7 @@ impl S3Client {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("ccws/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &cfg.ca_bundle {
-            let bad = |reason: String| ConfigError::CaBundle {
-                path: path.clone(),
-                reason,
-            };
-            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(bad("no certificate in the bundle".into()));
-            }
-            b = b.tls_certs_merge(certs);
+            b = b.tls_certs_merge(load_ca_bundle(path)?);
         }
         for (h, addr) in &cfg.resolve {
             b = b.resolve(h, *addr);
