@@ -153,6 +153,15 @@ impl Guest for Component {
             .map(|(n, _)| n)
             .map_err(error_to_wit)
     }
+
+    fn deflate_block(
+        dictionary: Vec<u8>,
+        block: Vec<u8>,
+        level: u8,
+        last: bool,
+    ) -> Result<Vec<u8>, wit::ArchiveError> {
+        crate::deflate_block(&dictionary, &block, u32::from(level), last).map_err(error_to_wit)
+    }
 }
 
 struct HostFilter;

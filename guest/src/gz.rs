@@ -5,18 +5,14 @@
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 
-use crate::gzframe::GzWriter;
-use crate::io::{Blame, FixedChunks, Gate, Gated, MultiGz, Tracked};
+use crate::gzframe::{BlockDeflater, GzWriter, BLOCK};
+use crate::io::{Blame, Gate, Gated, MultiGz, Tracked};
 use crate::types::ArchiveError;
 
 const BUFFER: usize = 256 * 1024;
-/// The size of every write into the gzip encoder (see [`FixedChunks`]), on
-/// every path, so that they all give identical bytes.
-const GZIP_CHUNK: usize = 256 * 1024;
-
-/// What `pack` and `gzip` write through: the encoder fed in fixed chunks,
-/// over a buffered, gated, tracked output.
-pub(crate) type GzSink<W> = FixedChunks<GzWriter<BufWriter<Gated<Tracked<W>>>>>;
+/// What `pack` and `gzip` write through: the blocked gzip writer over a
+/// buffered, gated, tracked output.
+pub(crate) type GzSink<W> = GzWriter<BufWriter<Gated<Tracked<W>>>>;
 
 /// Refuse a gzip level outside 0-9.
 pub fn check_level(level: u32) -> Result<(), ArchiveError> {
@@ -42,14 +38,13 @@ pub(crate) fn gz_sink<W: Write>(out: W, level: u32, blame: &Blame) -> (GzSink<W>
         ),
         level,
     );
-    (FixedChunks::new(gz, GZIP_CHUNK), gate)
+    (gz, gate)
 }
 
 /// Write the last chunk and the gzip trailer, flush, and hand `out` back.
 pub(crate) fn finish_gz<W: Write>(sink: GzSink<W>, blame: &Blame) -> Result<W, ArchiveError> {
     let fail = |e| blame.stream_error(e, "");
-    let gz = sink.finish().map_err(fail)?;
-    let buffered = gz.finish().map_err(fail)?;
+    let buffered = sink.finish().map_err(fail)?;
     let mut gated = buffered.into_inner().map_err(|e| fail(e.into_error()))?;
     gated.flush().map_err(fail)?;
     Ok(gated.into_inner().into_inner())
@@ -122,4 +117,27 @@ pub fn gunzip<R: Read, W: Write>(input: R, out: W) -> Result<(u64, W), ArchiveEr
     }
     out.flush().map_err(|e| write_blame.stream_error(e, ""))?;
     Ok((total, out.into_inner()))
+}
+
+/// One block of the blocked deflate stream every gzip member here is made
+/// of (see [`crate::gzframe::BLOCK`]): what the `deflate-block` export
+/// returns.
+pub fn deflate_block(
+    dictionary: &[u8],
+    block: &[u8],
+    level: u32,
+    last: bool,
+) -> Result<Vec<u8>, ArchiveError> {
+    check_level(level)?;
+    if block.len() > BLOCK {
+        return Err(ArchiveError::InvalidOptions(format!(
+            "a deflate block holds at most {BLOCK} bytes of input, not {}",
+            block.len()
+        )));
+    }
+    let mut out = Vec::new();
+    BlockDeflater::new(level)
+        .block(dictionary, block, last, &mut out)
+        .map_err(|e| ArchiveError::InvalidOptions(format!("deflate: {e}")))?;
+    Ok(out)
 }

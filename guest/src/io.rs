@@ -118,59 +118,6 @@ impl<W: Write> Write for Gated<W> {
     }
 }
 
-/// Hands its writer only whole `size`-byte chunks, and the rest at
-/// [`FixedChunks::finish`]. A deflate stream depends on how its input was
-/// split into writes, not only on the bytes; writing through this makes the
-/// split depend on the bytes alone, so `pack` and `pack-tar | gzip` (whose
-/// reads from a pipe are split by timing) give the same archive.
-pub struct FixedChunks<W: Write> {
-    inner: W,
-    buf: Vec<u8>,
-    size: usize,
-}
-
-impl<W: Write> FixedChunks<W> {
-    /// Wrap `inner` with chunks of `size` bytes.
-    pub fn new(inner: W, size: usize) -> Self {
-        FixedChunks {
-            inner,
-            buf: Vec::with_capacity(size),
-            size,
-        }
-    }
-
-    /// Write the last, partial chunk and return the writer.
-    pub fn finish(mut self) -> io::Result<W> {
-        if !self.buf.is_empty() {
-            self.inner.write_all(&self.buf)?;
-        }
-        Ok(self.inner)
-    }
-}
-
-impl<W: Write> Write for FixedChunks<W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.buf.is_empty() && data.len() >= self.size {
-            // A whole chunk at a chunk boundary: no need to copy it first.
-            self.inner.write_all(&data[..self.size])?;
-            return Ok(self.size);
-        }
-        let n = data.len().min(self.size - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == self.size {
-            self.inner.write_all(&self.buf)?;
-            self.buf.clear();
-        }
-        Ok(n)
-    }
-
-    /// Flushes the writer, not the partial chunk (which would make the
-    /// split depend on when callers flush).
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Counts the bytes read through it and fails once they pass `cap`.
 pub struct Counting<R> {
     inner: R,

@@ -21,7 +21,7 @@ mod component;
 #[cfg(test)]
 mod tests;
 
-pub use gz::{check_level, gunzip, gzip};
+pub use gz::{check_level, deflate_block, gunzip, gzip};
 pub use pack::{pack, pack_tar};
 pub use pattern::Patterns;
 pub use types::*;

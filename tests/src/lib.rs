@@ -24,11 +24,18 @@ pub fn archiver_serial() -> Archiver {
 }
 
 fn shared_cache_archiver(pipeline: bool) -> Archiver {
+    archiver_with(SandboxConfig {
+        pipeline,
+        ..SandboxConfig::default()
+    })
+}
+
+/// An archiver with `config`, sharing the tests' compile cache.
+pub fn archiver_with(config: SandboxConfig) -> Archiver {
     let cache = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ccws-test-cache");
     Archiver::new(SandboxConfig {
         cache_dir: Some(cache),
-        pipeline,
-        ..SandboxConfig::default()
+        ..config
     })
     .expect("loading the archive component")
 }

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ccws::archive::{ArchiveError, Archiver, HostError, PackOptions, SandboxConfig, UnpackOptions};
-use ccws_tests::{archiver, archiver_serial, pseudo_random, tree};
+use ccws_tests::{archiver, archiver_serial, archiver_with, pseudo_random, tree};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -90,6 +90,39 @@ async fn pipelined_one_instance_and_native_agree() {
             assert_eq!(unpacked.files, report.files);
             assert_eq!(unpacked.dirs, report.dirs);
         }
+    }
+}
+
+/// The deflate blocks of a pipelined pack go to several instances at once;
+/// how many must not change a byte. (The sample tree is ~6 MiB: six blocks.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_number_of_deflate_instances_gives_the_same_bytes() {
+    let src = tempfile::tempdir().unwrap();
+    sample_tree(src.path());
+    let (_, native) = ccws_archive::pack(
+        src.path(),
+        Vec::new(),
+        &ccws_archive::PackOptions::default(),
+        None,
+    )
+    .unwrap();
+    for deflate_instances in [1, 2, 3, 7] {
+        let a = archiver_with(SandboxConfig {
+            pipeline: true,
+            deflate_instances,
+            ..SandboxConfig::default()
+        });
+        let (_, bytes) = tokio::time::timeout(
+            TIMEOUT,
+            a.pack(src.path(), Vec::new(), &PackOptions::default(), None),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(
+            bytes == native,
+            "{deflate_instances} instances: archive differs from the native crate's ({} vs {} bytes, first difference at {:?})", bytes.len(), native.len(), bytes.iter().zip(&native).position(|(a, b)| a != b)
+        );
     }
 }
 

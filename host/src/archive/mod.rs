@@ -9,6 +9,7 @@
 
 mod bindings;
 mod convert;
+mod deflate;
 mod engine;
 mod pipe;
 mod pipeline;
@@ -87,19 +88,26 @@ pub struct SandboxConfig {
     pub cpu_time: Duration,
     /// Where to cache the compiled component; `None` compiles in memory.
     pub cache_dir: Option<PathBuf>,
-    /// Run the tar and gzip stages of `pack` and `unpack` in two instances at
-    /// once (see `pipeline.rs`). Used only on a multi-threaded tokio runtime;
-    /// the default is on when the machine has more than one CPU.
+    /// Run the tar and gzip stages of `pack` and `unpack` in separate
+    /// instances at once (see `pipeline.rs`). Used only on a multi-threaded
+    /// tokio runtime; the default is on when the machine has more than one
+    /// CPU.
     pub pipeline: bool,
+    /// With `pipeline`, how many instances compress a pack's deflate blocks
+    /// at once (see `deflate.rs`); the archive's bytes do not depend on it.
+    /// Default: the number of CPUs, at most 8.
+    pub deflate_instances: usize,
 }
 
 impl Default for SandboxConfig {
     fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         SandboxConfig {
             memory_limit: 512 << 20,
             cpu_time: Duration::from_secs(600),
             cache_dir: default_cache_dir(),
-            pipeline: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
+            pipeline: cpus > 1,
+            deflate_instances: cpus.clamp(1, 8),
         }
     }
 }
@@ -384,6 +392,16 @@ impl Archiver {
             .await
             .map_err(|e| self.trap(store, e))?;
         let out = f(&instance, store).await;
+        self.outcome(store, out)
+    }
+
+    /// One export's result as a typed one: traps, the memory cap, the CPU
+    /// budget and the guest's own errors told apart.
+    fn outcome<T>(
+        &self,
+        store: &Store<Sandbox>,
+        out: wasmtime::Result<Result<T, bindings::wit::ArchiveError>>,
+    ) -> Result<T, HostError> {
         match out {
             Ok(Ok(value)) => Ok(value),
             // The guest may survive a refused allocation (e.g. `read_to_end`

@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinHandle;
 use wasmtime_wasi::FsPerms;
 
+use super::deflate;
 use super::pipe::{pipe, PipeEnd};
 use super::streams;
 use super::{
@@ -35,32 +36,19 @@ impl Archiver {
     where
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        // Both stores first: nothing runs, and `out` is untouched, unless
-        // both stages can start.
+        // Every store first: nothing runs, and `out` is untouched, unless
+        // every stage can start.
         let mut tar_store =
             self.store(Some((&src, FsPerms::ReadOnly)), filter, Some(src.clone()))?;
-        let mut gz_store = self.store(None, None, None)?;
+        let deflate_stores = (0..self.inner.config.deflate_instances.max(1))
+            .map(|_| self.store(None, None, None))
+            .collect::<Result<Vec<_>, _>>()?;
         let (tar_w, tar_r, tar_end) = pipe(PIPE_BYTES);
-        let (gz_side, copier) = streams::copier(out);
-
-        let input = streams::timed_input(&gz_store, tar_r);
-        let output = streams::writer(&gz_store, gz_side);
         let opts = convert::pack_options(options, true);
         let level = opts.level;
         let this = self.clone();
-        // The task owns the store: its end drops the output stream, and the
-        // copier then sees the end of the archive.
         let gzip = StageTask::spawn(async move {
-            let (_, in_b) = lend(&mut gz_store, input)?;
-            let (_, out_b) = lend(&mut gz_store, output)?;
-            this.call(&mut gz_store, |b, s| {
-                Box::pin(async move {
-                    b.ccws_archive_archive()
-                        .call_gzip(s, in_b, out_b, level)
-                        .await
-                })
-            })
-            .await
+            deflate::gzip_blocks(&this, deflate_stores, tar_r, out, level).await
         });
 
         let output = streams::timed_output(&tar_store, tar_w);
@@ -79,12 +67,11 @@ impl Archiver {
         .await;
         drop(tar_store);
         if tarred.as_ref().is_err_and(|e| !is_stream(e)) {
-            // The tar stage's own failure is the answer; gzip may be waiting
-            // on a stalled writer.
+            // The tar stage's own failure is the answer; the gzip stage may
+            // be waiting on a stalled writer.
             gzip.abort();
         }
-        let gzipped = gzip.join().await;
-        pack_outcome(tarred, gzipped, streams::copied(copier).await)
+        pack_outcome(tarred, gzip.join().await.map(|(_, out)| out))
     }
 
     /// [`Archiver::unpack`] in two instances: `gunzip` in a task, `unpack-tar`
@@ -206,21 +193,20 @@ fn is_stream(e: &HostError) -> bool {
     matches!(e, HostError::Archive(ArchiveError::Stream { .. }))
 }
 
-/// The pack's result: the root cause when anything failed. A stage's own
-/// failure (not a broken pipe) comes first, the tar stage's before gzip's;
-/// then the caller's writer, whose failure breaks every pipe upstream.
+/// The pack's result: the root cause when anything failed. The tar
+/// stage's own failure (not a broken pipe) comes first; then the gzip
+/// stage's own (an instance's, or the caller's writer, whose failure breaks
+/// the pipe upstream); a broken pipe is the answer only when nothing else is.
 fn pack_outcome<W>(
     tarred: Result<Report, HostError>,
-    gzipped: Result<u64, HostError>,
-    copied: Result<W, HostError>,
+    gzipped: Result<W, HostError>,
 ) -> Result<(Report, W), HostError> {
-    match (tarred, gzipped, copied) {
-        (Ok(report), Ok(_), Ok(out)) => Ok((report, out)),
-        (Err(e), _, _) if !is_stream(&e) => Err(e),
-        (_, Err(e), _) if !is_stream(&e) => Err(e),
-        (_, _, Err(e)) => Err(e),
-        (_, Err(e), _) => Err(e),
-        (Err(e), _, _) => Err(e),
+    match (tarred, gzipped) {
+        (Ok(report), Ok(out)) => Ok((report, out)),
+        (Err(e), _) if !is_stream(&e) => Err(e),
+        (_, Err(g)) if !is_stream(&g) => Err(g),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(g)) => Err(g),
     }
 }
 
@@ -306,21 +292,21 @@ mod tests {
     #[test]
     fn pack_root_cause() {
         let io = || HostError::Stream(std::io::Error::other("disk full"));
-        // The caller's writer failed: every stream error upstream follows.
-        let got = pack_outcome::<()>(Err(stream("a", "pipe")), Err(stream("", "pipe")), Err(io()));
+        // The caller's writer failed: the tar stage's broken pipe follows.
+        let got = pack_outcome::<()>(Err(stream("a", "pipe")), Err(io()));
         assert!(matches!(got, Err(HostError::Stream(_))));
         // The tar stage's own failure beats the broken pipe it caused.
         let own = HostError::Archive(ArchiveError::InvalidOptions("bad".into()));
-        let got = pack_outcome::<()>(Err(own), Err(stream("", "pipe")), Ok(()));
+        let got = pack_outcome::<()>(Err(own), Err(stream("", "pipe")));
         assert!(matches!(
             got,
             Err(HostError::Archive(ArchiveError::InvalidOptions(_)))
         ));
-        // gzip over its budget: the tar stage only saw a broken pipe.
+        // A deflate instance over its budget: the tar stage only saw a
+        // broken pipe.
         let got = pack_outcome::<()>(
             Err(stream("big", "pipe")),
             Err(HostError::CpuTime(Default::default())),
-            Ok(()),
         );
         assert!(matches!(got, Err(HostError::CpuTime(_))));
     }

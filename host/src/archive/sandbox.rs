@@ -158,10 +158,17 @@ impl CpuClock {
     }
 
     async fn waiting<F: std::future::Future<Output = ()>>(&self, f: F) {
+        self.idle(f).await
+    }
+
+    /// Await `f` without charging the wait to the guest (an instance
+    /// waiting for its next piece of work).
+    pub(crate) async fn idle<T, F: std::future::Future<Output = T>>(&self, f: F) -> T {
         let t = Instant::now();
-        f.await;
+        let out = f.await;
         let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.waited_ns.fetch_add(ns, Ordering::Relaxed);
+        out
     }
 }
 

@@ -1,0 +1,175 @@
+//! The gzip stage of a pipelined pack, in several sandbox instances at once
+//! (as pigz runs several threads). The guest writes every gzip member as a
+//! blocked deflate stream (`ccws_archive::gzframe::BLOCK`): 1 MiB blocks of
+//! input, each compressed on its own, primed with the 32 KiB before it. So
+//! here the tar stream from the pipe is cut into those blocks, each block
+//! goes to the next of N instances (`deflate-block`), and the results are
+//! written in order between the gzip header and a trailer of the CRC-32 and
+//! length computed here: the same bytes as the guest's own `gzip` and `pack`.
+//!
+//! Each instance has its own store, memory cap and CPU budget (time spent
+//! waiting for the next block is not charged), and preopens nothing.
+
+use std::collections::VecDeque;
+
+use ccws_archive::gzframe::{self, BLOCK, WINDOW};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use wasmtime::Store;
+use wasmtime_wasi::p2::{InputStream, Pollable, StreamError};
+
+use super::pipe::PipeReader;
+use super::sandbox::Sandbox;
+use super::{ArchiveError, Archiver, Bindings, HostError};
+
+/// One block for an instance, and where its deflate goes.
+struct Job {
+    dictionary: Vec<u8>,
+    block: Vec<u8>,
+    last: bool,
+    reply: oneshot::Sender<Result<Vec<u8>, HostError>>,
+}
+
+/// Gzip everything `input` delivers into `out`, compressing its blocks in
+/// one instance per store in `stores` (at least one). Returns the input
+/// length and `out`, shut down. When `input` fails (the tar stage did), no
+/// last block or trailer is written: `out` never holds a complete gzip of a
+/// partial tar.
+pub(super) async fn gzip_blocks<W>(
+    archiver: &Archiver,
+    stores: Vec<Store<Sandbox>>,
+    mut input: PipeReader,
+    mut out: W,
+    level: u8,
+) -> Result<(u64, W), HostError>
+where
+    W: AsyncWrite + Unpin,
+{
+    // Dropping the set (on any return) aborts every instance's task.
+    let mut instances = JoinSet::new();
+    let mut queues = Vec::with_capacity(stores.len());
+    for mut store in stores {
+        let bindings = archiver
+            .inner
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| archiver.trap(&store, e))?;
+        let (tx, rx) = mpsc::channel(1);
+        instances.spawn(instance(archiver.clone(), store, bindings, rx, level));
+        queues.push(tx);
+    }
+    let in_flight = 2 * queues.len();
+
+    out.write_all(&gzframe::header(level.into()))
+        .await
+        .map_err(HostError::Stream)?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut total = 0u64;
+    let mut dictionary = Vec::new();
+    let mut pending: VecDeque<oneshot::Receiver<_>> = VecDeque::new();
+    for n in 0.. {
+        let mut block = Vec::with_capacity(BLOCK);
+        // Blocks are full until the input ends; the rest (maybe nothing)
+        // is the last block, as the guest's own writer does it.
+        let last = !fill(&mut input, &mut block).await?;
+        crc.update(&block);
+        total += block.len() as u64;
+        let next_dictionary = block[block.len().saturating_sub(WINDOW)..].to_vec();
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            dictionary: std::mem::replace(&mut dictionary, next_dictionary),
+            block,
+            last,
+            reply,
+        };
+        if queues[n % queues.len()].send(job).await.is_err() {
+            // That instance stopped: its failure is in a pending answer.
+            return Err(first_failure(pending).await);
+        }
+        pending.push_back(answer);
+        while pending.len() >= in_flight || (last && !pending.is_empty()) {
+            let deflated = next_answer(&mut pending).await?;
+            out.write_all(&deflated).await.map_err(HostError::Stream)?;
+        }
+        if last {
+            break;
+        }
+    }
+    let mut trailer = [0u8; 8];
+    trailer[..4].copy_from_slice(&crc.finalize().to_le_bytes());
+    trailer[4..].copy_from_slice(&(total as u32).to_le_bytes());
+    out.write_all(&trailer).await.map_err(HostError::Stream)?;
+    out.shutdown().await.map_err(HostError::Stream)?;
+    Ok((total, out))
+}
+
+/// Read from `input` until `block` is full (`true`) or the input ends
+/// (`false`). A failed input (the tar stage failed) is a `Stream` error.
+async fn fill(input: &mut PipeReader, block: &mut Vec<u8>) -> Result<bool, HostError> {
+    while block.len() < BLOCK {
+        input.ready().await;
+        match input.read(BLOCK - block.len()) {
+            Ok(bytes) => block.extend_from_slice(&bytes),
+            Err(StreamError::Closed) => return Ok(false),
+            Err(e) => {
+                return Err(HostError::Archive(ArchiveError::Stream {
+                    entry: String::new(),
+                    message: e.to_string(),
+                }))
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// The oldest block's deflate (the next bytes of the output).
+async fn next_answer(
+    pending: &mut VecDeque<oneshot::Receiver<Result<Vec<u8>, HostError>>>,
+) -> Result<Vec<u8>, HostError> {
+    let Some(answer) = pending.pop_front() else {
+        unreachable!("called with blocks pending");
+    };
+    answer.await.unwrap_or_else(|_| Err(instance_gone()))
+}
+
+/// Why the instances stopped: the first failed answer, in block order.
+async fn first_failure(
+    mut pending: VecDeque<oneshot::Receiver<Result<Vec<u8>, HostError>>>,
+) -> HostError {
+    while !pending.is_empty() {
+        if let Err(e) = next_answer(&mut pending).await {
+            return e;
+        }
+    }
+    instance_gone()
+}
+
+fn instance_gone() -> HostError {
+    HostError::Trap("a deflate instance stopped without an answer".into())
+}
+
+/// One instance: deflate each block it is sent, until the queue closes or
+/// a block fails (that answer is the last).
+async fn instance(
+    archiver: Archiver,
+    mut store: Store<Sandbox>,
+    bindings: Bindings,
+    mut jobs: mpsc::Receiver<Job>,
+    level: u8,
+) {
+    let clock = store.data().clock.clone();
+    while let Some(job) = clock.idle(jobs.recv()).await {
+        let deflated = bindings
+            .ccws_archive_archive()
+            .call_deflate_block(&mut store, &job.dictionary, &job.block, level, job.last)
+            .await;
+        let answer = archiver.outcome(&store, deflated);
+        let failed = answer.is_err();
+        let _ = job.reply.send(answer);
+        if failed {
+            return;
+        }
+    }
+}
