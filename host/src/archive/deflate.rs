@@ -173,3 +173,64 @@ async fn instance(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use wasmtime_wasi::p2::OutputStream;
+
+    use super::*;
+    use crate::archive::pipe::pipe;
+    use crate::archive::SandboxConfig;
+
+    /// Three full blocks and a bit, then the pipe's end: a failure or EOF.
+    async fn gzip_of_a_pipe(fail: bool) -> (Result<u64, HostError>, Vec<u8>, Vec<u8>) {
+        let archiver = Archiver::new(SandboxConfig {
+            cache_dir: None,
+            ..SandboxConfig::default()
+        })
+        .unwrap();
+        let input: Vec<u8> = (0..3 * BLOCK + 1000).map(|i| (i % 251) as u8).collect();
+        let (mut w, r, end) = pipe(input.len());
+        w.write(Bytes::from(input.clone())).unwrap();
+        if fail {
+            end.fail("the tar stage failed (test)");
+        } else {
+            end.finish();
+        }
+        drop(w);
+        let stores = (0..2)
+            .map(|_| archiver.store(None, None, None))
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let mut out = Vec::new();
+        let got = gzip_blocks(&archiver, stores, r, &mut out, 6)
+            .await
+            .map(|(n, _)| n);
+        (got, out, input)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_blocks_make_the_guests_gzip() {
+        let (got, out, input) = gzip_of_a_pipe(false).await;
+        assert_eq!(got.unwrap(), input.len() as u64);
+        let (_, guest_gzip) = ccws_archive::gzip(&input[..], Vec::new(), 6).unwrap();
+        assert!(out == guest_gzip, "not the bytes the guest's gzip writes");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_input_leaves_no_complete_gzip() {
+        let (got, out, _) = gzip_of_a_pipe(true).await;
+        match got {
+            Err(HostError::Archive(ArchiveError::Stream { message, .. })) => {
+                assert!(message.contains("tar stage failed"), "{message}")
+            }
+            other => panic!("expected a stream error, got {other:?}"),
+        }
+        assert_eq!(out[..2], [0x1f, 0x8b], "the header was written");
+        assert!(
+            ccws_archive::gunzip(&out[..], Vec::new()).is_err(),
+            "a partial input must not end as a complete gzip"
+        );
+    }
+}

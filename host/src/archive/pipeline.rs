@@ -1,8 +1,10 @@
-//! Pack and unpack as two sandbox instances running at once, joined by a
-//! pipe, as `tar | gzip` and `gzip -d | tar -x` run in two processes: one
-//! instance walks or writes the tree (`pack-tar` / `unpack-tar`), the other
-//! compresses or decompresses (`gzip` / `gunzip`). Each instance has its own
-//! store, memory cap and CPU budget; the gzip stage preopens nothing.
+//! Pack and unpack as sandbox instances running at once, joined by a pipe,
+//! as `tar | pigz` and `gzip -d | tar -x` run as processes: one instance
+//! walks or writes the tree (`pack-tar` / `unpack-tar`); for unpack one
+//! more decompresses (`gunzip`), for pack one per CPU compresses the
+//! stream's deflate blocks (`deflate-block`, see [`super::deflate`]). Each
+//! instance has its own store, memory cap and CPU budget; the compression
+//! instances preopen nothing.
 //!
 //! The bytes are the same as the single-instance path's, and so are the
 //! errors: a failed stage fails the pipe (see [`super::pipe`]), and the
@@ -25,7 +27,8 @@ use super::{
 };
 
 impl Archiver {
-    /// [`Archiver::pack`] in two instances: `pack-tar` here, `gzip` in a task.
+    /// [`Archiver::pack`] pipelined: `pack-tar` here, the deflate blocks in
+    /// `deflate_instances` instances driven from a task.
     pub(super) async fn pack_pipelined<W>(
         &self,
         src: PathBuf,
