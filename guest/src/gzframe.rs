@@ -385,7 +385,7 @@ mod tests {
             x ^= x >> 17;
             x ^= x << 5;
             out.extend_from_slice(words[x as usize % words.len()]);
-            if x % 7 == 0 {
+            if x.is_multiple_of(7) {
                 out.extend_from_slice(&x.to_le_bytes());
             }
         }
