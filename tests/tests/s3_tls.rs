@@ -177,15 +177,18 @@ async fn a_ca_bundle_is_trusted_and_without_it_the_certificate_is_refused() {
         "the requests did not go through TLS"
     );
 
-    // The same client without the bundle refuses the certificate, and writes nothing.
+    // The same client without the bundle refuses the certificate at once
+    // (no retries: none can fix it), says what to do, and writes nothing.
     let refusing = S3Client::new(server.config_for(&endpoint).build().unwrap()).unwrap();
     let err = refusing
         .put_bytes("tls/other", Bytes::from_static(b"x"), PutCondition::None)
         .await
         .unwrap_err();
-    assert!(matches!(err.root(), S3Error::Transport { .. }), "{err:?}");
+    assert!(matches!(err, S3Error::Certificate { .. }), "{err:?}");
+    assert!(!err.is_retryable());
     let msg = err.to_string();
     assert!(msg.contains("invalid peer certificate"), "{msg}");
+    assert!(msg.contains("AWS_CA_BUNDLE"), "{msg}");
     assert!(!server.bucket_dir().join("tls/other").exists());
     assert_eq!(handshakes.load(Ordering::SeqCst), trusted_handshakes);
 }

@@ -290,10 +290,30 @@ fn load_ca_bundle(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, C
 }
 
 fn transport(op: &str, e: &reqwest::Error) -> S3Error {
-    S3Error::Transport {
-        op: op.to_string(),
-        message: error_chain(e),
+    let (op, message) = (op.to_string(), error_chain(e));
+    if refused_certificate(e) {
+        S3Error::Certificate { op, message }
+    } else {
+        S3Error::Transport { op, message }
     }
+}
+
+/// Whether `e` is the TLS stack refusing the server's certificate. (rustls's
+/// error sits inside nested `io::Error`s, whose `source()` skips them.)
+fn refused_certificate(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(rustls::Error::InvalidCertificate(_)) = err.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        cur = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    false
 }
 
 impl S3Client {

@@ -61,6 +61,14 @@ pub enum S3Error {
         /// What failed (from the HTTP stack; holds no credentials).
         message: String,
     },
+    /// The server's TLS certificate was refused: no retry can fix that.
+    #[error("s3: the server's TLS certificate was refused during {op}: {message} (if the endpoint uses a private CA, set AWS_CA_BUNDLE to its certificate; else check the endpoint URL)")]
+    Certificate {
+        /// The operation, e.g. `PUT key`.
+        op: String,
+        /// What the TLS stack said (holds no credentials).
+        message: String,
+    },
     /// Nothing was sent or received for longer than the read timeout.
     #[error("s3: {op}: no progress for {secs:.1} s (read timeout)")]
     Timeout {
