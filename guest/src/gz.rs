@@ -5,7 +5,7 @@
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 
-use crate::gzframe::{BlockDeflater, GzWriter, BLOCK};
+use crate::gzframe::{self, GzWriter, BLOCK};
 use crate::io::{Blame, Gate, Gated, MultiGz, Tracked};
 use crate::types::ArchiveError;
 
@@ -136,8 +136,7 @@ pub fn deflate_block(
         )));
     }
     let mut out = Vec::new();
-    BlockDeflater::new(level)
-        .block(dictionary, block, last, &mut out)
+    gzframe::deflate_block(level, dictionary, block, last, &mut out)
         .map_err(|e| ArchiveError::InvalidOptions(format!("deflate: {e}")))?;
     Ok(out)
 }

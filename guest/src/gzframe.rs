@@ -1,7 +1,7 @@
 //! gzip members (RFC 1952) around flate2's raw deflate, checksummed with
 //! [`crate::crc`] (so that the ccws component can have the host compute the
 //! CRC): [`GzWriter`] writes one member as a blocked deflate stream
-//! ([`BlockDeflater`]), [`GzMember`] reads one.
+//! ([`deflate_block`]), [`GzMember`] reads one.
 
 use std::io::{self, BufRead, Read, Write};
 
@@ -26,7 +26,8 @@ const OS_UNKNOWN: u8 = 255;
 /// byte boundary (as pigz does). So a host can compress the blocks of one
 /// stream in several sandbox instances at once (`deflate-block`) and get
 /// the same bytes as one instance, and the bytes never depend on how the
-/// input was split into writes. Costs ~0.1 % in size against one stream.
+/// input was split into writes. The size stays within 0.1 % of one
+/// stream's (0.02 % smaller on ccws-bench's mixed tree).
 pub const BLOCK: usize = 1 << 20;
 /// The deflate window: how much earlier input a block may refer back to.
 pub const WINDOW: usize = 32 * 1024;
@@ -51,60 +52,48 @@ pub fn trailer(crc: &Crc32) -> [u8; 8] {
     t
 }
 
-/// Compresses one block of a blocked deflate stream (see [`BLOCK`]).
-pub struct BlockDeflater {
+/// Append the raw deflate of `block` at `level` to `out`, primed with
+/// `dictionary` (the input just before `block`; only its last [`WINDOW`]
+/// bytes are used). Unless `last`, the output ends with an empty stored
+/// block, on a byte boundary, so the next block's output can follow it; the
+/// last block ends the deflate stream.
+pub fn deflate_block(
     level: u32,
-}
-
-impl BlockDeflater {
-    /// A deflater at `level` (0-9).
-    pub fn new(level: u32) -> Self {
-        BlockDeflater { level }
+    dictionary: &[u8],
+    block: &[u8],
+    last: bool,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    // A new compressor for every block: one reset after earlier blocks can
+    // deflate differently (zlib-rs keeps stale window bytes that its match
+    // search reads), and a block must come out the same whichever instance,
+    // and whatever history, compresses it.
+    let c = &mut Compress::new(Compression::new(level), false);
+    let dictionary = &dictionary[dictionary.len().saturating_sub(WINDOW)..];
+    if !dictionary.is_empty() {
+        c.set_dictionary(dictionary).map_err(io::Error::other)?;
     }
-
-    /// Append the raw deflate of `block` to `out`, primed with `dictionary`
-    /// (the input just before `block`; only its last [`WINDOW`] bytes are
-    /// used). Unless `last`, the output ends with an empty stored block, on
-    /// a byte boundary, so the next block's output can follow it; the last
-    /// block ends the deflate stream.
-    pub fn block(
-        &mut self,
-        dictionary: &[u8],
-        block: &[u8],
-        last: bool,
-        out: &mut Vec<u8>,
-    ) -> io::Result<()> {
-        // A new compressor for every block: one reset after earlier blocks
-        // can deflate differently (zlib-rs keeps stale window bytes that its
-        // match search reads), and a block must come out the same whichever
-        // instance, and whatever history, compresses it.
-        let c = &mut Compress::new(Compression::new(self.level), false);
-        let dictionary = &dictionary[dictionary.len().saturating_sub(WINDOW)..];
-        if !dictionary.is_empty() {
-            c.set_dictionary(dictionary).map_err(io::Error::other)?;
+    let flush = if last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
+    loop {
+        if out.capacity() - out.len() < 64 * 1024 {
+            out.reserve(block.len() / 2 + 64 * 1024);
         }
-        let flush = if last {
-            FlushCompress::Finish
-        } else {
-            FlushCompress::Sync
-        };
-        let start = c.total_in();
-        loop {
-            if out.capacity() - out.len() < 64 * 1024 {
-                out.reserve(block.len() / 2 + 64 * 1024);
+        let done = c.total_in() as usize;
+        let status = c
+            .compress_vec(&block[done..], out, flush)
+            .map_err(io::Error::other)?;
+        // A flush is complete once all input is in and output space is left
+        // over; the last block once the stream has ended.
+        match status {
+            Status::StreamEnd => return Ok(()),
+            _ if !last && c.total_in() as usize == block.len() && out.len() < out.capacity() => {
+                return Ok(())
             }
-            let done = (c.total_in() - start) as usize;
-            let status = c
-                .compress_vec(&block[done..], out, flush)
-                .map_err(io::Error::other)?;
-            let done = (c.total_in() - start) as usize;
-            // A flush is complete once all input is in and output space is
-            // left over; the last block once the stream has ended.
-            match status {
-                Status::StreamEnd => return Ok(()),
-                _ if !last && done == block.len() && out.len() < out.capacity() => return Ok(()),
-                _ => {}
-            }
+            _ => {}
         }
     }
 }
@@ -114,14 +103,15 @@ impl BlockDeflater {
 /// host's multi-instance gzip stage.
 pub struct GzWriter<W: Write> {
     out: W,
-    deflater: BlockDeflater,
+    level: u32,
     /// Input of the current block.
     block: Vec<u8>,
     /// The last [`WINDOW`] bytes of input before the current block.
     dictionary: Vec<u8>,
     compressed: Vec<u8>,
     crc: Crc32,
-    header: Option<[u8; 10]>,
+    /// Whether the header is out.
+    started: bool,
 }
 
 impl<W: Write> GzWriter<W> {
@@ -130,23 +120,32 @@ impl<W: Write> GzWriter<W> {
     pub fn new(out: W, level: u32) -> Self {
         GzWriter {
             out,
-            deflater: BlockDeflater::new(level),
+            level,
             block: Vec::with_capacity(BLOCK),
             dictionary: Vec::with_capacity(WINDOW),
             compressed: Vec::new(),
             crc: Crc32::default(),
-            header: Some(header(level)),
+            started: false,
         }
     }
 
-    /// Compress the current block and write it out.
+    /// Checksum and compress the current block, and write it out.
     fn emit(&mut self, last: bool) -> io::Result<()> {
-        if let Some(header) = self.header.take() {
-            self.out.write_all(&header)?;
+        if !self.started {
+            self.out.write_all(&header(self.level))?;
+            self.started = true;
         }
+        // Once per block, not per write: in the component each update is a
+        // call to the host, and tar writes 512-byte headers.
+        self.crc.update(&self.block);
         self.compressed.clear();
-        self.deflater
-            .block(&self.dictionary, &self.block, last, &mut self.compressed)?;
+        deflate_block(
+            self.level,
+            &self.dictionary,
+            &self.block,
+            last,
+            &mut self.compressed,
+        )?;
         self.out.write_all(&self.compressed)?;
         let tail = self.block.len().saturating_sub(WINDOW);
         self.dictionary.clear();
@@ -168,7 +167,6 @@ impl<W: Write> Write for GzWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let n = data.len().min(BLOCK - self.block.len());
         self.block.extend_from_slice(&data[..n]);
-        self.crc.update(&data[..n]);
         if self.block.len() == BLOCK {
             self.emit(false)?;
         }
@@ -462,10 +460,7 @@ mod tests {
         let blocks: Vec<&[u8]> = data.chunks(BLOCK).collect();
         for (i, block) in blocks.iter().enumerate() {
             let before = &data[..i * BLOCK];
-            // A fresh deflater per block, as in another instance.
-            BlockDeflater::new(6)
-                .block(before, block, i + 1 == blocks.len(), &mut assembled)
-                .unwrap();
+            deflate_block(6, before, block, i + 1 == blocks.len(), &mut assembled).unwrap();
         }
         let mut crc = Crc32::default();
         crc.update(&data);

@@ -730,7 +730,7 @@ mod child {
         level: u32,
         workers: usize,
     ) -> Result<()> {
-        use ccws_archive::gzframe::{header, BlockDeflater, BLOCK, WINDOW};
+        use ccws_archive::gzframe::{deflate_block, header, BLOCK, WINDOW};
         use std::io::Read;
         out.write_all(&header(level))?;
         let mut crc = crc32fast::Hasher::new();
@@ -748,9 +748,7 @@ mod child {
                 let dict = std::mem::replace(&mut dictionary, tail);
                 pending.push_back(s.spawn(move || {
                     let mut deflated = Vec::new();
-                    BlockDeflater::new(level)
-                        .block(&dict, &block, last, &mut deflated)
-                        .map(|()| deflated)
+                    deflate_block(level, &dict, &block, last, &mut deflated).map(|()| deflated)
                 }));
                 while pending.len() >= workers || (last && !pending.is_empty()) {
                     let Some(done) = pending.pop_front() else {
