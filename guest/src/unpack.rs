@@ -41,7 +41,10 @@ pub fn unpack<R: Read>(
         READ_BUFFER,
         Tracked::new(input, blame.clone()),
     ));
-    extract(gz, blame, dest, options, filter)
+    // Decompress in large reads, not in tar's 512-byte ones: each read of a
+    // gzip member updates its CRC, which in the component is a host call.
+    let tar_stream = BufReader::with_capacity(READ_BUFFER, gz);
+    extract(tar_stream, blame, dest, options, filter)
 }
 
 /// Unpack an uncompressed tar read from `input` (for instance the output of
