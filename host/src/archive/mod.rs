@@ -247,6 +247,21 @@ impl Archiver {
     where
         R: AsyncRead + Send + 'static,
     {
+        self.unpack_source(streams::Source::Reader(input), dest, options, filter)
+            .await
+    }
+
+    /// [`Archiver::unpack`] from either kind of source.
+    async fn unpack_source<R>(
+        &self,
+        input: streams::Source<R>,
+        dest: &Path,
+        options: &UnpackOptions,
+        filter: Option<FilterFn>,
+    ) -> Result<Report, HostError>
+    where
+        R: AsyncRead + Send + 'static,
+    {
         std::fs::create_dir_all(dest).map_err(|source| HostError::Io {
             path: dest.to_path_buf(),
             source,
@@ -257,7 +272,7 @@ impl Archiver {
         }
         let host_filter = filter.is_some();
         let mut store = self.store(Some((&dest, FsPerms::ReadWrite)), filter, None)?;
-        let stream = streams::reader(&store, input);
+        let stream = input.stream(&store);
         let (res, borrowed) = lend(&mut store, stream)?;
         let opts = convert::unpack_options(options, host_filter);
         let called = self
@@ -309,13 +324,12 @@ impl Archiver {
         options: &UnpackOptions,
         filter: Option<FilterFn>,
     ) -> Result<Report, HostError> {
-        let file = tokio::fs::File::open(archive)
-            .await
-            .map_err(|source| HostError::Io {
-                path: archive.to_path_buf(),
-                source,
-            })?;
-        self.unpack(file, dest, options, filter).await
+        let file = std::fs::File::open(archive).map_err(|source| HostError::Io {
+            path: archive.to_path_buf(),
+            source,
+        })?;
+        let source = streams::Source::<tokio::fs::File>::File(file);
+        self.unpack_source(source, dest, options, filter).await
     }
 
     /// Whether to run two instances at once: asked for, and on a runtime

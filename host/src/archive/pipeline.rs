@@ -81,7 +81,7 @@ impl Archiver {
     /// here.
     pub(super) async fn unpack_pipelined<R>(
         &self,
-        input: R,
+        input: streams::Source<R>,
         dest: PathBuf,
         options: &UnpackOptions,
         filter: Option<FilterFn>,
@@ -96,7 +96,7 @@ impl Archiver {
         let mut gz_store = self.store(None, None, None)?;
         let (tar_w, tar_r, tar_end) = pipe(PIPE_BYTES);
 
-        let gz_in = streams::reader(&gz_store, input);
+        let gz_in = input.stream(&gz_store);
         let gz_out = streams::timed_output(&gz_store, tar_w);
         let this = self.clone();
         let gunzip = StageTask::spawn(async move {
