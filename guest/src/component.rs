@@ -70,7 +70,7 @@ impl Guest for Component {
     ) -> Result<wit::Report, wit::ArchiveError> {
         let (opts, mut host) = unpack_options(&options)?;
         let reader = crate::io::ChunkReader::new(|max| read_chunk(input, max));
-        crate::unpack(
+        crate::unpack::unpack_buffered(
             reader,
             Path::new(&dest),
             &opts,
@@ -149,7 +149,7 @@ impl Guest for Component {
 
     fn gunzip(input: &InputStream, out: &OutputStream) -> Result<u64, wit::ArchiveError> {
         let reader = crate::io::ChunkReader::new(|max| read_chunk(input, max));
-        crate::gunzip(reader, StreamWriter(out))
+        crate::gz::gunzip_buffered(reader, StreamWriter(out))
             .map(|(n, _)| n)
             .map_err(error_to_wit)
     }

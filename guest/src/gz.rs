@@ -3,7 +3,7 @@
 //! stage in two sandbox instances at once, as `tar | gzip` does in two
 //! processes.
 
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 
 use crate::gzframe::{self, GzWriter, BLOCK};
 use crate::io::{Blame, Gate, Gated, MultiGz, Tracked};
@@ -84,11 +84,14 @@ pub fn gzip<R: Read, W: Write>(input: R, out: W, level: u32) -> Result<(u64, W),
 /// names an entry (this stage sees no tar). Returns the bytes written and
 /// `out`, flushed.
 pub fn gunzip<R: Read, W: Write>(input: R, out: W) -> Result<(u64, W), ArchiveError> {
+    gunzip_buffered(BufReader::with_capacity(BUFFER, input), out)
+}
+
+/// [`gunzip`] of an input that buffers itself (the component's chunks of
+/// an input stream), decompressed straight from its buffer.
+pub fn gunzip_buffered<R: BufRead, W: Write>(input: R, out: W) -> Result<(u64, W), ArchiveError> {
     let (read_blame, write_blame) = (Blame::default(), Blame::default());
-    let mut gz = MultiGz::new(BufReader::with_capacity(
-        BUFFER,
-        Tracked::new(input, read_blame.clone()),
-    ));
+    let mut gz = MultiGz::new(Tracked::new(input, read_blame.clone()));
     let mut out = Tracked::new(out, write_blame.clone());
     let mut buf = vec![0; BUFFER];
     let mut total = 0u64;

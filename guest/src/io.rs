@@ -62,6 +62,15 @@ impl<R: Read> Read for Tracked<R> {
     }
 }
 
+impl<R: BufRead> BufRead for Tracked<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf().inspect_err(|e| self.blame.note(e))
+    }
+    fn consume(&mut self, amount: usize) {
+        self.inner.consume(amount);
+    }
+}
+
 impl<W: Write> Write for Tracked<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.inner.write(buf).inspect_err(|e| self.blame.note(e))
@@ -240,7 +249,11 @@ impl<R: BufRead> Read for MultiGz<R> {
     }
 }
 
-/// Reads an `input-stream`-like source that hands out owned chunks.
+/// How much a [`ChunkReader`] asks its source for at a time.
+const CHUNK_REQUEST: usize = 256 * 1024;
+
+/// Reads an `input-stream`-like source that hands out owned chunks, serving
+/// them in place as a `BufRead` (no copy into a second buffer).
 pub struct ChunkReader<F: FnMut(usize) -> io::Result<Option<Vec<u8>>>> {
     next: F,
     chunk: Vec<u8>,
@@ -258,20 +271,31 @@ impl<F: FnMut(usize) -> io::Result<Option<Vec<u8>>>> ChunkReader<F> {
     }
 }
 
-impl<F: FnMut(usize) -> io::Result<Option<Vec<u8>>>> Read for ChunkReader<F> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl<F: FnMut(usize) -> io::Result<Option<Vec<u8>>>> BufRead for ChunkReader<F> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.pos == self.chunk.len() {
-            match (self.next)(buf.len().max(64 * 1024))? {
+            match (self.next)(CHUNK_REQUEST)? {
                 Some(c) => {
                     self.chunk = c;
                     self.pos = 0;
                 }
-                None => return Ok(0),
+                None => return Ok(&[]),
             }
         }
-        let n = buf.len().min(self.chunk.len() - self.pos);
-        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
+        Ok(&self.chunk[self.pos..])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.pos = (self.pos + amount).min(self.chunk.len());
+    }
+}
+
+impl<F: FnMut(usize) -> io::Result<Option<Vec<u8>>>> Read for ChunkReader<F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let avail = self.fill_buf()?;
+        let n = buf.len().min(avail.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
         Ok(n)
     }
 }

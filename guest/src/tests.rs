@@ -542,6 +542,77 @@ mod stages {
         assert_eq!(pack_bytes(a.path()).1, pack_bytes(b.path()).1);
     }
 
+    /// A `ChunkReader` handing out `data` in chunks of the sizes in
+    /// `pattern` (0: an empty chunk), then failing if `fail`.
+    fn chunks(
+        data: Vec<u8>,
+        pattern: &'static [usize],
+        fail: bool,
+    ) -> crate::io::ChunkReader<impl FnMut(usize) -> io::Result<Option<Vec<u8>>>> {
+        let (mut at, mut turn) = (0, 0);
+        crate::io::ChunkReader::new(move |max| {
+            if at == data.len() {
+                return match fail {
+                    true => Err(io::Error::other("stream reset by the host")),
+                    false => Ok(None),
+                };
+            }
+            let n = pattern[turn % pattern.len()].min(max).min(data.len() - at);
+            turn += 1;
+            at += n;
+            Ok(Some(data[at - n..at].to_vec()))
+        })
+    }
+
+    #[test]
+    fn chunk_served_unpack_and_gunzip_match_the_buffered_ones() {
+        let src = tempfile::tempdir().unwrap();
+        tree(src.path());
+        let (_, packed) = pack_bytes(src.path());
+        let (_, tar) = gunzip(Cursor::new(&packed), Vec::new()).unwrap();
+        let want = tempfile::tempdir().unwrap();
+        let want_report = unpack_bytes(&packed, want.path(), &UnpackOptions::default()).unwrap();
+        for pattern in [&[1 << 20][..], &[1, 0, 4096, 777, 65_536][..], &[3][..]] {
+            let (n, got) =
+                crate::gz::gunzip_buffered(chunks(packed.clone(), pattern, false), Vec::new())
+                    .unwrap();
+            assert_eq!(n, tar.len() as u64);
+            assert!(got == tar, "pattern {pattern:?}: gunzip differs");
+            let dest = tempfile::tempdir().unwrap();
+            let report = crate::unpack::unpack_buffered(
+                chunks(packed.clone(), pattern, false),
+                dest.path(),
+                &UnpackOptions::default(),
+                None,
+            )
+            .unwrap();
+            assert_eq!(report, want_report, "pattern {pattern:?}");
+            assert_eq!(pack_bytes(dest.path()).1, packed, "pattern {pattern:?}");
+        }
+        // A source failing after part of the archive is a Stream error, in
+        // both, not a short success or a corrupt archive.
+        let cut = packed[..packed.len() / 2].to_vec();
+        match crate::gz::gunzip_buffered(chunks(cut.clone(), &[5000], true), Vec::new()) {
+            Err(ArchiveError::Stream { message, .. }) => {
+                assert!(message.contains("reset by the host"), "{message}")
+            }
+            other => panic!("expected Stream, got {:?}", other.map(|r| r.0)),
+        }
+        let dest = tempfile::tempdir().unwrap();
+        match crate::unpack::unpack_buffered(
+            chunks(cut, &[5000], true),
+            dest.path(),
+            &UnpackOptions::default(),
+            None,
+        ) {
+            Err(ArchiveError::Stream { entry, message }) => {
+                assert!(!entry.is_empty());
+                assert!(message.contains("reset by the host"), "{message}")
+            }
+            other => panic!("expected Stream, got {other:?}"),
+        }
+    }
+
     #[test]
     fn gunzip_errors_are_typed() {
         let mut bad_crc = gz(b"some data to checksum");

@@ -9,7 +9,7 @@
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -36,11 +36,20 @@ pub fn unpack<R: Read>(
     options: &UnpackOptions,
     filter: Option<&mut (dyn Filter + '_)>,
 ) -> Result<Report, ArchiveError> {
+    let input = BufReader::with_capacity(READ_BUFFER, input);
+    unpack_buffered(input, dest, options, filter)
+}
+
+/// [`unpack`] of an input that buffers itself (the component's chunks of
+/// an input stream), decompressed straight from its buffer.
+pub fn unpack_buffered<R: BufRead>(
+    input: R,
+    dest: &Path,
+    options: &UnpackOptions,
+    filter: Option<&mut (dyn Filter + '_)>,
+) -> Result<Report, ArchiveError> {
     let blame = Blame::default();
-    let gz = MultiGz::new(BufReader::with_capacity(
-        READ_BUFFER,
-        Tracked::new(input, blame.clone()),
-    ));
+    let gz = MultiGz::new(Tracked::new(input, blame.clone()));
     // Decompress in large reads, not in tar's 512-byte ones: each read of a
     // gzip member updates its CRC, which in the component is a host call.
     let tar_stream = BufReader::with_capacity(READ_BUFFER, gz);
