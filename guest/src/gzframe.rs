@@ -78,6 +78,10 @@ pub fn deflate_block(
     } else {
         FlushCompress::Sync
     };
+    // Room for all of it in one call: zlib-rs's output depends on where a
+    // full output buffer makes it stop and resume, and the bytes must not
+    // depend on the buffer a caller brings.
+    out.reserve(bound(block.len()));
     loop {
         if out.capacity() - out.len() < 64 * 1024 {
             out.reserve(block.len() / 2 + 64 * 1024);
@@ -96,6 +100,12 @@ pub fn deflate_block(
             _ => {}
         }
     }
+}
+
+/// The most the deflate of `len` bytes can take, sync flush included:
+/// zlib's `deflateBound` for a raw stream, with room to spare.
+fn bound(len: usize) -> usize {
+    len + (len >> 12) + (len >> 14) + (len >> 25) + 64
 }
 
 /// Writes one gzip member as a blocked deflate stream (see [`BLOCK`]):
@@ -351,6 +361,57 @@ mod tests {
             w.write_all(chunk).unwrap();
         }
         w.finish().unwrap()
+    }
+
+    /// 1 MiB of runs of text-like and random bytes, as a tar of mixed
+    /// files is.
+    fn mixed_block(seed: u64) -> Vec<u8> {
+        let mut state = seed | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut out = Vec::with_capacity(BLOCK);
+        while out.len() < BLOCK {
+            let run = 1000 + (next() % 200_000) as usize;
+            let text = next() % 2 == 0;
+            for _ in 0..run.min(BLOCK - out.len()) {
+                let r = next();
+                out.push(if text {
+                    b"abcdefgh \n"[(r % 10) as usize]
+                } else {
+                    r as u8
+                });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_block_deflates_the_same_whatever_room_its_output_has() {
+        // The bytes must not depend on the output buffer a caller brings:
+        // the single-instance writer reuses one, the host's instances start
+        // each block with a new one.
+        for seed in 1..=6 {
+            let block = mixed_block(seed);
+            let dictionary = mixed_block(seed + 100);
+            for last in [false, true] {
+                let mut want = Vec::new();
+                deflate_block(6, &dictionary, &block, last, &mut want).unwrap();
+                for room in [1, 4096, 300_000, 600_000, 700_000, 1 << 21] {
+                    let mut out = Vec::with_capacity(room);
+                    deflate_block(6, &dictionary, &block, last, &mut out).unwrap();
+                    assert!(
+                        out == want,
+                        "seed {seed}, last {last}, room {room}: {} bytes, not {}",
+                        out.len(),
+                        want.len()
+                    );
+                }
+            }
+        }
     }
 
     fn gunzip(bytes: &[u8]) -> io::Result<Vec<u8>> {
