@@ -9,6 +9,7 @@
 pub mod archive;
 pub mod config;
 mod durable;
+pub mod harden;
 pub mod s3;
 pub mod store;
 pub mod workspace;

@@ -154,6 +154,11 @@ async fn run_turn(
 ) -> Result<u8, CliError> {
     use tokio::signal::unix::{signal, SignalKind};
 
+    // Before anything holds a credential: the agent, the same user, must not
+    // read them out of this process (/proc/<pid>/environ, ptrace).
+    if let Err(e) = ccws::harden::forbid_inspection() {
+        tracing::warn!("cannot mark ccws not dumpable (the agent could inspect it): {e}");
+    }
     let ws = workspaces(g)?;
     let w = ws
         .setup(&s.workspace, &s.session, Owner::of(std::process::id()))
