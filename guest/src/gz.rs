@@ -6,13 +6,13 @@
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 
 use crate::gzframe::{self, GzWriter, BLOCK};
-use crate::io::{Blame, Gate, Gated, MultiGz, Tracked};
+use crate::io::{Blame, MultiGz, Tracked};
 use crate::types::ArchiveError;
 
 const BUFFER: usize = 256 * 1024;
 /// What `pack` and `gzip` write through: the blocked gzip writer over a
-/// buffered, gated, tracked output.
-pub(crate) type GzSink<W> = GzWriter<BufWriter<Gated<Tracked<W>>>>;
+/// buffered, tracked output.
+pub(crate) type GzSink<W> = GzWriter<BufWriter<Tracked<W>>>;
 
 /// Refuse a gzip level outside 0-9.
 pub fn check_level(level: u32) -> Result<(), ArchiveError> {
@@ -25,29 +25,23 @@ pub fn check_level(level: u32) -> Result<(), ArchiveError> {
 }
 
 /// Start one gzip member into `out` (no name, mtime 0: the same header on
-/// every path), recording `out`'s own failures in `blame`. On failure, shut
-/// the returned gate before the sink is dropped: the encoder's `Drop` would
-/// otherwise finish the member and flush a valid-looking gzip of whatever
-/// was written so far.
-pub(crate) fn gz_sink<W: Write>(out: W, level: u32, blame: &Blame) -> (GzSink<W>, Gate) {
-    let gate = Gate::default();
-    let gz = GzWriter::new(
-        BufWriter::with_capacity(
-            BUFFER,
-            Gated::new(Tracked::new(out, blame.clone()), gate.clone()),
-        ),
+/// every path), recording `out`'s own failures in `blame`. A sink dropped
+/// without [`finish_gz`] leaves no trailer: a failure never ends as a
+/// complete-looking gzip.
+pub(crate) fn gz_sink<W: Write>(out: W, level: u32, blame: &Blame) -> GzSink<W> {
+    GzWriter::new(
+        BufWriter::with_capacity(BUFFER, Tracked::new(out, blame.clone())),
         level,
-    );
-    (gz, gate)
+    )
 }
 
 /// Write the last chunk and the gzip trailer, flush, and hand `out` back.
 pub(crate) fn finish_gz<W: Write>(sink: GzSink<W>, blame: &Blame) -> Result<W, ArchiveError> {
     let fail = |e| blame.stream_error(e, "");
     let buffered = sink.finish().map_err(fail)?;
-    let mut gated = buffered.into_inner().map_err(|e| fail(e.into_error()))?;
-    gated.flush().map_err(fail)?;
-    Ok(gated.into_inner().into_inner())
+    let mut tracked = buffered.into_inner().map_err(|e| fail(e.into_error()))?;
+    tracked.flush().map_err(fail)?;
+    Ok(tracked.into_inner())
 }
 
 /// Compress all of `input` as one gzip member into `out`: the same header as
@@ -57,7 +51,7 @@ pub fn gzip<R: Read, W: Write>(input: R, out: W, level: u32) -> Result<(u64, W),
     check_level(level)?;
     let (read_blame, write_blame) = (Blame::default(), Blame::default());
     let mut input = Tracked::new(input, read_blame.clone());
-    let (mut sink, gate) = gz_sink(out, level, &write_blame);
+    let mut sink = gz_sink(out, level, &write_blame);
     let mut buf = vec![0; BUFFER];
     let mut total = 0u64;
     loop {
@@ -65,11 +59,9 @@ pub fn gzip<R: Read, W: Write>(input: R, out: W, level: u32) -> Result<(u64, W),
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                // The input failed (e.g. the tar stage stopped): no trailer.
-                gate.shut();
-                return Err(read_blame.stream_error(e, ""));
-            }
+            // The input failed (e.g. the tar stage stopped): the sink is
+            // dropped unfinished, with no trailer.
+            Err(e) => return Err(read_blame.stream_error(e, "")),
         };
         sink.write_all(&buf[..n])
             .map_err(|e| write_blame.stream_error(e, ""))?;

@@ -81,9 +81,9 @@ impl<W: Write> Write for Tracked<W> {
 }
 
 /// Shuts a [`Gated`] writer: once shut, every write through it fails.
-/// flate2's encoder (and tar's builder) finish their streams when dropped; a
-/// failed pack shuts the gate first, so that a failure never leaves a
-/// complete-looking archive behind.
+/// `tar::Builder` writes its end-of-archive marker when dropped; a failed
+/// `pack-tar` shuts the gate first, so that a failure never leaves a
+/// complete-looking tar behind.
 #[derive(Debug, Clone, Default)]
 pub struct Gate(Rc<Cell<bool>>);
 

@@ -34,8 +34,9 @@ pub fn pack<W: Write>(
     // The source first: a pack that cannot start writes nothing at all.
     let root = fs::read_dir(src).map_err(|e| io_error(src, &e))?;
     let blame = Blame::default();
-    let (sink, gate) = gz_sink(out, options.level, &blame);
-    let (report, sink) = walk_into(src, root, sink, options, filter, &blame, &gate)?;
+    // No gate: the gzip sink writes no trailer unless finished.
+    let sink = gz_sink(out, options.level, &blame);
+    let (report, sink) = walk_into(src, root, sink, options, filter, &blame, None)?;
     Ok((report, finish_gz(sink, &blame)?))
 }
 
@@ -57,7 +58,7 @@ pub fn pack_tar<W: Write>(
         COPY_BUFFER,
         Gated::new(Tracked::new(out, blame.clone()), gate.clone()),
     );
-    let (report, buffered) = walk_into(src, root, buffered, options, filter, &blame, &gate)?;
+    let (report, buffered) = walk_into(src, root, buffered, options, filter, &blame, Some(&gate))?;
     let mut gated = buffered
         .into_inner()
         .map_err(|e| blame.stream_error(e.into_error(), ""))?;
@@ -66,9 +67,10 @@ pub fn pack_tar<W: Write>(
 }
 
 /// Walk `src` (listed as `root`) and write its entries and the
-/// end-of-archive marker into `sink`. On failure `gate` is shut before the
-/// sink is dropped: `tar::Builder` writes the end-of-archive marker when
-/// dropped, which would make a failed pack look complete.
+/// end-of-archive marker into `sink`. On failure `gate` (for a plain tar
+/// sink) is shut before the sink is dropped: `tar::Builder` writes the
+/// end-of-archive marker when dropped, which would make a failed tar look
+/// complete. (A gzip sink needs none: it writes no trailer unless finished.)
 fn walk_into<T: Write>(
     src: &Path,
     root: fs::ReadDir,
@@ -76,7 +78,7 @@ fn walk_into<T: Write>(
     options: &PackOptions,
     filter: Option<&mut (dyn Filter + '_)>,
     blame: &Blame,
-    gate: &Gate,
+    gate: Option<&Gate>,
 ) -> Result<(Report, T), ArchiveError> {
     let mut packer = Packer {
         builder: tar::Builder::new(sink),
@@ -86,12 +88,17 @@ fn walk_into<T: Write>(
         blame: blame.clone(),
         copy: vec![0; COPY_BUFFER].into_boxed_slice(),
     };
+    let shut = || {
+        if let Some(gate) = gate {
+            gate.shut();
+        }
+    };
     if let Err(e) = packer.walk(src, root, "") {
-        gate.shut();
+        shut();
         return Err(e);
     }
     let sink = packer.builder.into_inner().map_err(|e| {
-        gate.shut();
+        shut();
         packer.blame.stream_error(e, "")
     })?;
     Ok((packer.report, sink))
