@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 
+use ccws_archive::crc::Crc32;
 use ccws_archive::gzframe::{self, BLOCK, WINDOW};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -65,7 +66,7 @@ where
     out.write_all(&gzframe::header(level.into()))
         .await
         .map_err(HostError::Stream)?;
-    let mut crc = crc32fast::Hasher::new();
+    let mut crc = Crc32::default();
     let mut total = 0u64;
     let mut dictionary = Vec::new();
     let mut pending: VecDeque<oneshot::Receiver<_>> = VecDeque::new();
@@ -97,10 +98,9 @@ where
             break;
         }
     }
-    let mut trailer = [0u8; 8];
-    trailer[..4].copy_from_slice(&crc.finalize().to_le_bytes());
-    trailer[4..].copy_from_slice(&(total as u32).to_le_bytes());
-    out.write_all(&trailer).await.map_err(HostError::Stream)?;
+    out.write_all(&gzframe::trailer(&crc))
+        .await
+        .map_err(HostError::Stream)?;
     out.shutdown().await.map_err(HostError::Stream)?;
     Ok((total, out))
 }
