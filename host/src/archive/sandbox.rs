@@ -157,12 +157,8 @@ impl CpuClock {
         self.start.elapsed().saturating_sub(waited)
     }
 
-    async fn waiting<F: std::future::Future<Output = ()>>(&self, f: F) {
-        self.idle(f).await
-    }
-
-    /// Await `f` without charging the wait to the guest (an instance
-    /// waiting for its next piece of work).
+    /// Await `f` without charging the wait to the guest (a stream not
+    /// ready, or an instance waiting for its next piece of work).
     pub(crate) async fn idle<T, F: std::future::Future<Output = T>>(&self, f: F) -> T {
         let t = Instant::now();
         let out = f.await;
@@ -182,7 +178,7 @@ pub struct TimedInput<S> {
 impl<S: InputStream> Pollable for TimedInput<S> {
     async fn ready(&mut self) {
         let clock = self.clock.clone();
-        clock.waiting(self.inner.ready()).await;
+        clock.idle(self.inner.ready()).await;
     }
 }
 
@@ -207,7 +203,7 @@ pub struct TimedOutput<S> {
 impl<S: OutputStream> Pollable for TimedOutput<S> {
     async fn ready(&mut self) {
         let clock = self.clock.clone();
-        clock.waiting(self.inner.ready()).await;
+        clock.idle(self.inner.ready()).await;
     }
 }
 
