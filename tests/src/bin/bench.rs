@@ -730,11 +730,11 @@ mod child {
         level: u32,
         workers: usize,
     ) -> Result<()> {
-        use ccws_archive::gzframe::{deflate_block, header, BLOCK, WINDOW};
+        use ccws_archive::crc::Crc32;
+        use ccws_archive::gzframe::{deflate_block, header, trailer, BLOCK, WINDOW};
         use std::io::Read;
         out.write_all(&header(level))?;
-        let mut crc = crc32fast::Hasher::new();
-        let mut total = 0u64;
+        let mut crc = Crc32::default();
         std::thread::scope(|s| -> Result<()> {
             let mut pending = std::collections::VecDeque::new();
             let mut dictionary = Vec::new();
@@ -743,7 +743,6 @@ mod child {
                 (&mut input).take(BLOCK as u64).read_to_end(&mut block)?;
                 let last = block.len() < BLOCK;
                 crc.update(&block);
-                total += block.len() as u64;
                 let tail = block[block.len().saturating_sub(WINDOW)..].to_vec();
                 let dict = std::mem::replace(&mut dictionary, tail);
                 pending.push_back(s.spawn(move || {
@@ -764,8 +763,7 @@ mod child {
                 }
             }
         })?;
-        out.write_all(&crc.finalize().to_le_bytes())?;
-        out.write_all(&(total as u32).to_le_bytes())?;
+        out.write_all(&trailer(&crc))?;
         Ok(())
     }
 
