@@ -261,16 +261,20 @@ impl S3ConfigBuilder {
     }
 }
 
-/// The endpoint as it may appear in an error: any `user:password@` before the host is cut
-/// out, so a secret typed into the URL never reaches a message or a log.
+/// The endpoint as it may appear in an error: everything up to the last `@` (a
+/// `user:password@`, whose password may itself hold `/`, `?` or `#`) is cut out, with or
+/// without a scheme, so a secret typed into the URL never reaches a message or a log. A
+/// valid endpoint has no `@` at all.
 fn redact_userinfo(endpoint: &str) -> String {
-    let Some((scheme, rest)) = endpoint.split_once("://") else {
+    let Some(at) = endpoint.rfind('@') else {
         return endpoint.to_string();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://<credentials removed>@{}", &rest[at + 1..]),
-        None => endpoint.to_string(),
+    let host = &endpoint[at + 1..];
+    match endpoint.split_once("://") {
+        Some((scheme @ ("http" | "https"), _)) => {
+            format!("{scheme}://<credentials removed>@{host}")
+        }
+        _ => format!("<credentials removed>@{host}"),
     }
 }
 
@@ -410,6 +414,12 @@ mod tests {
             "http://u:SECRET-PW@localhost:9000/path?q=1",
             "http://u:SECRET-PW@",
             "http://u:SECRET-PW@:bad:port",
+            // AWS secret keys often hold `/` and `+`.
+            "http://AKID:SECRET-PW/rXUtn+FEMI@s3.example.com",
+            "https://AKID:SECRET-PW?x#y@s3.example.com",
+            // No scheme, and a scheme-like secret.
+            "AKID:SECRET-PW@localhost:9000",
+            "AKID:SECRET-PW://x@localhost:9000",
         ] {
             let mut b = base();
             b.cfg.endpoint = ep.into();
