@@ -30,7 +30,12 @@ impl Machine {
     }
 
     fn cmd(&self) -> Command {
-        let mut c = Command::new(CCWS);
+        self.command(CCWS)
+    }
+
+    /// `program` (ccws, or a wrapper that runs it) with the machine's settings.
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
         for (k, _) in std::env::vars() {
             if k.starts_with("AWS_") || k.starts_with("CCWS_") {
                 c.env_remove(k);
@@ -117,6 +122,34 @@ fn run_passes_the_agents_exit_code_and_tears_down_after_failure() {
     assert_eq!(out.status.code(), Some(127));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run"));
     assert!(!m.session_dir("s").exists());
+}
+
+/// `ccws run` is closed to its agent: an agent running as the same user,
+/// without `CAP_SYS_PTRACE`, cannot read ccws's environment, where the
+/// store's credentials may be; it can still read its own. Root reads every
+/// process's environment, so under root the turn runs as `nobody` (65534).
+#[test]
+fn run_is_closed_to_inspection_by_its_agent() {
+    let m = Machine::new();
+    let probe = "cat /proc/self/environ > /dev/null || exit 10; \
+                 if cat \"/proc/$PPID/environ\" > /dev/null 2>&1; then exit 11; fi";
+    let args = ["run", "-w", "w", "-s", "s", "--", "sh", "-c", probe];
+    // SAFETY: geteuid has no preconditions.
+    let mut c = if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(m.dir.path(), Some(65534), Some(65534)).unwrap();
+        let mut c = m.command("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", CCWS]);
+        // A cache of its own: the shared one is root's.
+        c.env("CCWS_CACHE_DIR", m.path("cache"));
+        c
+    } else {
+        m.cmd()
+    };
+    let out = c.args(args).output().unwrap();
+    let code = out.status.code();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(code, Some(11), "the agent read ccws's /proc/<pid>/environ");
+    assert_eq!(code, Some(0), "the turn or the probe failed: {err}");
 }
 
 #[test]

@@ -98,10 +98,11 @@ pub enum Command {
         /// AWS_SESSION_TOKEN, AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE and
         /// AWS_CONFIG_FILE: the store's credentials and where they are read
         /// from. This only keeps ccws from handing them over; it is no
-        /// sandbox. An agent running as the same user can still read
-        /// ~/.aws/credentials and ~/.aws/config, and the environment of
-        /// processes that hold the credentials (/proc/<pid>/environ of ccws or
-        /// of the broker); only running it as another user keeps them from it.
+        /// sandbox. ccws also marks itself not dumpable (Linux), so that CMD
+        /// cannot read its /proc/<pid>/environ or memory; but an agent running
+        /// as the same user can still read ~/.aws/credentials and
+        /// ~/.aws/config, and the broker's environment; only running it as
+        /// another user keeps them from it.
         #[arg(long)]
         pass_aws_env: bool,
         /// The command and its arguments.
