@@ -888,3 +888,43 @@ async fn a_transcript_is_queued_behind_an_older_copy_still_stuck() {
     let t = ws.store().get(&key).await.unwrap();
     assert_eq!(t.meta.size, 6, "the newer transcript is the one kept");
 }
+
+/// The agent writes the session tree: a transcript that is a symlink, or
+/// under one, is not uploaded (nor queued), so ccws never reads a file the
+/// agent points it at and hands it back on the next turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlinked_transcript_is_refused_not_uploaded() {
+    let b = Backend::local().await;
+    let ws = b.workspaces();
+    let outside = b.machine.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let secret = outside.join("credentials");
+    std::fs::write(&secret, "aws_secret_access_key = SECRET").unwrap();
+    for (session, via_parent) in [("link", false), ("dirlink", true)] {
+        let w = ws.setup("team", session, me()).await.unwrap();
+        let transcript = &w.layout.transcript;
+        let parent = transcript.parent().unwrap();
+        if via_parent {
+            std::fs::copy(&secret, outside.join(transcript.file_name().unwrap())).unwrap();
+            let _ = std::fs::remove_dir_all(parent);
+            std::os::unix::fs::symlink(&outside, parent).unwrap();
+        } else {
+            std::fs::create_dir_all(parent).unwrap();
+            std::os::unix::fs::symlink(&secret, transcript).unwrap();
+        }
+        let report = ws.teardown("team", session).await.unwrap();
+        match &report.transcript {
+            Delivery::Refused { reason } => assert!(reason.contains("symlink"), "{reason}"),
+            other => panic!("{session}: expected a refusal, got {other:?}"),
+        }
+        assert!(report.delivered(), "{session}: nothing is queued for it");
+        // The next turn of the session gets no transcript back.
+        let again = ws.setup("team", session, me()).await.unwrap();
+        assert!(!again.layout.transcript.exists(), "{session}");
+        ws.teardown("team", session).await.unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "aws_secret_access_key = SECRET"
+    );
+}

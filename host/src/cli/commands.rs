@@ -7,7 +7,9 @@ use ccws::archive::{Archiver, Limits, PackOptions, Report, SandboxConfig, Unpack
 use ccws::config::{self, Overrides, StoreSettings};
 use ccws::s3::{PutCondition, S3Client};
 use ccws::store::{LocalStore, Store};
-use ccws::workspace::{Keys, Owner, TeardownReport, Workspace, WorkspaceConfig, Workspaces};
+use ccws::workspace::{
+    Delivery, Keys, Owner, TeardownReport, Workspace, WorkspaceConfig, Workspaces,
+};
 
 use super::args::{Cli, Command, Global, SessionArgs};
 use super::error::CliError;
@@ -323,6 +325,11 @@ fn print_teardown(g: &Global, r: &TeardownReport) {
         return;
     }
     tracing::info!(transcript = ?r.transcript, home = ?r.home, "teardown done");
+    for (what, delivery) in [("transcript", &r.transcript), ("home", &r.home)] {
+        if let Delivery::Refused { reason } = delivery {
+            eprintln!("ccws: the {what} was not uploaded: {reason}");
+        }
+    }
     if !r.delivered() {
         eprintln!("ccws: some uploads failed and are queued in the outbox; `ccws flush` or the next setup will deliver them");
     }

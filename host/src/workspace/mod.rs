@@ -265,6 +265,13 @@ pub enum Delivery {
     Unchanged,
     /// There was nothing to upload (no transcript written).
     Missing,
+    /// Not uploaded, and not queued: the path is not a plain file of the
+    /// session tree (a symlink, or under one), which the agent may have
+    /// planted to have ccws upload a file of its own choosing.
+    Refused {
+        /// What was in the way.
+        reason: String,
+    },
     /// The upload failed; the data waits in the outbox.
     Queued {
         /// Why it failed.

@@ -3,6 +3,7 @@
 //! and never loses data: it is queued in the outbox.
 
 use std::fs;
+use std::path::Path;
 
 use super::manifest;
 use super::outbox::{Entry, Kind};
@@ -118,8 +119,13 @@ impl Workspaces {
         behind: Option<&str>,
     ) -> Result<Delivery, WorkspaceError> {
         let path = &layout.transcript;
-        if !path.is_file() {
-            return Ok(Delivery::Missing);
+        match plain_file(&layout.temp_dir, path) {
+            Ok(true) => {}
+            Ok(false) => return Ok(Delivery::Missing),
+            Err(reason) => {
+                tracing::warn!(path = %path.display(), "transcript not uploaded: {reason}");
+                return Ok(Delivery::Refused { reason });
+            }
         }
         let uploaded = match behind {
             Some(why) => Err(why.to_owned()),
@@ -243,4 +249,36 @@ impl Workspaces {
             last_error: reason.to_owned(),
         }
     }
+}
+
+/// Whether `path`, under the trusted directory `root`, is a regular file
+/// reached through real directories only (`Ok(false)`: nothing there).
+/// `Err` says what is in the way instead: a symlink on the path or at its
+/// end, or something other than a file. The agent writes this tree; ccws
+/// must not read, upload and later hand back a file it was pointed at.
+fn plain_file(root: &Path, path: &Path) -> Result<bool, String> {
+    let rel = path
+        .strip_prefix(root)
+        .map_err(|_| format!("{} is not under the session tree", path.display()))?;
+    let mut at = root.to_path_buf();
+    let mut parts = rel.components().peekable();
+    while let Some(part) = parts.next() {
+        at.push(part);
+        let md = match fs::symlink_metadata(&at) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(format!("{}: {e}", at.display())),
+        };
+        let last = parts.peek().is_none();
+        if md.file_type().is_symlink() {
+            return Err(format!("{} is a symlink", at.display()));
+        }
+        if last && !md.is_file() {
+            return Err(format!("{} is not a regular file", at.display()));
+        }
+        if !last && !md.is_dir() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
