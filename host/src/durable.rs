@@ -7,8 +7,9 @@ use std::path::Path;
 use tempfile::NamedTempFile;
 
 /// Flushes `tmp` to disk, then renames it over `dest`: the bytes reach the disk before the
-/// name does, so a crash cannot leave a complete-looking `dest` with missing data. On failure
-/// `tmp` is removed and `dest` is left as it was.
+/// name does, so a crash cannot leave a complete-looking `dest` with missing data; then syncs
+/// `dest`'s directory (best effort), so that the rename itself is on disk. On failure `tmp`
+/// is removed and `dest` is left as it was.
 pub(crate) fn persist_synced(tmp: NamedTempFile, dest: &Path) -> io::Result<File> {
     persist_synced_with(tmp, dest, File::sync_all)
 }
@@ -21,7 +22,11 @@ fn persist_synced_with(
 ) -> io::Result<File> {
     // On an error `tmp` is dropped here, which deletes the file.
     sync(tmp.as_file())?;
-    tmp.persist(dest).map_err(|e| e.error)
+    let file = tmp.persist(dest).map_err(|e| e.error)?;
+    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(file)
 }
 
 #[cfg(test)]

@@ -120,7 +120,5 @@ fn write_cache(dir: &Path, artifact: &Path, digest: &Path, bytes: &[u8]) -> std:
 fn atomic_write(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    crate::durable::persist_synced(tmp, path).map(drop)
 }

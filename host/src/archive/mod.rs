@@ -311,8 +311,8 @@ impl Archiver {
         let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err)?;
         let file = tokio::fs::File::from_std(tmp.reopen().map_err(io_err)?);
         let (report, file) = self.pack(src, file, options, filter).await?;
-        file.into_std().await.sync_all().map_err(io_err)?;
-        tmp.persist(archive).map_err(|e| io_err(e.error))?;
+        drop(file.into_std().await);
+        crate::durable::persist_synced(tmp, archive).map_err(io_err)?;
         Ok(report)
     }
 
