@@ -8,26 +8,13 @@ use std::time::Duration;
 
 use ccws::archive::{Archiver, HostError, PackOptions, SandboxConfig, UnpackOptions};
 use ccws_tests::hostile::{kind, zeros, GzStream, Header, Tar};
-use ccws_tests::tree;
+use ccws_tests::{archiver_with, tree};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A small legitimate archive.
 fn small_archive() -> Vec<u8> {
     ccws_tests::hostile::gzip(&Tar::new().dir("d/").file("d/f.txt", b"small").finish())
-}
-
-fn archiver_with(config: SandboxConfig) -> Archiver {
-    Archiver::new(SandboxConfig {
-        cache_dir: Some(shared_cache()),
-        ..config
-    })
-    .expect("loading the component")
-}
-
-/// The test cache shared with `ccws_tests::archiver()` (compiled once).
-fn shared_cache() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ccws-test-cache")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
