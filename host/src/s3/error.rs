@@ -62,7 +62,7 @@ pub enum S3Error {
         message: String,
     },
     /// The server's TLS certificate was refused: no retry can fix that.
-    #[error("s3: the server's TLS certificate was refused during {op}: {message} (if the endpoint uses a private CA, set AWS_CA_BUNDLE to its certificate; else check the endpoint URL)")]
+    #[error("s3: the server's TLS certificate was refused during {op}: {message} (if the endpoint uses a private CA, set AWS_CA_BUNDLE to a PEM file holding that CA's certificate; else check the endpoint URL)")]
     Certificate {
         /// The operation, e.g. `PUT key`.
         op: String,
@@ -119,7 +119,7 @@ pub enum S3Error {
     /// The server redirected the request (301, 302, 307, 308): the bucket lives in another
     /// region, or the endpoint is not the bucket's. Redirects are not followed, since the
     /// request's signature names the region and host it was signed for.
-    #[error("s3: HTTP {status} redirect for bucket {bucket:?}: the bucket is in another region{} or the endpoint is wrong; set the region and endpoint to the bucket's", region_hint(.region))]
+    #[error("s3: HTTP {status} redirect for bucket {bucket:?}: the bucket is in another region{} or the endpoint is wrong; set AWS_REGION (or --region) to the bucket's region, and AWS_ENDPOINT_URL (or --endpoint) to its endpoint if it is not AWS", region_hint(.region))]
     Redirect {
         /// HTTP status.
         status: u16,
