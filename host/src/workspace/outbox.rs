@@ -110,13 +110,7 @@ impl Outbox {
     /// two processes never deliver the same entry at once.
     pub fn lock(&self) -> io::Result<File> {
         self.ensure()?;
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.dir.join(LOCK))?;
-        f.lock()?;
-        Ok(f)
+        super::lock_file(&self.dir.join(LOCK))
     }
 
     /// Queue an upload. `fill` writes the payload into the path it is given.
