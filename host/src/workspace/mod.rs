@@ -375,16 +375,21 @@ impl Workspaces {
         Ok(Layout::new(&self.temp_base()?, workspace, session))
     }
 
-    /// Check the state read from `layout`'s (agent-writable) session file:
-    /// valid ids, and the session asked for.
-    fn check_state(
+    /// The session file of `layout`, read and checked: it lives in the
+    /// agent's tree, so an unreadable one, ids that are not valid, or another
+    /// session than `session` make the tree unusable. `None`: no file.
+    fn trusted_state(
         layout: &Layout,
-        state: &session::SessionState,
         session: &str,
-    ) -> Result<(), WorkspaceError> {
+    ) -> Result<Option<session::SessionState>, WorkspaceError> {
         let unusable = |reason: String| WorkspaceError::UnusableSession {
             temp_dir: layout.temp_dir.clone(),
             reason,
+        };
+        let Some(state) = session::load_state(&layout.meta_dir)
+            .map_err(|e| unusable(format!("its .ccws/session.json cannot be read: {e}")))?
+        else {
+            return Ok(None);
         };
         ids::validate("workspace", &state.workspace)
             .and_then(|()| ids::validate("session", &state.session))
@@ -395,15 +400,7 @@ impl Workspaces {
                 state.session
             )));
         }
-        Ok(())
-    }
-
-    /// Read the session file of `layout`; an unreadable one is unusable.
-    fn read_state(layout: &Layout) -> Result<Option<session::SessionState>, WorkspaceError> {
-        session::load_state(&layout.meta_dir).map_err(|e| WorkspaceError::UnusableSession {
-            temp_dir: layout.temp_dir.clone(),
-            reason: format!("its .ccws/session.json cannot be read: {e}"),
-        })
+        Ok(Some(state))
     }
 
     /// Hold the per-session lock (setup and teardown of one session never overlap).

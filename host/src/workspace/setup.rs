@@ -70,7 +70,7 @@ impl Workspaces {
         if !layout.temp_dir.exists() {
             return Ok(None);
         }
-        let state = match Self::read_state(layout)? {
+        let state = match Self::trusted_state(layout, session)? {
             Some(state) => state,
             // Setup never got to write it: the agent never ran, nothing to save.
             None => {
@@ -78,8 +78,6 @@ impl Workspaces {
                 return Ok(None);
             }
         };
-        // The file lives in the agent's tree: never trust its ids.
-        Self::check_state(layout, &state, session)?;
         if state.owner.is_alive() {
             return Err(WorkspaceError::SessionBusy {
                 session: session.to_owned(),

@@ -28,12 +28,11 @@ impl Workspaces {
     ) -> Result<TeardownReport, WorkspaceError> {
         let layout = self.layout(workspace, session)?;
         let _lock = self.session_lock(&layout)?;
-        let state = Self::read_state(&layout)?.ok_or_else(|| WorkspaceError::NoSession {
-            session: session.to_owned(),
-            temp_dir: layout.temp_dir.clone(),
-        })?;
-        // The file lives in the agent's tree: never trust its ids.
-        Self::check_state(&layout, &state, session)?;
+        let state =
+            Self::trusted_state(&layout, session)?.ok_or_else(|| WorkspaceError::NoSession {
+                session: session.to_owned(),
+                temp_dir: layout.temp_dir.clone(),
+            })?;
         if state.workspace != workspace {
             return Err(WorkspaceError::WrongWorkspace {
                 session: session.to_owned(),
