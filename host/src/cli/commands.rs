@@ -331,7 +331,7 @@ fn print_teardown(g: &Global, r: &TeardownReport) {
         }
     }
     if !r.delivered() {
-        eprintln!("ccws: some uploads failed and are queued in the outbox; `ccws flush` or the next setup will deliver them");
+        eprintln!("ccws: some uploads are queued in the outbox (they failed, or wait behind older ones); `ccws flush` or the next setup will deliver them");
     }
 }
 

@@ -147,7 +147,7 @@ pub enum WorkspaceError {
     },
     /// A leftover session tree whose bookkeeping (`.ccws/session.json`,
     /// writable by the agent) cannot be trusted: it is kept untouched.
-    #[error("the leftover tree of this session at {} cannot be used ({reason}); it is kept: save what you need from it, remove it, then run setup again", temp_dir.display())]
+    #[error("the session tree at {} cannot be used ({reason}); it is kept: save what you need from it, remove it, then run setup again", temp_dir.display())]
     UnusableSession {
         /// The kept directory.
         temp_dir: PathBuf,

@@ -63,16 +63,10 @@ impl Workspaces {
             .config
             .keys
             .transcript(&state.workspace, &state.session);
-        let queued = self.outbox.list().map_err(io_err(self.outbox.dir()));
-        let queued = match queued {
-            Ok(q) => q,
-            Err(e) => {
-                return Err(WorkspaceError::Unsaved {
-                    temp_dir: layout.temp_dir.clone(),
-                    reason: format!("reading the outbox: {e}"),
-                })
-            }
-        };
+        let queued = self.outbox.list().map_err(|e| WorkspaceError::Unsaved {
+            temp_dir: layout.temp_dir.clone(),
+            reason: format!("reading the outbox {}: {e}", self.outbox.dir().display()),
+        })?;
         let transcript_behind = queued
             .iter()
             .any(|q| q.entry.kind == Kind::Transcript && q.entry.key == tkey)
