@@ -137,10 +137,21 @@ fn run_is_closed_to_inspection_by_its_agent() {
     // SAFETY: geteuid has no preconditions.
     let mut c = if unsafe { libc::geteuid() } == 0 {
         std::os::unix::fs::chown(m.dir.path(), Some(65534), Some(65534)).unwrap();
+        // The binary as nobody can run it: where it is, if every directory
+        // on the way lets others through; else a copy.
+        let ccws = if open_to_others(Path::new(CCWS)) {
+            PathBuf::from(CCWS)
+        } else {
+            let copy = m.path("ccws");
+            std::fs::copy(CCWS, &copy).unwrap();
+            copy
+        };
         let mut c = m.command("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", CCWS]);
-        // A cache of its own: the shared one is root's.
-        c.env("CCWS_CACHE_DIR", m.path("cache"));
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(ccws)
+            .current_dir(m.dir.path())
+            // A cache of its own: the shared one is root's.
+            .env("CCWS_CACHE_DIR", m.path("cache"));
         c
     } else {
         m.cmd()
@@ -150,6 +161,16 @@ fn run_is_closed_to_inspection_by_its_agent() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(code, Some(11), "the agent read ccws's /proc/<pid>/environ");
     assert_eq!(code, Some(0), "the turn or the probe failed: {err}");
+}
+
+/// Whether others may run `file`: it and every directory above it have the
+/// "others" execute bit.
+fn open_to_others(file: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    file.ancestors().all(|p| {
+        p.as_os_str().is_empty()
+            || std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0)
+    })
 }
 
 #[test]
