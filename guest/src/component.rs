@@ -130,7 +130,7 @@ impl Guest for Component {
     ) -> Result<wit::Report, wit::ArchiveError> {
         let (opts, mut host) = unpack_options(&options)?;
         let reader = crate::io::ChunkReader::new(|max| read_chunk(input, max));
-        crate::unpack_tar(
+        crate::unpack::unpack_tar_buffered(
             reader,
             Path::new(&dest),
             &opts,

@@ -3,7 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::rc::Rc;
 
 use crate::fsio;
@@ -147,9 +147,9 @@ impl<R> Counting<R> {
     }
 }
 
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+impl<R> Counting<R> {
+    /// Count `n` more bytes; past the cap, an error.
+    fn add(&mut self, n: usize) -> io::Result<()> {
         let total = self.count.get() + n as u64;
         self.count.set(total);
         if total > self.cap {
@@ -158,7 +158,48 @@ impl<R: Read> Read for Counting<R> {
                 "decompressed archive exceeds the size limit",
             ));
         }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.add(n)?;
         Ok(n)
+    }
+}
+
+/// Forward seeks only (`SeekFrom::Current` with `n >= 0`), by consuming the
+/// bytes in place: how `tar` skips padding and unread bodies without
+/// zeroing and copying into a 32 KiB buffer per entry. The stream ending
+/// inside the skipped bytes is an `UnexpectedEof` error, as tar's own skip
+/// reports it. Returns the position (bytes counted so far).
+impl<R: BufRead> Seek for Counting<R> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let mut left = match pos {
+            SeekFrom::Current(n) if n >= 0 => n as u64,
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("a stream only skips forward (asked {other:?})"),
+                ))
+            }
+        };
+        while left > 0 {
+            let avail = self.inner.fill_buf()?.len();
+            if avail == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "unexpected end of the archive inside an entry",
+                ));
+            }
+            let n = avail.min(usize::try_from(left).unwrap_or(usize::MAX));
+            self.inner.consume(n);
+            self.add(n)?;
+            left -= n as u64;
+        }
+        Ok(self.count.get())
     }
 }
 

@@ -811,3 +811,106 @@ mod failures {
         assert_eq!(report.skipped[0].reason, SkipReason::TypeConflict);
     }
 }
+
+/// `Counting` skips forward in place for tar (padding, unread bodies).
+mod skipping {
+    use super::*;
+    use crate::io::Counting;
+    use std::cell::Cell;
+    use std::io::{BufReader, Seek, SeekFrom};
+    use std::rc::Rc;
+
+    fn counting(
+        data: &[u8],
+        cap: u64,
+    ) -> (Counting<BufReader<&[u8]>>, Rc<Cell<u64>>, Rc<Cell<bool>>) {
+        let (count, over) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(false)));
+        // A small buffer, so a skip spans several refills.
+        let reader = BufReader::with_capacity(7, data);
+        (
+            Counting::new(reader, cap, count.clone(), over.clone()),
+            count,
+            over,
+        )
+    }
+
+    #[test]
+    fn a_forward_seek_consumes_and_counts() {
+        let data: Vec<u8> = (0..100).collect();
+        let (mut c, count, _) = counting(&data, 1000);
+        let mut two = [0; 2];
+        c.read_exact(&mut two).unwrap();
+        assert_eq!(c.seek(SeekFrom::Current(50)).unwrap(), 52);
+        assert_eq!(c.seek(SeekFrom::Current(0)).unwrap(), 52);
+        c.read_exact(&mut two).unwrap();
+        assert_eq!(two, [52, 53]);
+        assert_eq!(count.get(), 54);
+    }
+
+    #[test]
+    fn a_seek_past_the_end_is_unexpected_eof() {
+        let (mut c, count, _) = counting(&[1; 30], 1000);
+        let e = c.seek(SeekFrom::Current(31)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(count.get(), 30);
+    }
+
+    #[test]
+    fn only_forward_seeks_are_allowed() {
+        let (mut c, _, _) = counting(&[1; 30], 1000);
+        c.seek(SeekFrom::Current(10)).unwrap();
+        for pos in [SeekFrom::Current(-1), SeekFrom::Start(20), SeekFrom::End(0)] {
+            let e = c.seek(pos).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{pos:?}");
+        }
+    }
+
+    #[test]
+    fn skipped_bytes_count_against_the_cap() {
+        let (mut c, _, over) = counting(&[1; 30], 20);
+        assert!(c.seek(SeekFrom::Current(25)).is_err());
+        assert!(over.get());
+    }
+
+    #[test]
+    fn an_archive_cut_inside_padding_is_corrupt_naming_the_entry() {
+        let tar = tar_with(
+            &[
+                (file_header("a", 10), &[7; 10]),
+                (file_header("b", 3), b"xyz"),
+            ],
+            None,
+        );
+        let dest = tempfile::tempdir().unwrap();
+        match unpack_bytes(
+            &gz(&tar[..512 + 100]),
+            dest.path(),
+            &UnpackOptions::default(),
+        ) {
+            Err(ArchiveError::Corrupt { entry, message }) => {
+                assert_eq!(entry, "a");
+                assert!(message.contains("end of the archive"), "{message}");
+            }
+            other => panic!("expected Corrupt at a, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn skipped_bodies_leave_the_stream_at_the_next_header() {
+        let src = tempfile::tempdir().unwrap();
+        write(src.path(), "big/x", &[3u8; 100_000]);
+        write(src.path(), "keep/y", b"hello");
+        write(src.path(), "odd", &[4u8; 513]);
+        let (_, bytes) = pack_bytes(src.path());
+        let dest = tempfile::tempdir().unwrap();
+        let options = UnpackOptions {
+            exclude: Patterns::new(&["big"]).unwrap(),
+            ..UnpackOptions::default()
+        };
+        let report = unpack_bytes(&bytes, dest.path(), &options).unwrap();
+        assert_eq!(report.files, 2);
+        assert_eq!(fs::read(dest.path().join("keep/y")).unwrap(), b"hello");
+        assert_eq!(fs::read(dest.path().join("odd")).unwrap(), vec![4u8; 513]);
+        assert!(!dest.path().join("big").exists());
+    }
+}

@@ -66,6 +66,18 @@ pub fn unpack_tar<R: Read>(
     options: &UnpackOptions,
     filter: Option<&mut (dyn Filter + '_)>,
 ) -> Result<Report, ArchiveError> {
+    let input = BufReader::with_capacity(READ_BUFFER, input);
+    unpack_tar_buffered(input, dest, options, filter)
+}
+
+/// [`unpack_tar`] of an input that buffers itself (the component's chunks
+/// of an input stream), read straight from its buffer.
+pub fn unpack_tar_buffered<R: BufRead>(
+    input: R,
+    dest: &Path,
+    options: &UnpackOptions,
+    filter: Option<&mut (dyn Filter + '_)>,
+) -> Result<Report, ArchiveError> {
     let blame = Blame::default();
     extract(
         Tracked::new(input, blame.clone()),
@@ -78,7 +90,7 @@ pub fn unpack_tar<R: Read>(
 
 /// The extraction loop over a decompressed tar stream whose source's own
 /// failures are recorded in `blame`.
-fn extract<R: Read>(
+fn extract<R: BufRead>(
     tar_stream: R,
     blame: Blame,
     dest: &Path,
@@ -126,7 +138,10 @@ fn extract<R: Read>(
         entries: 0,
         end_of_data: 0,
     };
-    let entries = archive.entries().map_err(|e| run.read_error(e, ""))?;
+    // Skips (padding, unread bodies) go through `Counting`'s seek.
+    let entries = archive
+        .entries_with_seek()
+        .map_err(|e| run.read_error(e, ""))?;
     for entry in entries {
         let entry = entry.map_err(|e| {
             let last = run.last.clone();
