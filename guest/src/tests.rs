@@ -340,6 +340,81 @@ mod options {
         // Patterns decide first; the filter never hears of the subtree.
         assert_eq!(asked, ["keep", "keep/x"]);
     }
+
+    /// Entries with a header each, in the order given: a name ending in `/`
+    /// is a directory.
+    fn tar_of(names: &[&str]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for name in names {
+            let mut h = Header::new_gnu();
+            h.set_path(name).unwrap();
+            let dir = name.ends_with('/');
+            h.set_entry_type(if dir {
+                EntryType::Directory
+            } else {
+                EntryType::Regular
+            });
+            h.set_mode(if dir { 0o755 } else { 0o644 });
+            h.set_size(if dir { 0 } else { name.len() as u64 });
+            h.set_cksum();
+            let body: &[u8] = if dir { b"" } else { name.as_bytes() };
+            b.append(&h, body).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn an_excluded_entry_creates_none_of_its_parents() {
+        let tar = tar_of(&["logs/a/b.log", "logs/a/c.log", "keep/x"]);
+        let dest = tempfile::tempdir().unwrap();
+        let options = UnpackOptions {
+            exclude: Patterns::new(&["**/*.log"]).unwrap(),
+            ..UnpackOptions::default()
+        };
+        let report = unpack_bytes(&gz(&tar), dest.path(), &options).unwrap();
+        assert_eq!(report.files, 1);
+        assert!(!dest.path().join("logs").exists());
+        let skipped: Vec<_> = report.skipped.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(skipped, ["logs/a/b.log", "logs/a/c.log"]);
+    }
+
+    #[test]
+    fn siblings_around_an_excluded_subdirectory_are_decided_alike() {
+        // `a` is settled by `a/x`; `a/b` is excluded between its siblings,
+        // and so is what follows it in `a/b`, then `a/z` and `a/b2` are
+        // written; `a/b/` again is excluded again, silently.
+        let tar = tar_of(&["a/x", "a/b/", "a/b/y", "a/z", "a/b/", "a/b/w", "a/b2/v"]);
+        let dest = tempfile::tempdir().unwrap();
+        let options = UnpackOptions {
+            exclude: Patterns::new(&["a/b"]).unwrap(),
+            ..UnpackOptions::default()
+        };
+        let report = unpack_bytes(&gz(&tar), dest.path(), &options).unwrap();
+        let skipped: Vec<_> = report.skipped.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(skipped, ["a/b"]);
+        assert_eq!(report.files, 3);
+        assert!(!dest.path().join("a/b").exists());
+        for (rel, body) in [("a/x", "a/x"), ("a/z", "a/z"), ("a/b2/v", "a/b2/v")] {
+            assert_eq!(fs::read_to_string(dest.path().join(rel)).unwrap(), body);
+        }
+    }
+
+    #[test]
+    fn a_symlink_among_siblings_is_still_refused() {
+        // `d` is settled by `d/1`; a later entry cannot reach through a
+        // symlink placed in the destination beside it.
+        let tar = tar_of(&["d/1", "d/link/2", "d/3"]);
+        let dest = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::create_dir(dest.path().join("d")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dest.path().join("d/link")).unwrap();
+        let report = unpack_bytes(&gz(&tar), dest.path(), &UnpackOptions::default()).unwrap();
+        assert_eq!(report.files, 2);
+        assert_eq!(report.skipped.len(), 1);
+        assert_eq!(report.skipped[0].path, "d/link/2");
+        assert_eq!(report.skipped[0].reason, SkipReason::ThroughSymlink);
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
 }
 
 mod files {

@@ -134,7 +134,8 @@ fn extract<R: BufRead>(
         buf: vec![0; READ_BUFFER],
         blame,
         over,
-        last: String::new(),
+        last: Vec::new(),
+        settled: String::new(),
         entries: 0,
         end_of_data: 0,
     };
@@ -143,17 +144,14 @@ fn extract<R: BufRead>(
         .entries_with_seek()
         .map_err(|e| run.read_error(e, ""))?;
     for entry in entries {
-        let entry = entry.map_err(|e| {
-            let last = run.last.clone();
-            run.read_error(e, &last)
-        })?;
+        let entry = entry.map_err(|e| run.read_error(e, &display(&run.last)))?;
         run.entry(entry)?;
     }
     // Read the rest so the gzip trailer (CRC, length) and anything after the
     // tar end-of-archive marker are checked (and a stream feeding this one
     // runs to its end).
     let mut rest = archive.into_inner();
-    let last = run.last.clone();
+    let last = display(&run.last);
     io::copy(&mut rest, &mut io::sink()).map_err(|e| run.read_error(e, &last))?;
     // An empty stream is no archive either (a tar of nothing still has its
     // end-of-archive marker).
@@ -182,8 +180,12 @@ struct Unpacker<'a, 'f> {
     buf: Vec<u8>,
     blame: Blame,
     over: Rc<Cell<bool>>,
-    /// The last entry seen, for error messages.
-    last: String,
+    /// The raw name of the last entry seen, for error messages (one buffer,
+    /// reused).
+    last: Vec<u8>,
+    /// A directory whose every ancestor, and itself, is known to be a real,
+    /// not excluded directory: its files need no walk up the tree.
+    settled: String,
     entries: u64,
     /// Decompressed offset just past the last entry's data.
     end_of_data: u64,
@@ -216,21 +218,35 @@ impl Unpacker<'_, '_> {
         }
     }
 
-    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), ArchiveError> {
+    fn entry<R: Read>(&mut self, entry: tar::Entry<'_, R>) -> Result<(), ArchiveError> {
+        let mut raw = std::mem::take(&mut self.last);
+        raw.clear();
+        raw.extend_from_slice(&entry.path_bytes());
+        let result = self.named_entry(entry, &raw);
+        self.last = raw;
+        result
+    }
+
+    /// One entry, whose raw name is `raw`.
+    fn named_entry<R: Read>(
+        &mut self,
+        mut entry: tar::Entry<'_, R>,
+        raw: &[u8],
+    ) -> Result<(), ArchiveError> {
         let limits = self.options.limits;
         self.entries += 1;
-        let raw = entry.path_bytes().into_owned();
-        let shown = display(&raw);
+        // Its display form is built only when needed (a skip, an error).
+        let shown = || display(raw);
         if self.entries > limits.max_entries {
-            return Err(self.limit(LimitKind::Entries, limits.max_entries, &shown));
+            return Err(self.limit(LimitKind::Entries, limits.max_entries, &shown()));
         }
         if raw.len() > limits.max_path_bytes as usize {
-            return Err(self.limit(LimitKind::PathBytes, limits.max_path_bytes.into(), &shown));
+            return Err(self.limit(LimitKind::PathBytes, limits.max_path_bytes.into(), &shown()));
         }
         let header_size = entry
             .header()
             .entry_size()
-            .map_err(|e| self.read_error(e, &shown))?;
+            .map_err(|e| self.read_error(e, &shown()))?;
         let size = entry.size();
         // A PAX size must agree with the header's, except that pax writers
         // leave the header's size 0 for a file too large for its 11 octal
@@ -239,12 +255,11 @@ impl Unpacker<'_, '_> {
         let oversized = header_size == 0 && size > USTAR_MAX_SIZE;
         if header_size != size && !oversized {
             return Err(ArchiveError::Corrupt {
-                entry: shown,
+                entry: shown(),
                 message: format!("PAX size {size} disagrees with the header's size {header_size}"),
             });
         }
         self.end_of_data = entry.raw_file_position() + size.div_ceil(BLOCK) * BLOCK;
-        self.last = shown.clone();
 
         let kind = match entry.header().entry_type() {
             EntryType::Regular | EntryType::Continuous => EntryKind::File,
@@ -254,7 +269,7 @@ impl Unpacker<'_, '_> {
                     .link_name_bytes()
                     .map(|t| format!("-> {}", display(&t)))
                     .unwrap_or_default();
-                self.report.skip(shown, SkipReason::Symlink, target);
+                self.report.skip(shown(), SkipReason::Symlink, target);
                 return Ok(());
             }
             EntryType::Link => {
@@ -262,18 +277,18 @@ impl Unpacker<'_, '_> {
                     .link_name_bytes()
                     .map(|t| format!("-> {}", display(&t)))
                     .unwrap_or_default();
-                self.report.skip(shown, SkipReason::HardLink, target);
+                self.report.skip(shown(), SkipReason::HardLink, target);
                 return Ok(());
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                self.report.skip(shown, SkipReason::SpecialFile, "");
+                self.report.skip(shown(), SkipReason::SpecialFile, "");
                 return Ok(());
             }
             // A PAX global header carries defaults, not a file.
             EntryType::XGlobalHeader => return Ok(()),
             other => {
                 self.report.skip(
-                    shown,
+                    shown(),
                     SkipReason::UnsupportedType,
                     format!("tar type {:?}", other.as_byte() as char),
                 );
@@ -281,22 +296,33 @@ impl Unpacker<'_, '_> {
             }
         };
 
-        let rel = match clean_entry_path(&raw) {
+        let rel = match clean_entry_path(raw) {
             Ok(rel) => rel,
             Err(reason) => {
-                self.report.skip(shown, reason, "");
+                self.report.skip(shown(), reason, "");
                 return Ok(());
             }
         };
         if rel.is_empty() {
             return Ok(()); // the destination root itself
         }
-        if self.excluded(&rel, kind) {
+        // Entries come mostly directory by directory: the walk up the tree,
+        // for exclusion and for parents to create, is done once per run of
+        // siblings (its answers for a directory never change).
+        let parent = rel.rsplit_once('/').map_or("", |(parent, _)| parent);
+        let settled = !parent.is_empty() && parent == self.settled;
+        if !settled && self.excluded_ancestor(&rel) {
             return Ok(());
         }
-        if let Some((reason, detail)) = self.make_parents(&rel)? {
-            self.report.skip(shown, reason, detail);
+        if self.excluded_itself(&rel, kind) {
             return Ok(());
+        }
+        if !settled {
+            if let Some((reason, detail)) = self.make_parents(&rel)? {
+                self.report.skip(shown(), reason, detail);
+                return Ok(());
+            }
+            parent.clone_into(&mut self.settled);
         }
         match kind {
             EntryKind::Directory => {
@@ -305,10 +331,14 @@ impl Unpacker<'_, '_> {
             }
             EntryKind::File => {
                 if size > limits.max_file_bytes {
-                    return Err(self.limit(LimitKind::FileBytes, limits.max_file_bytes, &shown));
+                    return Err(self.limit(LimitKind::FileBytes, limits.max_file_bytes, &shown()));
                 }
                 if self.report.bytes.saturating_add(size) > limits.max_total_bytes {
-                    return Err(self.limit(LimitKind::TotalBytes, limits.max_total_bytes, &shown));
+                    return Err(self.limit(
+                        LimitKind::TotalBytes,
+                        limits.max_total_bytes,
+                        &shown(),
+                    ));
                 }
                 let mode = entry.header().mode().unwrap_or(0o644);
                 let mtime = entry.header().mtime().unwrap_or(0);
@@ -327,9 +357,9 @@ impl Unpacker<'_, '_> {
         }
     }
 
-    /// Whether `rel` or one of its ancestors is excluded (reported once, at the
+    /// Whether one of `rel`'s ancestors is excluded (reported once, at the
     /// topmost excluded directory).
-    fn excluded(&mut self, rel: &str, kind: EntryKind) -> bool {
+    fn excluded_ancestor(&mut self, rel: &str) -> bool {
         for dir in ancestors(rel) {
             match self.excluded_dirs.get(dir) {
                 Some(true) => return true,
@@ -344,6 +374,11 @@ impl Unpacker<'_, '_> {
                 }
             }
         }
+        false
+    }
+
+    /// Whether `rel` itself is excluded (reported when it is).
+    fn excluded_itself(&mut self, rel: &str, kind: EntryKind) -> bool {
         if kind == EntryKind::Directory {
             if let Some(&out) = self.excluded_dirs.get(rel) {
                 return out;
