@@ -663,6 +663,30 @@ mod stages {
             .unwrap();
             assert_eq!(report, want_report, "pattern {pattern:?}");
             assert_eq!(pack_bytes(dest.path()).1, packed, "pattern {pattern:?}");
+            // The tar stage alone, skipping padding straight out of the chunks.
+            let dest = tempfile::tempdir().unwrap();
+            let report = crate::unpack::unpack_tar_buffered(
+                chunks(tar.clone(), pattern, false),
+                dest.path(),
+                &UnpackOptions::default(),
+                None,
+            )
+            .unwrap();
+            assert_eq!(report, want_report, "pattern {pattern:?}: unpack-tar");
+            assert_eq!(pack_bytes(dest.path()).1, packed, "pattern {pattern:?}");
+        }
+        let dest = tempfile::tempdir().unwrap();
+        match crate::unpack::unpack_tar_buffered(
+            chunks(tar[..tar.len() / 2].to_vec(), &[1, 700], true),
+            dest.path(),
+            &UnpackOptions::default(),
+            None,
+        ) {
+            Err(ArchiveError::Stream { entry, message }) => {
+                assert!(!entry.is_empty());
+                assert!(message.contains("reset by the host"), "{message}")
+            }
+            other => panic!("expected Stream, got {other:?}"),
         }
         // A source failing after part of the archive is a Stream error, in
         // both, not a short success or a corrupt archive.
