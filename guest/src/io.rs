@@ -191,7 +191,7 @@ impl<R: BufRead> Seek for Counting<R> {
             if avail == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    "unexpected end of the archive inside an entry",
+                    "the archive ends inside this entry's data or padding (truncated?)",
                 ));
             }
             let n = avail.min(usize::try_from(left).unwrap_or(usize::MAX));
