@@ -32,13 +32,13 @@ wit_bindgen::generate!({
 });
 
 use ccws::archive::types as wit;
+use exports::ccws::archive::archive::Guest;
 
 /// CRC-32 by the host (see `crate::crc`).
 #[cfg(feature = "host-imports")]
 pub(crate) fn host_crc32(crc: u32, data: &[u8]) -> u32 {
     ccws::archive::checksum::crc32(crc, data)
 }
-use exports::ccws::archive::archive::Guest;
 
 struct Component;
 

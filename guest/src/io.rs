@@ -173,8 +173,8 @@ impl<R: Read> Read for Counting<R> {
 /// Forward seeks only (`SeekFrom::Current` with `n >= 0`), by consuming the
 /// bytes in place: how `tar` skips padding and unread bodies without
 /// zeroing and copying into a 32 KiB buffer per entry. The stream ending
-/// inside the skipped bytes is an `UnexpectedEof` error, as tar's own skip
-/// reports it. Returns the position (bytes counted so far).
+/// inside the skipped bytes is an `UnexpectedEof` error (tar's own skip
+/// fails there too). Returns the position (bytes counted so far).
 impl<R: BufRead> Seek for Counting<R> {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
         let mut left = match pos {
