@@ -893,28 +893,43 @@ async fn a_transcript_is_queued_behind_an_older_copy_still_stuck() {
 /// under one, is not uploaded (nor queued), so ccws never reads a file the
 /// agent points it at and hands it back on the next turn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_symlinked_transcript_is_refused_not_uploaded() {
+async fn a_transcript_that_is_not_a_plain_file_is_refused_not_uploaded() {
     let b = Backend::local().await;
     let ws = b.workspaces();
     let outside = b.machine.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     let secret = outside.join("credentials");
     std::fs::write(&secret, "aws_secret_access_key = SECRET").unwrap();
-    for (session, via_parent) in [("link", false), ("dirlink", true)] {
+    for (session, planted, why) in [
+        ("link", "symlink", "is a symlink"),
+        ("dirlink", "symlinked parent", "is a symlink"),
+        // A FIFO would block a plain open (and a device read forever).
+        ("fifo", "fifo", "is not a regular file"),
+    ] {
         let w = ws.setup("team", session, me()).await.unwrap();
         let transcript = &w.layout.transcript;
         let parent = transcript.parent().unwrap();
-        if via_parent {
-            std::fs::copy(&secret, outside.join(transcript.file_name().unwrap())).unwrap();
-            let _ = std::fs::remove_dir_all(parent);
-            std::os::unix::fs::symlink(&outside, parent).unwrap();
-        } else {
-            std::fs::create_dir_all(parent).unwrap();
-            std::os::unix::fs::symlink(&secret, transcript).unwrap();
+        match planted {
+            "symlinked parent" => {
+                std::fs::copy(&secret, outside.join(transcript.file_name().unwrap())).unwrap();
+                let _ = std::fs::remove_dir_all(parent);
+                std::os::unix::fs::symlink(&outside, parent).unwrap();
+            }
+            "symlink" => {
+                std::fs::create_dir_all(parent).unwrap();
+                std::os::unix::fs::symlink(&secret, transcript).unwrap();
+            }
+            _ => {
+                std::fs::create_dir_all(parent).unwrap();
+                let made = std::process::Command::new("mkfifo")
+                    .arg(transcript)
+                    .status();
+                assert!(made.unwrap().success());
+            }
         }
         let report = ws.teardown("team", session).await.unwrap();
         match &report.transcript {
-            Delivery::Refused { reason } => assert!(reason.contains("symlink"), "{reason}"),
+            Delivery::Refused { reason } => assert!(reason.contains(why), "{session}: {reason}"),
             other => panic!("{session}: expected a refusal, got {other:?}"),
         }
         assert!(report.delivered(), "{session}: nothing is queued for it");

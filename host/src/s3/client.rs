@@ -751,6 +751,18 @@ impl S3Client {
     ) -> Result<ObjectMeta, S3Error> {
         check_key(key)?;
         let file = tokio::fs::File::open(src).await?;
+        self.put_opened(file, key, cond).await
+    }
+
+    /// Upload the file open as `file`, from its current offset, as `key`,
+    /// under `cond`.
+    pub async fn put_opened(
+        &self,
+        file: tokio::fs::File,
+        key: &str,
+        cond: PutCondition,
+    ) -> Result<ObjectMeta, S3Error> {
+        check_key(key)?;
         let len = file.metadata().await?.len();
         if len < self.inner.cfg.part_size as u64 {
             // Small: read exactly the file (no part-sized buffer) and PUT it in one request.

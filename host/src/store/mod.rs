@@ -128,6 +128,21 @@ impl Store {
         }
     }
 
+    /// Upload the file open as `file` as `key`, under `cond`: what was
+    /// opened is what is sent, whatever its path names by then.
+    pub async fn put_opened(
+        &self,
+        file: std::fs::File,
+        key: &str,
+        cond: PutCondition,
+    ) -> Result<ObjectMeta, StoreError> {
+        let file = tokio::fs::File::from_std(file);
+        match self {
+            Store::S3(c) => Ok(c.put_opened(file, key, cond).await?),
+            Store::Local(l) => l.put_stream(key, file, cond).await,
+        }
+    }
+
     /// Upload a stream of unknown length as `key`, under `cond`.
     pub async fn put_stream<R>(
         &self,

@@ -15,6 +15,7 @@ mod publish;
 pub mod session;
 mod setup;
 mod teardown;
+pub mod untrusted;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -89,18 +89,23 @@ pub fn write_json<T: serde::Serialize>(dir: &Path, name: &str, value: &T) -> io:
     Ok(())
 }
 
-/// Read JSON from `path`; `Ok(None)` if it does not exist.
+/// The most ccws reads of one of its JSON files (a manifest of a large
+/// home is a few MB).
+const JSON_LIMIT: u64 = 64 << 20;
+
+/// Read JSON from `path`; `Ok(None)` if it does not exist. These files sit
+/// where the agent can write: a symlink, a FIFO or a device there, or more
+/// than [`JSON_LIMIT`] bytes, is an error, not something to read.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
-    match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}: {e}", path.display()),
-            )
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+    let Some(bytes) = super::untrusted::read_small(path, JSON_LIMIT)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    })
 }
 
 #[cfg(test)]

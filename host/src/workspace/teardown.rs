@@ -2,13 +2,14 @@
 //! subtree, and remove the temp tree. A failed upload never fails the turn
 //! and never loses data: it is queued in the outbox.
 
-use std::fs;
-use std::path::Path;
+use std::fs::{self, File};
+use std::io::{self, Seek, SeekFrom};
 
 use super::manifest;
 use super::outbox::{Entry, Kind};
 use super::publish::{exclude_subtree, Start};
 use super::session::{self, SessionState};
+use super::untrusted;
 use super::{archive_err, io_err, Delivery, Layout, TeardownReport, WorkspaceError, Workspaces};
 use crate::s3::PutCondition;
 
@@ -112,19 +113,23 @@ impl Workspaces {
         behind: Option<&str>,
     ) -> Result<Delivery, WorkspaceError> {
         let path = &layout.transcript;
-        match plain_file(&layout.temp_dir, path) {
-            Ok(true) => {}
-            Ok(false) => return Ok(Delivery::Missing),
-            Err(reason) => {
+        // Opened once: the upload and the outbox copy read this handle, so
+        // the agent cannot swap the path for a symlink after the check.
+        let file = match untrusted::open_plain(&layout.temp_dir, path) {
+            Ok(Some(file)) => file,
+            Ok(None) => return Ok(Delivery::Missing),
+            Err(refusal) => {
+                let reason = refusal.to_string();
                 tracing::warn!(path = %path.display(), "transcript not uploaded: {reason}");
                 return Ok(Delivery::Refused { reason });
             }
-        }
+        };
+        let mut copy = file.try_clone().map_err(io_err(path))?;
         let uploaded = match behind {
             Some(why) => Err(why.to_owned()),
             None => self
                 .store
-                .put_file(path, &key, PutCondition::None)
+                .put_opened(file, &key, PutCondition::None)
                 .await
                 .map_err(|e| e.to_string()),
         };
@@ -137,7 +142,11 @@ impl Workspaces {
                     .add(
                         self.entry(Kind::Transcript, state, key, &reason),
                         None,
-                        |dest| fs::copy(path, dest).map(|_| ()),
+                        |dest| {
+                            // The clone shares the upload's offset: from the start.
+                            copy.seek(SeekFrom::Start(0))?;
+                            io::copy(&mut copy, &mut File::create_new(dest)?).map(|_| ())
+                        },
                     )
                     .map_err(io_err(self.outbox.dir()))?;
                 Ok(Delivery::Queued {
@@ -242,36 +251,4 @@ impl Workspaces {
             last_error: reason.to_owned(),
         }
     }
-}
-
-/// Whether `path`, under the trusted directory `root`, is a regular file
-/// reached through real directories only (`Ok(false)`: nothing there).
-/// `Err` says what is in the way instead: a symlink on the path or at its
-/// end, or something other than a file. The agent writes this tree; ccws
-/// must not read, upload and later hand back a file it was pointed at.
-fn plain_file(root: &Path, path: &Path) -> Result<bool, String> {
-    let rel = path
-        .strip_prefix(root)
-        .map_err(|_| format!("{} is not under the session tree", path.display()))?;
-    let mut at = root.to_path_buf();
-    let mut parts = rel.components().peekable();
-    while let Some(part) = parts.next() {
-        at.push(part);
-        let md = match fs::symlink_metadata(&at) {
-            Ok(md) => md,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(format!("{}: {e}", at.display())),
-        };
-        let last = parts.peek().is_none();
-        if md.file_type().is_symlink() {
-            return Err(format!("{} is a symlink", at.display()));
-        }
-        if last && !md.is_file() {
-            return Err(format!("{} is not a regular file", at.display()));
-        }
-        if !last && !md.is_dir() {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }

@@ -1,0 +1,264 @@
+//! Opening files in the session tree, which the agent writes: each file is
+//! opened once, without following a symlink anywhere on its path, and only a
+//! regular file is accepted. ccws then reads that one handle, so swapping
+//! the path for a symlink (to a file of the broker's, a device or a FIFO)
+//! after the check changes nothing.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path};
+
+/// What stands at a path instead of a regular file reached through real
+/// directories.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// A symlink on the path or at its end.
+    #[error("{0} is a symlink")]
+    Symlink(String),
+    /// A directory, FIFO, socket or device where a file should be.
+    #[error("{0} is not a regular file")]
+    NotAFile(String),
+    /// The path is not under the directory it must be read from.
+    #[error("{0} is not under the session tree")]
+    Outside(String),
+    /// The file could not be opened or examined.
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+}
+
+/// Open `path`, under the directory `root`, for reading: `Ok(None)` when
+/// nothing is there (or a file stands where a directory should be). Every
+/// component below `root` is opened relative to the one before with
+/// `O_NOFOLLOW`; the last with `O_NONBLOCK` too, so a FIFO cannot hang the
+/// open; and the file is checked on its handle.
+pub fn open_plain(root: &Path, path: &Path) -> Result<Option<File>, Refusal> {
+    let shown = |at: &Path| at.display().to_string();
+    let rel = path
+        .strip_prefix(root)
+        .map_err(|_| Refusal::Outside(shown(path)))?;
+    let parts: Vec<_> = rel.components().collect();
+    if parts.is_empty() || !parts.iter().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(Refusal::Outside(shown(path)));
+    }
+    let io_err = |at: &Path, source| Refusal::Io {
+        path: shown(at),
+        source,
+    };
+    let mut dir: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(root)
+        .map_err(|e| io_err(root, e))?
+        .into();
+    let mut at = root.to_path_buf();
+    for (i, part) in parts.iter().enumerate() {
+        at.push(part);
+        let last = i + 1 == parts.len();
+        let kind = if last {
+            libc::O_NONBLOCK
+        } else {
+            libc::O_DIRECTORY
+        };
+        let name = CString::new(part.as_os_str().as_bytes())
+            .map_err(|e| io_err(&at, io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+        // SAFETY: `dir` is an open directory descriptor and `name` a
+        // NUL-terminated string, both alive for the call.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | kind,
+            )
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENOENT) => Ok(None),
+                Some(libc::ELOOP) => Err(Refusal::Symlink(shown(&at))),
+                // A non-directory where a directory should be: a symlink is
+                // refused, anything else means the file is not there.
+                Some(libc::ENOTDIR) if is_symlink(&dir, &name) => Err(Refusal::Symlink(shown(&at))),
+                Some(libc::ENOTDIR) => Ok(None),
+                _ => Err(io_err(&at, e)),
+            };
+        }
+        // SAFETY: `openat` returned a new descriptor that nothing else owns.
+        dir = unsafe { OwnedFd::from_raw_fd(fd) };
+    }
+    let file = File::from(dir);
+    let kind = file.metadata().map_err(|e| io_err(&at, e))?.file_type();
+    if !kind.is_file() {
+        return Err(Refusal::NotAFile(shown(&at)));
+    }
+    Ok(Some(file))
+}
+
+/// Whether `name` in `dir` is a symlink (only to word a refusal).
+fn is_symlink(dir: &OwnedFd, name: &CString) -> bool {
+    // SAFETY: an all-zero `stat` is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor, NUL-terminated name, and a live `stat`.
+    let rc = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    rc == 0 && st.st_mode & libc::S_IFMT == libc::S_IFLNK
+}
+
+/// Read all of the regular file at `path`, up to `limit` bytes, without
+/// following a symlink at its end or blocking on a FIFO: `Ok(None)` when it
+/// does not exist. For the small JSON files ccws keeps in the session tree.
+pub fn read_small(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is a symlink", path.display()),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    if !file.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is larger than {limit} bytes", path.display()),
+        ));
+    }
+    Ok(Some(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn tree() -> (tempfile::TempDir, std::path::PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let file = root.path().join("projects/p/s.jsonl");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, b"transcript").unwrap();
+        (root, file)
+    }
+
+    fn read(mut f: File) -> String {
+        let mut s = String::new();
+        f.read_to_string(&mut s).unwrap();
+        s
+    }
+
+    #[test]
+    fn a_plain_file_opens_and_the_handle_outlives_a_swap() {
+        let (root, file) = tree();
+        let handle = open_plain(root.path(), &file).unwrap().unwrap();
+        // The agent swaps the path for a symlink after the open: the handle
+        // still reads the file that was checked.
+        let secret = root.path().join("../secret-for-swap-test");
+        std::fs::remove_file(&file).unwrap();
+        symlink(&secret, &file).unwrap();
+        assert_eq!(read(handle), "transcript");
+    }
+
+    #[test]
+    fn missing_files_and_files_in_the_way_are_nothing_there() {
+        let (root, file) = tree();
+        let missing = root.path().join("projects/p/other.jsonl");
+        assert!(open_plain(root.path(), &missing).unwrap().is_none());
+        let under_a_file = file.join("x");
+        assert!(open_plain(root.path(), &under_a_file).unwrap().is_none());
+    }
+
+    #[test]
+    fn symlinks_anywhere_on_the_path_are_refused() {
+        let (root, file) = tree();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("s.jsonl"), b"secret").unwrap();
+        // At the end.
+        std::fs::remove_file(&file).unwrap();
+        symlink(outside.path().join("s.jsonl"), &file).unwrap();
+        let got = open_plain(root.path(), &file).unwrap_err();
+        assert!(
+            matches!(got, Refusal::Symlink(ref p) if p.ends_with("p/s.jsonl")),
+            "{got}"
+        );
+        // A parent directory.
+        let p = root.path().join("projects/p");
+        std::fs::remove_dir_all(&p).unwrap();
+        symlink(outside.path(), &p).unwrap();
+        let got = open_plain(root.path(), &file).unwrap_err();
+        assert!(
+            matches!(got, Refusal::Symlink(ref p) if p.ends_with("projects/p")),
+            "{got}"
+        );
+        // The root itself.
+        let link = outside.path().join("root-link");
+        symlink(root.path(), &link).unwrap();
+        let got = open_plain(&link, &link.join("projects/p/s.jsonl")).unwrap_err();
+        assert!(matches!(got, Refusal::Io { .. }), "{got}");
+    }
+
+    #[test]
+    fn a_fifo_or_a_directory_is_refused_without_blocking() {
+        let (root, file) = tree();
+        std::fs::remove_file(&file).unwrap();
+        let name = CString::new(file.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path alive for the call.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        let got = open_plain(root.path(), &file).unwrap_err();
+        assert!(matches!(got, Refusal::NotAFile(_)), "{got}");
+        let got = read_small(&file, 100).unwrap_err();
+        assert!(got.to_string().contains("not a regular file"), "{got}");
+        let dir = root.path().join("projects");
+        let got = open_plain(root.path(), &dir).unwrap_err();
+        assert!(matches!(got, Refusal::NotAFile(_)), "{got}");
+    }
+
+    #[test]
+    fn paths_outside_the_root_are_refused() {
+        let (root, _) = tree();
+        for path in [
+            Path::new("/etc/passwd"),
+            &root.path().join("../x"),
+            root.path(),
+        ] {
+            let got = open_plain(root.path(), path).unwrap_err();
+            assert!(matches!(got, Refusal::Outside(_)), "{path:?}: {got}");
+        }
+    }
+
+    #[test]
+    fn read_small_reads_a_file_and_refuses_the_rest() {
+        let (root, file) = tree();
+        assert_eq!(read_small(&file, 100).unwrap().unwrap(), b"transcript");
+        assert!(read_small(&root.path().join("none"), 100)
+            .unwrap()
+            .is_none());
+        let got = read_small(&file, 5).unwrap_err();
+        assert!(got.to_string().contains("larger than 5 bytes"), "{got}");
+        let link = root.path().join("link");
+        symlink(&file, &link).unwrap();
+        let got = read_small(&link, 100).unwrap_err();
+        assert!(got.to_string().contains("is a symlink"), "{got}");
+    }
+}
