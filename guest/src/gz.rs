@@ -132,6 +132,10 @@ pub fn deflate_block(
     }
     let mut out = Vec::new();
     gzframe::deflate_block(level, dictionary, block, last, &mut out)
-        .map_err(|e| ArchiveError::InvalidOptions(format!("deflate: {e}")))?;
+        // Not the caller's options (checked above): the compressor itself.
+        .map_err(|e| ArchiveError::Stream {
+            entry: String::new(),
+            message: format!("deflate failed: {e}"),
+        })?;
     Ok(out)
 }
