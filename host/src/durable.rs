@@ -23,9 +23,12 @@ fn persist_synced_with(
     // On an error `tmp` is dropped here, which deletes the file.
     sync(tmp.as_file())?;
     let file = tmp.persist(dest).map_err(|e| e.error)?;
-    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let _ = File::open(dir).and_then(|d| d.sync_all());
-    }
+    // A bare file name's parent is "": the current directory.
+    let dir = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let _ = File::open(dir).and_then(|d| d.sync_all());
     Ok(file)
 }
 

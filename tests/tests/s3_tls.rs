@@ -49,6 +49,9 @@ fn bundle_error(path: &Path) -> String {
         msg.contains(&format!("CA bundle {}", path.display())),
         "{msg}"
     );
+    // And what to do about it.
+    assert!(msg.contains("PEM file of CA certificates"), "{msg}");
+    assert!(msg.contains("unset the variable"), "{msg}");
     msg
 }
 

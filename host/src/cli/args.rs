@@ -86,7 +86,8 @@ pub enum Command {
     /// working directory. SIGINT and SIGTERM are forwarded to it; teardown
     /// runs however it ends, and ccws exits with its status. The variables
     /// ccws takes its AWS credentials from are removed from CMD's
-    /// environment (see --pass-aws-env).
+    /// environment (see --pass-aws-env), and ccws marks itself not dumpable
+    /// (Linux), so that CMD cannot read its /proc/<pid>/environ or memory.
     ///
     /// Example: ccws run -w acme -s s-42 -- claude -p "summarise the repo"
     Run {
@@ -98,11 +99,9 @@ pub enum Command {
         /// AWS_SESSION_TOKEN, AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE and
         /// AWS_CONFIG_FILE: the store's credentials and where they are read
         /// from. This only keeps ccws from handing them over; it is no
-        /// sandbox. ccws also marks itself not dumpable (Linux), so that CMD
-        /// cannot read its /proc/<pid>/environ or memory; but an agent running
-        /// as the same user can still read ~/.aws/credentials and
-        /// ~/.aws/config, and the broker's environment; only running it as
-        /// another user keeps them from it.
+        /// sandbox: an agent running as the same user can still read
+        /// ~/.aws/credentials and ~/.aws/config, and the broker's
+        /// environment; only running it as another user keeps them from it.
         #[arg(long)]
         pass_aws_env: bool,
         /// The command and its arguments.

@@ -7,9 +7,7 @@ use ccws::archive::{Archiver, Limits, PackOptions, Report, SandboxConfig, Unpack
 use ccws::config::{self, Overrides, StoreSettings};
 use ccws::s3::{PutCondition, S3Client};
 use ccws::store::{LocalStore, Store};
-use ccws::workspace::{
-    Delivery, Keys, Owner, TeardownReport, Workspace, WorkspaceConfig, Workspaces,
-};
+use ccws::workspace::{Keys, Owner, TeardownReport, Workspace, WorkspaceConfig, Workspaces};
 
 use super::args::{Cli, Command, Global, SessionArgs};
 use super::error::CliError;
@@ -324,12 +322,8 @@ fn print_teardown(g: &Global, r: &TeardownReport) {
         println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
         return;
     }
+    // A refused transcript was already reported by teardown's warning.
     tracing::info!(transcript = ?r.transcript, home = ?r.home, "teardown done");
-    for (what, delivery) in [("transcript", &r.transcript), ("home", &r.home)] {
-        if let Delivery::Refused { reason } = delivery {
-            eprintln!("ccws: the {what} was not uploaded: {reason}");
-        }
-    }
     if !r.delivered() {
         eprintln!("ccws: some uploads are queued in the outbox (they failed, or wait behind older ones); `ccws flush` or the next setup will deliver them");
     }

@@ -63,7 +63,10 @@ pub enum ConfigError {
     #[error("s3 config: {0} timeout must be greater than zero")]
     ZeroTimeout(&'static str),
     /// The extra CA bundle cannot be read or parsed.
-    #[error("s3 config: CA bundle {path}: {reason}")]
+    #[error(
+        "s3 config: CA bundle {path}: {reason}; it must be a PEM file of CA certificates (ccws \
+         takes its path from AWS_CA_BUNDLE: fix the file, or unset the variable)"
+    )]
     CaBundle {
         /// Path of the bundle.
         path: PathBuf,

@@ -120,7 +120,11 @@ impl Workspaces {
             Ok(None) => return Ok(Delivery::Missing),
             Err(refusal) => {
                 let reason = refusal.to_string();
-                tracing::warn!(path = %path.display(), "transcript not uploaded: {reason}");
+                tracing::warn!(
+                    path = %path.display(),
+                    "transcript refused, not uploaded, and discarded with the session tree \
+                     (it must be a regular file): {reason}"
+                );
                 return Ok(Delivery::Refused { reason });
             }
         };
