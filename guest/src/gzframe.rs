@@ -45,11 +45,36 @@ pub fn header(level: u32) -> [u8; 10] {
 }
 
 /// The gzip member trailer: CRC-32 and length (mod 2^32) of the input.
-pub fn trailer(crc: &Crc32) -> [u8; 8] {
+fn trailer(crc: &Crc32) -> [u8; 8] {
     let mut t = [0u8; 8];
     t[..4].copy_from_slice(&crc.sum().to_le_bytes());
     t[4..].copy_from_slice(&crc.amount().to_le_bytes());
     t
+}
+
+/// The bookkeeping around a member's blocks, the same for every writer of
+/// them ([`GzWriter`], the host's multi-instance stage, the benchmark's
+/// threads): the CRC-32 and length of all input, and each block's
+/// dictionary, the last [`WINDOW`] bytes of input before it. (Every block
+/// is [`BLOCK`] bytes but the last, which may be empty.)
+#[derive(Debug, Default)]
+pub struct Blocks {
+    crc: Crc32,
+    dictionary: Vec<u8>,
+}
+
+impl Blocks {
+    /// Count `block` in, and return the dictionary to deflate it with.
+    pub fn next(&mut self, block: &[u8]) -> Vec<u8> {
+        self.crc.update(block);
+        let tail = block[block.len().saturating_sub(WINDOW)..].to_vec();
+        std::mem::replace(&mut self.dictionary, tail)
+    }
+
+    /// The member's trailer, after the last block.
+    pub fn trailer(&self) -> [u8; 8] {
+        trailer(&self.crc)
+    }
 }
 
 /// Append the raw deflate of `block` at `level` to `out`, primed with
@@ -117,10 +142,8 @@ pub struct GzWriter<W: Write> {
     level: u32,
     /// Input of the current block.
     block: Vec<u8>,
-    /// The last [`WINDOW`] bytes of input before the current block.
-    dictionary: Vec<u8>,
+    blocks: Blocks,
     compressed: Vec<u8>,
-    crc: Crc32,
     /// Whether the header is out.
     started: bool,
 }
@@ -133,9 +156,8 @@ impl<W: Write> GzWriter<W> {
             out,
             level,
             block: Vec::with_capacity(BLOCK),
-            dictionary: Vec::with_capacity(WINDOW),
+            blocks: Blocks::default(),
             compressed: Vec::new(),
-            crc: Crc32::default(),
             started: false,
         }
     }
@@ -146,21 +168,18 @@ impl<W: Write> GzWriter<W> {
             self.out.write_all(&header(self.level))?;
             self.started = true;
         }
-        // Once per block, not per write: in the component each update is a
-        // call to the host, and tar writes 512-byte headers.
-        self.crc.update(&self.block);
+        // The CRC once per block, not per write: in the component each
+        // update is a call to the host, and tar writes 512-byte headers.
+        let dictionary = self.blocks.next(&self.block);
         self.compressed.clear();
         deflate_block(
             self.level,
-            &self.dictionary,
+            &dictionary,
             &self.block,
             last,
             &mut self.compressed,
         )?;
         self.out.write_all(&self.compressed)?;
-        let tail = self.block.len().saturating_sub(WINDOW);
-        self.dictionary.clear();
-        self.dictionary.extend_from_slice(&self.block[tail..]);
         self.block.clear();
         Ok(())
     }
@@ -169,7 +188,7 @@ impl<W: Write> GzWriter<W> {
     /// `out` back. Dropping a `GzWriter` unfinished writes neither.
     pub fn finish(mut self) -> io::Result<W> {
         self.emit(true)?;
-        self.out.write_all(&trailer(&self.crc))?;
+        self.out.write_all(&self.blocks.trailer())?;
         Ok(self.out)
     }
 }

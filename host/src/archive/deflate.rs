@@ -12,8 +12,7 @@
 
 use std::collections::VecDeque;
 
-use ccws_archive::crc::Crc32;
-use ccws_archive::gzframe::{self, BLOCK, WINDOW};
+use ccws_archive::gzframe::{self, BLOCK};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -66,21 +65,18 @@ where
     out.write_all(&gzframe::header(level.into()))
         .await
         .map_err(HostError::Stream)?;
-    let mut crc = Crc32::default();
+    let mut blocks = gzframe::Blocks::default();
     let mut total = 0u64;
-    let mut dictionary = Vec::new();
     let mut pending: VecDeque<oneshot::Receiver<_>> = VecDeque::new();
     for n in 0.. {
         let mut block = Vec::with_capacity(BLOCK);
         // Blocks are full until the input ends; the rest (maybe nothing)
         // is the last block, as the guest's own writer does it.
         let last = !fill(&mut input, &mut block).await?;
-        crc.update(&block);
         total += block.len() as u64;
-        let next_dictionary = block[block.len().saturating_sub(WINDOW)..].to_vec();
         let (reply, answer) = oneshot::channel();
         let job = Job {
-            dictionary: std::mem::replace(&mut dictionary, next_dictionary),
+            dictionary: blocks.next(&block),
             block,
             last,
             reply,
@@ -98,7 +94,7 @@ where
             break;
         }
     }
-    out.write_all(&gzframe::trailer(&crc))
+    out.write_all(&blocks.trailer())
         .await
         .map_err(HostError::Stream)?;
     out.shutdown().await.map_err(HostError::Stream)?;
@@ -146,8 +142,14 @@ async fn first_failure(
     instance_gone()
 }
 
+/// A block's answer never came: its instance's task panicked (the answers
+/// of failed blocks are sent before an instance stops) or was aborted.
 fn instance_gone() -> HostError {
-    HostError::Trap("a deflate instance stopped without an answer".into())
+    HostError::Trap(
+        "a deflate instance stopped without answering (its task panicked, a bug in ccws: the \
+         panic message is above; or the pack was cancelled)"
+            .into(),
+    )
 }
 
 /// One instance: deflate each block it is sent, until the queue closes or
@@ -183,14 +185,21 @@ mod tests {
     use crate::archive::pipe::pipe;
     use crate::archive::SandboxConfig;
 
-    /// Three full blocks and a bit, then the pipe's end: a failure or EOF.
-    async fn gzip_of_a_pipe(fail: bool) -> (Result<u64, HostError>, Vec<u8>, Vec<u8>) {
+    /// `blocks` full blocks and a bit, then the pipe's end: a failure or
+    /// EOF; two instances with `config`'s limits.
+    async fn gzip_of_a_pipe(
+        blocks: usize,
+        fail: bool,
+        config: SandboxConfig,
+    ) -> (Result<u64, HostError>, Vec<u8>, Vec<u8>) {
         let archiver = Archiver::new(SandboxConfig {
             cache_dir: None,
-            ..SandboxConfig::default()
+            ..config
         })
         .unwrap();
-        let input: Vec<u8> = (0..3 * BLOCK + 1000).map(|i| (i % 251) as u8).collect();
+        let input: Vec<u8> = (0..blocks * BLOCK + 1000)
+            .map(|i| ((i % 251) ^ (i / 4093)) as u8)
+            .collect();
         let (mut w, r, end) = pipe(input.len());
         w.write(Bytes::from(input.clone())).unwrap();
         if fail {
@@ -212,25 +221,47 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_blocks_make_the_guests_gzip() {
-        let (got, out, input) = gzip_of_a_pipe(false).await;
-        assert_eq!(got.unwrap(), input.len() as u64);
-        let (_, guest_gzip) = ccws_archive::gzip(&input[..], Vec::new(), 6).unwrap();
-        assert!(out == guest_gzip, "not the bytes the guest's gzip writes");
+        for blocks in [0, 1, 3] {
+            let (got, out, input) = gzip_of_a_pipe(blocks, false, SandboxConfig::default()).await;
+            assert_eq!(got.unwrap(), input.len() as u64);
+            let (_, guest_gzip) = ccws_archive::gzip(&input[..], Vec::new(), 6).unwrap();
+            assert!(out == guest_gzip, "{blocks} blocks: not the guest's gzip");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_input_leaves_no_complete_gzip() {
-        let (got, out, _) = gzip_of_a_pipe(true).await;
+        // Seven blocks with four in flight: the first ones are written out
+        // before the input fails.
+        let (got, out, _) = gzip_of_a_pipe(7, true, SandboxConfig::default()).await;
         match got {
             Err(HostError::Archive(ArchiveError::Stream { message, .. })) => {
                 assert!(message.contains("tar stage failed"), "{message}")
             }
             other => panic!("expected a stream error, got {other:?}"),
         }
-        assert_eq!(out[..2], [0x1f, 0x8b], "the header was written");
+        assert!(
+            out.len() > BLOCK / 10,
+            "blocks were written: {} bytes",
+            out.len()
+        );
         assert!(
             ccws_archive::gunzip(&out[..], Vec::new()).is_err(),
             "a partial input must not end as a complete gzip"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_instance_over_its_cpu_budget_fails_the_gzip() {
+        let tight = SandboxConfig {
+            cpu_time: std::time::Duration::from_millis(1),
+            ..SandboxConfig::default()
+        };
+        let (got, out, _) = gzip_of_a_pipe(7, false, tight).await;
+        assert!(matches!(got, Err(HostError::CpuTime(_))), "{got:?}");
+        assert!(
+            ccws_archive::gunzip(&out[..], Vec::new()).is_err(),
+            "a failed gzip must not look complete"
         );
     }
 }

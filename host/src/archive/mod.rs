@@ -83,8 +83,9 @@ pub struct UnpackOptions {
 pub struct SandboxConfig {
     /// Most linear memory one guest instance may use.
     pub memory_limit: usize,
-    /// Most CPU time one instance's call may take (waits on streams do not
-    /// count).
+    /// Most CPU time one instance may take, over all its calls (waits on
+    /// streams, and a deflate instance's waits for its next block, do not
+    /// count); each instance of a pipelined pack or unpack has its own.
     pub cpu_time: Duration,
     /// Where to cache the compiled component; `None` compiles in memory.
     pub cache_dir: Option<PathBuf>,

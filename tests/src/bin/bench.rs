@@ -730,21 +730,17 @@ mod child {
         level: u32,
         workers: usize,
     ) -> Result<()> {
-        use ccws_archive::crc::Crc32;
-        use ccws_archive::gzframe::{deflate_block, header, trailer, BLOCK, WINDOW};
+        use ccws_archive::gzframe::{deflate_block, header, Blocks, BLOCK};
         use std::io::Read;
         out.write_all(&header(level))?;
-        let mut crc = Crc32::default();
+        let mut blocks = Blocks::default();
         std::thread::scope(|s| -> Result<()> {
             let mut pending = std::collections::VecDeque::new();
-            let mut dictionary = Vec::new();
             loop {
                 let mut block = Vec::with_capacity(BLOCK);
                 (&mut input).take(BLOCK as u64).read_to_end(&mut block)?;
                 let last = block.len() < BLOCK;
-                crc.update(&block);
-                let tail = block[block.len().saturating_sub(WINDOW)..].to_vec();
-                let dict = std::mem::replace(&mut dictionary, tail);
+                let dict = blocks.next(&block);
                 pending.push_back(s.spawn(move || {
                     let mut deflated = Vec::new();
                     deflate_block(level, &dict, &block, last, &mut deflated).map(|()| deflated)
@@ -763,7 +759,7 @@ mod child {
                 }
             }
         })?;
-        out.write_all(&trailer(&crc))?;
+        out.write_all(&blocks.trailer())?;
         Ok(())
     }
 
