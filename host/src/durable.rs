@@ -1,4 +1,5 @@
-//! Putting a finished temporary file under its final name, durably.
+//! The files ccws's own state lives in: a finished temporary file put under
+//! its final name durably, lock files, and private directories.
 
 use std::fs::File;
 use std::io;
@@ -10,7 +11,7 @@ use tempfile::NamedTempFile;
 /// name does, so a crash cannot leave a complete-looking `dest` with missing data; then syncs
 /// `dest`'s directory (best effort), so that the rename itself is on disk. On failure `tmp`
 /// is removed and `dest` is left as it was.
-pub(crate) fn persist_synced(tmp: NamedTempFile, dest: &Path) -> io::Result<File> {
+pub fn persist_synced(tmp: NamedTempFile, dest: &Path) -> io::Result<File> {
     persist_synced_with(tmp, dest, File::sync_all)
 }
 
@@ -30,6 +31,40 @@ fn persist_synced_with(
     };
     let _ = File::open(dir).and_then(|d| d.sync_all());
     Ok(file)
+}
+
+/// Open (creating if missing) and `flock` the file at `path`, exclusively,
+/// blocking until it is free. Returns only once the locked file is still the
+/// one `path` names: the holder before us may have unlinked it (while holding
+/// the lock, see [`SessionLock`]) as we waited, and a lock on an unlinked
+/// inode excludes no one; then it is dropped and the current file locked.
+pub fn lock_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::MetadataExt;
+    loop {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        f.lock()?;
+        let held = f.metadata()?;
+        match std::fs::metadata(path) {
+            Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => return Ok(f),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        tracing::debug!(path = %path.display(), "lock file replaced while waiting; locking again");
+    }
+}
+
+/// Create `dir` (and parents) with mode 0700 if missing.
+pub fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 #[cfg(test)]

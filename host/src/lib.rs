@@ -2,13 +2,14 @@
 //!
 //! - [`archive`]: the sandboxed archive component (wasmtime host side).
 //! - [`config`]: settings from flags, AWS variables and profiles.
+//! - [`durable`]: the files ccws's own state lives in (durable renames, locks, private dirs).
 //! - [`s3`]: the S3 transport (hand-rolled SigV4 over reqwest).
 //! - [`store`]: S3 or the built-in local store, behind one type.
 //! - [`workspace`]: per-turn Setup / Teardown, the outbox and merging.
 
 pub mod archive;
 pub mod config;
-mod durable;
+pub mod durable;
 pub mod harden;
 pub mod s3;
 pub mod store;

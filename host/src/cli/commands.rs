@@ -258,8 +258,15 @@ async fn get(g: &Global, key: &str, dest: &Path) -> Result<u8, CliError> {
         tokio::io::copy(&mut body, &mut out)
             .await
             .map_err(|e| CliError::Other(format!("downloading {key}: {e}")))?;
-        out.sync_all().await.map_err(io)?;
-        tmp.persist(dest).map_err(|e| io(e.error))?;
+        tokio::io::AsyncWriteExt::flush(&mut out)
+            .await
+            .map_err(io)?;
+        drop(out);
+        let to = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || ccws::durable::persist_synced(tmp, &to))
+            .await
+            .map_err(|e| CliError::Other(format!("{}: {e}", dest.display())))?
+            .map_err(io)?;
     }
     pb.finish_and_clear();
     if g.json {

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
 use super::StoreError;
+use crate::durable::{lock_file, persist_synced, private_dir};
 use crate::s3::{GetObject, ObjectMeta, PutCondition};
 
 const TMP_DIR: &str = ".ccws-tmp";
@@ -31,7 +32,7 @@ impl LocalStore {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
         for dir in [root.clone(), root.join(TMP_DIR)] {
-            create_private_dir(&dir).map_err(Self::local_err(&dir))?;
+            private_dir(&dir).map_err(Self::local_err(&dir))?;
         }
         Ok(LocalStore { root })
     }
@@ -100,7 +101,7 @@ impl LocalStore {
         drop(out);
         // On disk before the rename makes it visible under `dest`.
         let to = dest.to_path_buf();
-        tokio::task::spawn_blocking(move || crate::durable::persist_synced(tmp, &to))
+        tokio::task::spawn_blocking(move || persist_synced(tmp, &to))
             .await
             .expect("rename does not panic")
             .map_err(Self::local_err(dest))?;
@@ -122,10 +123,7 @@ impl LocalStore {
             .await
             .map_err(StoreError::Body)?;
         out.flush().await.map_err(Self::local_err(&tmp_dir))?;
-        out.into_std()
-            .await
-            .sync_all()
-            .map_err(Self::local_err(&tmp_dir))?;
+        drop(out);
         let root = self.root.clone();
         let key = key.to_owned();
         tokio::task::spawn_blocking(move || commit(&root, &key, &path, tmp, &cond))
@@ -169,13 +167,7 @@ fn commit(
     cond: &PutCondition,
 ) -> Result<ObjectMeta, StoreError> {
     let lock_path = root.join(LOCK_FILE);
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(LocalStore::local_err(&lock_path))?;
-    lock.lock().map_err(LocalStore::local_err(&lock_path))?;
+    let lock = lock_file(&lock_path).map_err(LocalStore::local_err(&lock_path))?;
     let current = match fs::metadata(path) {
         Ok(md) if md.is_file() => Some(etag(&md)),
         Ok(_) => {
@@ -196,16 +188,10 @@ fn commit(
         return Err(StoreError::PreconditionFailed { key: key.into() });
     }
     if let Some(dir) = path.parent() {
-        create_private_dir(dir).map_err(LocalStore::local_err(dir))?;
+        private_dir(dir).map_err(LocalStore::local_err(dir))?;
     }
-    let file = tmp
-        .persist(path)
-        .map_err(|e| LocalStore::local_err(path)(e.error))?;
+    let file = persist_synced(tmp, path).map_err(LocalStore::local_err(path))?;
     let md = file.metadata().map_err(LocalStore::local_err(path))?;
-    if let Some(dir) = path.parent() {
-        // Make the rename durable.
-        let _ = File::open(dir).and_then(|d| d.sync_all());
-    }
     drop(lock);
     Ok(meta(key, &md))
 }
@@ -253,12 +239,4 @@ pub fn validate_key(key: &str) -> Result<(), StoreError> {
         }
     }
     Ok(())
-}
-
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }

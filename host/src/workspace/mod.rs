@@ -21,6 +21,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::archive::{Archiver, HostError, PackOptions, UnpackOptions};
+use crate::durable::{lock_file, private_dir};
 use crate::store::{Store, StoreError};
 
 pub use layout::{Keys, Layout};
@@ -455,40 +456,6 @@ impl Drop for SessionLock {
             }
         }
     }
-}
-
-/// Open (creating if missing) and `flock` the file at `path`, exclusively,
-/// blocking until it is free. Returns only once the locked file is still the
-/// one `path` names: the holder before us may have unlinked it (while holding
-/// the lock, see [`SessionLock`]) as we waited, and a lock on an unlinked
-/// inode excludes no one; then it is dropped and the current file locked.
-pub(crate) fn lock_file(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::MetadataExt;
-    loop {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)?;
-        f.lock()?;
-        let held = f.metadata()?;
-        match std::fs::metadata(path) {
-            Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => return Ok(f),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        tracing::debug!(path = %path.display(), "lock file replaced while waiting; locking again");
-    }
-}
-
-/// Create `dir` (and parents) with mode 0700 if missing.
-pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }
 
 fn store_err(op: impl Into<String>) -> impl FnOnce(StoreError) -> WorkspaceError {

@@ -99,11 +99,7 @@ impl Outbox {
     }
 
     fn ensure(&self) -> io::Result<()> {
-        use std::os::unix::fs::DirBuilderExt;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
+        super::private_dir(&self.dir)
     }
 
     /// Take the outbox's exclusive lock (held until the file is dropped), so
