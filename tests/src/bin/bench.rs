@@ -6,10 +6,11 @@
 //! ```
 //!
 //! * `archive`: pack and unpack a ~100 MB mixed tree and a 20,000-file tree
-//!   with the guest component (wasmtime) as ccws runs it (tar and gzip
-//!   stages in two instances at once) and in one instance, the same crate
-//!   built natively (one thread, and the two stages on two threads), and GNU
-//!   `tar -czf` / `tar -xzf`; wall time (median), archive size, peak RSS.
+//!   with the guest component (wasmtime) as ccws runs it (pack: a tar
+//!   instance and one deflate instance per CPU; unpack: a gunzip and a tar
+//!   instance) and in one instance, the same crate built natively (one
+//!   thread, and the same stages on threads), and GNU `tar -czf` /
+//!   `tar -xzf`; wall time and CPU time (medians), archive size, peak RSS.
 //! * `turn`: per-turn overhead (`ccws setup` + `ccws teardown`) against a
 //!   local s3s-fs server, next to `bench/turn_boto3.py` (the seed's behaviour
 //!   in Python), plus the cold start of the `ccws` binary.
@@ -116,6 +117,8 @@ mod measure {
         pub wall: f64,
         /// Peak RSS of the child (and its descendants, whichever was largest), KiB.
         pub rss_kib: Option<u64>,
+        /// User + system CPU time of the child and its descendants, seconds.
+        pub cpu: Option<f64>,
         pub stdout: String,
     }
 
@@ -130,7 +133,7 @@ mod measure {
         let mut wrapped = match gnu_time() {
             Some(time) => {
                 let mut w = Command::new(time);
-                w.args(["-f", "%M", "-o"]).arg(rss_file.path());
+                w.args(["-f", "%M %U %S", "-o"]).arg(rss_file.path());
                 w.arg(cmd.get_program()).args(cmd.get_args());
                 for (k, v) in cmd.get_envs() {
                     match v {
@@ -158,12 +161,23 @@ mod measure {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
-        let rss_kib = fs::read_to_string(rss_file.path())
+        // `time` writes its line last (after any output of its own).
+        let line = fs::read_to_string(rss_file.path())
             .ok()
-            .and_then(|s| s.lines().last().and_then(|l| l.trim().parse().ok()));
+            .and_then(|s| s.lines().last().map(str::to_owned))
+            .unwrap_or_default();
+        let fields: Vec<f64> = line
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let (rss_kib, cpu) = match fields[..] {
+            [rss, user, sys] => (Some(rss as u64), Some(user + sys)),
+            _ => (None, None),
+        };
         Ok(Run {
             wall,
             rss_kib,
+            cpu,
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         })
     }
@@ -597,9 +611,10 @@ mod child {
 
     /// `one <guest|guest-1|native|native-pipe> <pack|unpack> FROM TO CACHE_DIR`;
     /// prints `secs=` (the call alone) and, for the guest, `load=` (loading
-    /// the component). `guest` runs as ccws does on a multi-core machine (tar
-    /// and gzip stages in two instances at once), `guest-1` in one instance;
-    /// `native-pipe` runs the same two stages natively on two threads.
+    /// the component). `guest` runs as ccws does on a multi-core machine
+    /// (pack: a tar instance and one deflate instance per CPU; unpack: a
+    /// gunzip and a tar instance), `guest-1` in one instance; `native-pipe`
+    /// runs the same stages natively on threads.
     pub fn one(args: &[String]) -> Result<()> {
         let [variant, op, from, to, cache] = args else {
             bail!(
@@ -832,13 +847,14 @@ mod archive {
 
     #[derive(Clone, Copy, PartialEq)]
     enum Variant {
-        /// As ccws runs: tar and gzip stages in two instances at once.
+        /// As ccws runs: the tar stage and the gzip stage's work in
+        /// instances at once (see `one`).
         Guest,
         /// One instance doing both stages.
         GuestOne,
         /// The same crate natively, one thread.
         Native,
-        /// The same crate natively, the two stages on two threads.
+        /// The same crate natively, the same stages on threads.
         NativePipe,
         Gnu,
     }
@@ -877,6 +893,9 @@ mod archive {
     struct Figures {
         pack: f64,
         unpack: f64,
+        /// CPU seconds (user + system, the whole child process).
+        pack_cpu: Option<f64>,
+        unpack_cpu: Option<f64>,
         size: u64,
         pack_rss: Option<u64>,
         unpack_rss: Option<u64>,
@@ -1016,6 +1035,8 @@ mod archive {
                     Figures {
                         pack: median(&times(v, &packs[i])?),
                         unpack: median(&times(v, &unpacks[i])?),
+                        pack_cpu: cpu(&packs[i]),
+                        unpack_cpu: cpu(&unpacks[i]),
                         size: fs::metadata(archive(v))?.len(),
                         pack_rss: packs[i].iter().filter_map(|r| r.rss_kib).max(),
                         unpack_rss: unpacks[i].iter().filter_map(|r| r.rss_kib).max(),
@@ -1033,6 +1054,12 @@ mod archive {
                 _ => measure::field(&r.stdout, "secs"),
             })
             .collect()
+    }
+
+    /// The median CPU time of `runs`, when `time` measured every one.
+    fn cpu(runs: &[Run]) -> Option<f64> {
+        let cpu: Option<Vec<f64>> = runs.iter().map(|r| r.cpu).collect();
+        cpu.filter(|c| !c.is_empty()).map(|c| median(&c))
     }
 
     fn one_cmd(ctx: &Ctx, v: Variant, op: &str, from: &Path, to: &Path) -> Command {
@@ -1076,6 +1103,8 @@ mod archive {
             "variant",
             "pack",
             "unpack",
+            "pack CPU",
+            "unpack CPU",
             "archive size",
             "size/input",
             "pack peak RSS",
@@ -1089,6 +1118,8 @@ mod archive {
                     v.label().into(),
                     secs(f.pack),
                     secs(f.unpack),
+                    f.pack_cpu.map_or("n/a".into(), secs),
+                    f.unpack_cpu.map_or("n/a".into(), secs),
                     mib(f.size),
                     format!("{:.1}%", 100.0 * f.size as f64 / stats.bytes as f64),
                     rss(f.pack_rss),
