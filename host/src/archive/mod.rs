@@ -248,21 +248,18 @@ impl Archiver {
     where
         R: AsyncRead + Send + 'static,
     {
-        self.unpack_source(streams::Source::Reader(input), dest, options, filter)
-            .await
+        let input = streams::Source::Reader(Box::pin(input));
+        self.unpack_source(input, dest, options, filter).await
     }
 
     /// [`Archiver::unpack`] from either kind of source.
-    async fn unpack_source<R>(
+    async fn unpack_source(
         &self,
-        input: streams::Source<R>,
+        input: streams::Source,
         dest: &Path,
         options: &UnpackOptions,
         filter: Option<FilterFn>,
-    ) -> Result<Report, HostError>
-    where
-        R: AsyncRead + Send + 'static,
-    {
+    ) -> Result<Report, HostError> {
         std::fs::create_dir_all(dest).map_err(|source| HostError::Io {
             path: dest.to_path_buf(),
             source,
@@ -313,7 +310,12 @@ impl Archiver {
         let file = tokio::fs::File::from_std(tmp.reopen().map_err(io_err)?);
         let (report, file) = self.pack(src, file, options, filter).await?;
         drop(file.into_std().await);
-        crate::durable::persist_synced(tmp, archive).map_err(io_err)?;
+        // fsync and rename off the runtime's threads.
+        let to = archive.to_path_buf();
+        tokio::task::spawn_blocking(move || crate::durable::persist_synced(tmp, &to))
+            .await
+            .map_err(|e| io_err(std::io::Error::other(e)))?
+            .map_err(io_err)?;
         Ok(report)
     }
 
@@ -329,8 +331,8 @@ impl Archiver {
             path: archive.to_path_buf(),
             source,
         })?;
-        let source = streams::Source::<tokio::fs::File>::File(file);
-        self.unpack_source(source, dest, options, filter).await
+        self.unpack_source(streams::Source::File(file), dest, options, filter)
+            .await
     }
 
     /// Whether to run two instances at once: asked for, and on a runtime

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use std::future::Future;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncWrite;
 use tokio::task::JoinHandle;
 use wasmtime_wasi::FsPerms;
 
@@ -79,16 +79,13 @@ impl Archiver {
 
     /// [`Archiver::unpack`] in two instances: `gunzip` in a task, `unpack-tar`
     /// here.
-    pub(super) async fn unpack_pipelined<R>(
+    pub(super) async fn unpack_pipelined(
         &self,
-        input: streams::Source<R>,
+        input: streams::Source,
         dest: PathBuf,
         options: &UnpackOptions,
         filter: Option<FilterFn>,
-    ) -> Result<Report, HostError>
-    where
-        R: AsyncRead + Send + 'static,
-    {
+    ) -> Result<Report, HostError> {
         // Both stores first: nothing runs, and `input` is untouched, unless
         // both stages can start.
         let host_filter = filter.is_some();

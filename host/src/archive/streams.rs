@@ -4,6 +4,7 @@
 //! time (see `sandbox::CpuClock`).
 
 use std::io::Read;
+use std::pin::Pin;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream};
@@ -23,14 +24,14 @@ pub fn reader<R: AsyncRead + Send + 'static>(store: &Store<Sandbox>, r: R) -> Dy
 }
 
 /// Where an unpack reads its archive from.
-pub enum Source<R> {
+pub enum Source {
     /// Any reader (an S3 body, a socket), read by a task as it arrives.
-    Reader(R),
+    Reader(Pin<Box<dyn AsyncRead + Send>>),
     /// A local file, read in place (see [`FileInput`]).
     File(std::fs::File),
 }
 
-impl<R: AsyncRead + Send + 'static> Source<R> {
+impl Source {
     /// The input stream a guest reads this source through.
     pub fn stream(self, store: &Store<Sandbox>) -> DynInputStream {
         match self {
