@@ -9,7 +9,9 @@ use crate::gzframe::{self, GzWriter, BLOCK};
 use crate::io::{Blame, MultiGz, Tracked};
 use crate::types::ArchiveError;
 
-const BUFFER: usize = 256 * 1024;
+/// The size of the gzip stages' buffers, and of each chunk `gunzip` writes.
+pub(crate) const BUFFER: usize = 256 * 1024;
+
 /// What `pack` and `gzip` write through: the blocked gzip writer over a
 /// buffered, tracked output.
 pub(crate) type GzSink<W> = GzWriter<BufWriter<Tracked<W>>>;
@@ -87,16 +89,18 @@ pub fn gunzip_buffered<R: BufRead, W: Write>(input: R, out: W) -> Result<(u64, W
     let mut out = Tracked::new(out, write_blame.clone());
     let mut buf = vec![0; BUFFER];
     let mut total = 0u64;
+    // Whole buffers out: fewer, larger chunks for the next stage (inflate
+    // hands out as little as one input chunk's worth at a time).
+    let mut filled = 0;
     loop {
-        let n = match gz.read(&mut buf) {
-            Ok(0) => break,
+        let n = match gz.read(&mut buf[filled..]) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 // Deliver what was decompressed before the failure, so the
                 // next stage reaches the same entry it would have reached
                 // reading this stream itself.
-                let _ = out.flush();
+                let _ = out.write_all(&buf[..filled]).and_then(|()| out.flush());
                 return Err(match read_blame.get() {
                     Some(_) => read_blame.stream_error(e, ""),
                     None => ArchiveError::Corrupt {
@@ -106,9 +110,17 @@ pub fn gunzip_buffered<R: BufRead, W: Write>(input: R, out: W) -> Result<(u64, W
                 });
             }
         };
-        out.write_all(&buf[..n])
+        filled += n;
+        if n != 0 && filled < buf.len() {
+            continue;
+        }
+        out.write_all(&buf[..filled])
             .map_err(|e| write_blame.stream_error(e, ""))?;
-        total += n as u64;
+        total += filled as u64;
+        filled = 0;
+        if n == 0 {
+            break;
+        }
     }
     out.flush().map_err(|e| write_blame.stream_error(e, ""))?;
     Ok((total, out.into_inner()))

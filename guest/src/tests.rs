@@ -718,6 +718,99 @@ mod stages {
         }
     }
 
+    /// Records the length of every write.
+    struct Sizes<'a>(&'a mut Vec<u8>, Vec<usize>);
+
+    impl Write for Sizes<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.extend_from_slice(buf);
+            self.1.push(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn gunzip_writes_whole_buffers_however_its_input_is_cut() {
+        let src = tempfile::tempdir().unwrap();
+        tree(src.path());
+        let (_, packed) = pack_bytes(src.path());
+        let (_, tar) = gunzip(Cursor::new(&packed), Vec::new()).unwrap();
+        assert!(tar.len() > 3 * crate::gz::BUFFER, "{}", tar.len());
+        for pattern in [&[1, 0, 4096, 777][..], &[65_536][..], &[1 << 20][..]] {
+            let mut got = Vec::new();
+            let mut out = Sizes(&mut got, Vec::new());
+            crate::gz::gunzip_buffered(chunks(packed.clone(), pattern, false), &mut out).unwrap();
+            let sizes = out.1;
+            let (last, whole) = sizes.split_last().unwrap();
+            assert!(
+                whole.iter().all(|&n| n == crate::gz::BUFFER) && *last <= crate::gz::BUFFER,
+                "pattern {pattern:?}: writes {sizes:?}"
+            );
+            assert!(got == tar, "pattern {pattern:?}");
+        }
+    }
+
+    #[test]
+    fn gunzip_delivers_everything_before_a_bad_trailer() {
+        let src = tempfile::tempdir().unwrap();
+        tree(src.path());
+        let (_, mut packed) = pack_bytes(src.path());
+        let (_, tar) = gunzip(Cursor::new(&packed), Vec::new()).unwrap();
+        let crc_at = packed.len() - 8;
+        packed[crc_at] ^= 0xff;
+        let mut got = Vec::new();
+        match crate::gz::gunzip_buffered(chunks(packed, &[4096], false), &mut got) {
+            Err(ArchiveError::Corrupt { .. }) => {}
+            other => panic!("expected Corrupt, got {:?}", other.map(|r| r.0)),
+        }
+        // The whole tar was inflated before the CRC was checked, and all of
+        // it reaches the next stage, which then fails where it would alone.
+        assert!(got == tar, "{} of {} bytes delivered", got.len(), tar.len());
+    }
+
+    #[test]
+    fn bodies_around_the_write_buffer_size_round_trip_under_any_chunking() {
+        let b = crate::unpack::READ_BUFFER;
+        let src = tempfile::tempdir().unwrap();
+        let sizes = [0, 1, b - 1, b, b + 1, 2 * b + 7];
+        for (i, &n) in sizes.iter().enumerate() {
+            let data: Vec<u8> = (0..n).map(|j| (j * 31 + i) as u8).collect();
+            write(src.path(), &format!("f{i}"), &data);
+        }
+        let (_, packed) = pack_bytes(src.path());
+        let (_, tar) = gunzip(Cursor::new(&packed), Vec::new()).unwrap();
+        for pattern in [&[7][..], &[1, 0, 4096, 777, 65_536][..], &[1 << 20][..]] {
+            let dest = tempfile::tempdir().unwrap();
+            let report = crate::unpack::unpack_tar_buffered(
+                chunks(tar.clone(), pattern, false),
+                dest.path(),
+                &UnpackOptions::default(),
+                None,
+            )
+            .unwrap();
+            assert_eq!(report.files, sizes.len() as u64, "pattern {pattern:?}");
+            for (i, &n) in sizes.iter().enumerate() {
+                let got = fs::read(dest.path().join(format!("f{i}"))).unwrap();
+                let want: Vec<u8> = (0..n).map(|j| (j * 31 + i) as u8).collect();
+                assert!(got == want, "pattern {pattern:?}: f{i} ({n} bytes)");
+            }
+        }
+        // Cut inside the largest body: the file is reported short, by name.
+        let cut = tar[..tar.len() - 1024 - b].to_vec();
+        match crate::unpack::unpack_tar_buffered(
+            chunks(cut, &[777], false),
+            tempfile::tempdir().unwrap().path(),
+            &UnpackOptions::default(),
+            None,
+        ) {
+            Err(ArchiveError::Corrupt { entry, .. }) => assert_eq!(entry, "f5"),
+            other => panic!("expected Corrupt naming f5, got {other:?}"),
+        }
+    }
+
     #[test]
     fn gunzip_errors_are_typed() {
         let mut bad_crc = gz(b"some data to checksum");

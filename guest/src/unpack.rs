@@ -26,7 +26,8 @@ use crate::types::{
 const BLOCK: u64 = 512;
 /// The largest size the ustar header's 11 octal digits can hold.
 const USTAR_MAX_SIZE: u64 = 0o777_7777_7777;
-const READ_BUFFER: usize = 256 * 1024;
+/// The input's buffer, and the most of a file's body written in one call.
+pub(crate) const READ_BUFFER: usize = 256 * 1024;
 
 /// Unpack the tar.gz read from `input` into `dest` (created if missing).
 /// `filter`, when given, is asked about every path after the option patterns.
@@ -502,16 +503,19 @@ impl Unpacker<'_, '_> {
             }
             Err(e) => return Err(dest_error(&abs, &e)),
         };
+        // The body in buffer-sized writes, so a file that fits the buffer is
+        // one `pwrite` however the archive's chunks cut it.
         let mut written = 0u64;
         loop {
-            let n = entry
-                .read(&mut self.buf)
-                .map_err(|e| self.read_error(e, rel))?;
+            let n = fill(entry, &mut self.buf).map_err(|e| self.read_error(e, rel))?;
             if n == 0 {
                 break;
             }
             fsio::write_all_at(&file, &self.buf[..n], written).map_err(|e| dest_error(&abs, &e))?;
             written += n as u64;
+            if n < self.buf.len() {
+                break;
+            }
         }
         if written != size {
             return Err(ArchiveError::Corrupt {
@@ -527,6 +531,20 @@ impl Unpacker<'_, '_> {
         }
         Ok(())
     }
+}
+
+/// Read into `buf` until it is full or the reader ends; returns the count.
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// What already occupies a destination path.
