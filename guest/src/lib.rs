@@ -12,6 +12,7 @@ pub mod io;
 pub mod pack;
 pub mod paths;
 pub mod pattern;
+mod srcfs;
 pub mod types;
 pub mod unpack;
 

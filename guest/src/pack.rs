@@ -8,16 +8,15 @@
 //! wasm32, so headers are built here and written with `append` (names too:
 //! see [`append_named`]).
 
-use std::fs::{self, File, Metadata};
+use std::ffi::OsString;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
-use std::time::UNIX_EPOCH;
 
 use tar::{EntryType, Header};
 
-use crate::fsio;
 use crate::gz::{check_level, finish_gz, gz_sink};
 use crate::io::{Blame, Gate, Gated, Tracked};
+use crate::srcfs::{Dir, Kind, Listing, SrcFile, Stat};
 use crate::types::{ArchiveError, EntryKind, Filter, PackOptions, Report, SkipReason, Verdict};
 
 const COPY_BUFFER: usize = 256 * 1024;
@@ -32,11 +31,11 @@ pub fn pack<W: Write>(
 ) -> Result<(Report, W), ArchiveError> {
     check_level(options.level)?;
     // The source first: a pack that cannot start writes nothing at all.
-    let root = fs::read_dir(src).map_err(|e| io_error(src, &e))?;
+    let root = Dir::open_root(src).map_err(|e| io_error(src, &e))?;
     let blame = Blame::default();
     // No gate: the gzip sink writes no trailer unless finished.
     let sink = gz_sink(out, options.level, &blame);
-    let (report, sink) = walk_into(src, root, sink, options, filter, &blame, None)?;
+    let (report, sink) = walk_into(root, sink, options, filter, &blame, None)?;
     Ok((report, finish_gz(sink, &blame)?))
 }
 
@@ -51,14 +50,14 @@ pub fn pack_tar<W: Write>(
     filter: Option<&mut (dyn Filter + '_)>,
 ) -> Result<(Report, W), ArchiveError> {
     check_level(options.level)?;
-    let root = fs::read_dir(src).map_err(|e| io_error(src, &e))?;
+    let root = Dir::open_root(src).map_err(|e| io_error(src, &e))?;
     let blame = Blame::default();
     let gate = Gate::default();
     let buffered = BufWriter::with_capacity(
         COPY_BUFFER,
         Gated::new(Tracked::new(out, blame.clone()), gate.clone()),
     );
-    let (report, buffered) = walk_into(src, root, buffered, options, filter, &blame, Some(&gate))?;
+    let (report, buffered) = walk_into(root, buffered, options, filter, &blame, Some(&gate))?;
     let mut gated = buffered
         .into_inner()
         .map_err(|e| blame.stream_error(e.into_error(), ""))?;
@@ -72,8 +71,7 @@ pub fn pack_tar<W: Write>(
 /// end-of-archive marker when dropped, which would make a failed tar look
 /// complete. (A gzip sink needs none: it writes no trailer unless finished.)
 fn walk_into<T: Write>(
-    src: &Path,
-    root: fs::ReadDir,
+    root: (Dir, Listing),
     sink: T,
     options: &PackOptions,
     filter: Option<&mut (dyn Filter + '_)>,
@@ -93,7 +91,7 @@ fn walk_into<T: Write>(
             gate.shut();
         }
     };
-    if let Err(e) = packer.walk(src, root, "") {
+    if let Err(e) = packer.walk(&root.0, root.1, "") {
         shut();
         return Err(e);
     }
@@ -126,73 +124,65 @@ impl<W: Write> Packer<'_, '_, W> {
         }
     }
 
-    fn walk(&mut self, dir: &Path, listing: fs::ReadDir, prefix: &str) -> Result<(), ArchiveError> {
+    fn walk(&mut self, dir: &Dir, listing: Listing, prefix: &str) -> Result<(), ArchiveError> {
         // The listing carries each entry's type: no stat per entry is needed
         // to tell files, directories and links apart.
         let mut entries = Vec::new();
         for item in listing {
             match item {
-                Ok(e) => entries.push((e.file_name(), e.file_type().ok())),
+                Ok(e) => entries.push(e),
                 Err(e) => self
                     .report
                     .skip(prefix, SkipReason::Unreadable, e.to_string()),
             }
         }
         entries.sort_by(|a, b| a.0.as_encoded_bytes().cmp(b.0.as_encoded_bytes()));
-        for (name, listed_type) in entries {
-            let abs = dir.join(&name);
-            let Some(name) = name.to_str() else {
+        for (name, listed) in entries {
+            let Some(utf8) = name.to_str() else {
                 let shown = join(prefix, &name.to_string_lossy());
                 self.report.skip(shown, SkipReason::NonUtf8Name, "");
                 continue;
             };
-            let rel = join(prefix, name);
-            let ft = match listed_type {
-                Some(ft) => ft,
-                None => match fs::symlink_metadata(&abs) {
-                    Ok(md) => md.file_type(),
+            let rel = join(prefix, utf8);
+            let kind = match listed {
+                Kind::Unknown => match dir.stat_at(&name) {
+                    Ok(st) => st.kind,
                     Err(e) => {
                         self.report.skip(rel, SkipReason::Unreadable, e.to_string());
                         continue;
                     }
                 },
+                kind => kind,
             };
-            if ft.is_symlink() {
-                let target = fs::read_link(&abs)
-                    .map(|t| format!("-> {}", t.to_string_lossy()))
-                    .unwrap_or_default();
-                self.report.skip(rel, SkipReason::Symlink, target);
-            } else if ft.is_dir() {
-                self.directory(&abs, &rel)?;
-            } else if ft.is_file() {
-                self.file(&abs, &rel)?;
-            } else {
-                self.report.skip(rel, SkipReason::SpecialFile, "");
+            match kind {
+                Kind::Symlink => {
+                    let target = dir
+                        .read_link(&name)
+                        .map(|t| format!("-> {t}"))
+                        .unwrap_or_default();
+                    self.report.skip(rel, SkipReason::Symlink, target);
+                }
+                Kind::Dir => self.directory(dir, &name, &rel)?,
+                Kind::File => self.file(dir, &name, &rel)?,
+                Kind::Special | Kind::Unknown => self.report.skip(rel, SkipReason::SpecialFile, ""),
             }
         }
         Ok(())
     }
 
-    fn directory(&mut self, abs: &Path, rel: &str) -> Result<(), ArchiveError> {
+    fn directory(&mut self, parent: &Dir, name: &OsString, rel: &str) -> Result<(), ArchiveError> {
         if self.decide(rel, EntryKind::Directory) == Verdict::Exclude {
             self.report.skip(rel, SkipReason::Excluded, "");
             return Ok(());
         }
-        let md = match fs::symlink_metadata(abs) {
-            Ok(md) => md,
+        let (dir, stat, listing) = match parent.open_dir(name) {
+            Ok(opened) => opened,
             Err(e) => {
                 self.report.skip(rel, SkipReason::Unreadable, e.to_string());
                 return Ok(());
             }
         };
-        let listing = match fs::read_dir(abs) {
-            Ok(l) => l,
-            Err(e) => {
-                self.report.skip(rel, SkipReason::Unreadable, e.to_string());
-                return Ok(());
-            }
-        };
-        let mut header = base_header(EntryType::Directory, 0o755, &md);
+        let mut header = base_header(EntryType::Directory, 0o755, &stat);
         header.set_size(0);
         append_named(
             &mut self.builder,
@@ -202,35 +192,34 @@ impl<W: Write> Packer<'_, '_, W> {
         )
         .map_err(|e| self.blame.stream_error(e, rel))?;
         self.report.dirs += 1;
-        self.walk(abs, listing, rel)
+        self.walk(&dir, listing, rel)
     }
 
-    fn file(&mut self, abs: &Path, rel: &str) -> Result<(), ArchiveError> {
+    fn file(&mut self, parent: &Dir, name: &OsString, rel: &str) -> Result<(), ArchiveError> {
         let verdict = self.decide(rel, EntryKind::File);
         if verdict == Verdict::Exclude {
             self.report.skip(rel, SkipReason::Excluded, "");
             return Ok(());
         }
-        let file = match File::open(abs) {
-            Ok(f) => f,
+        let (file, stat) = match parent.open_file(name) {
+            Ok(opened) => opened,
             Err(e) => {
                 self.report.skip(rel, SkipReason::Unreadable, e.to_string());
                 return Ok(());
             }
         };
-        let md = match file.metadata() {
-            Ok(md) => md,
-            Err(e) => {
-                self.report.skip(rel, SkipReason::Unreadable, e.to_string());
-                return Ok(());
-            }
-        };
-        let size = md.len();
-        let executable = verdict == Verdict::KeepExecutable || native_executable(&md);
+        if stat.kind != Kind::File {
+            // Replaced since it was listed.
+            let detail = "no longer a regular file";
+            self.report.skip(rel, SkipReason::Unreadable, detail);
+            return Ok(());
+        }
+        let size = stat.size;
+        let executable = verdict == Verdict::KeepExecutable || stat.executable;
         let mut header = base_header(
             EntryType::Regular,
             if executable { 0o755 } else { 0o644 },
-            &md,
+            &stat,
         );
         header.set_size(size);
         let mut body = SizedReader {
@@ -345,18 +334,13 @@ fn join(prefix: &str, name: &str) -> String {
     }
 }
 
-fn base_header(kind: EntryType, mode: u32, md: &Metadata) -> Header {
+fn base_header(kind: EntryType, mode: u32, stat: &Stat) -> Header {
     let mut h = Header::new_gnu();
     h.set_entry_type(kind);
     h.set_mode(mode);
     h.set_uid(0);
     h.set_gid(0);
-    let mtime = md
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs());
-    h.set_mtime(mtime);
+    h.set_mtime(stat.mtime);
     h
 }
 
@@ -367,23 +351,11 @@ fn io_error(path: &Path, e: &io::Error) -> ArchiveError {
     }
 }
 
-#[cfg(unix)]
-fn native_executable(md: &Metadata) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    md.permissions().mode() & 0o111 != 0
-}
-
-/// WASI exposes no file modes: the host's filter supplies the executable bit.
-#[cfg(not(unix))]
-fn native_executable(_md: &Metadata) -> bool {
-    false
-}
-
 /// Yields exactly `size` bytes of a file: a file that shrinks or fails while
 /// being read is padded with zeros (the header is already written) and the
 /// failure is recorded for the report.
 struct SizedReader {
-    file: File,
+    file: SrcFile,
     size: u64,
     pos: u64,
     failure: Option<String>,
@@ -400,7 +372,7 @@ impl Read for SizedReader {
         let n = if self.failure.is_some() {
             0
         } else {
-            match fsio::read_at(&self.file, buf, self.pos) {
+            match self.file.read_at(buf, self.pos) {
                 Ok(0) => {
                     self.failure = Some(format!(
                         "file shrank while packing: {} of {} bytes read, rest zero-filled",

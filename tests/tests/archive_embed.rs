@@ -415,6 +415,77 @@ fn a_plain_wasmtime_host_supplies_the_filter() {
     );
 }
 
+/// The names in a tar.gz, in order.
+fn archive_names(path: &Path) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+    ar.entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect()
+}
+
+/// The guest walks its source through WASI descriptors, finding the source
+/// path under a preopen itself: as wasi-libc would, by the longest preopen
+/// name that is a whole-component prefix, relative paths from `/`, and a
+/// symlink naming the source followed (inside the preopen).
+#[test]
+fn pack_file_finds_its_source_under_the_longest_matching_preopen() {
+    let host = Embedder::new(FilterImport::Trap);
+    let data = tempfile::tempdir().unwrap();
+    tree::write(data.path(), "a/b/outer.txt", b"outer");
+    tree::write(data.path(), "a/b/sub/deep.txt", b"deep");
+    std::os::unix::fs::symlink("a/b", data.path().join("link")).unwrap();
+    let nested = tempfile::tempdir().unwrap();
+    tree::write(nested.path(), "b/inner.txt", b"inner");
+    let out = tempfile::tempdir().unwrap();
+    let ro = FsPerms::ReadOnly;
+    let preopens = [
+        (data.path(), "/data", ro),
+        (nested.path(), "/data/a", ro),
+        (out.path(), "/out", FsPerms::ReadWrite),
+    ];
+    let pack = |src: &str, to: &str| {
+        host.call(
+            &preopens,
+            "pack-file",
+            &[
+                Val::String(src.into()),
+                Val::String(format!("/out/{to}")),
+                pack_options(&[]),
+            ],
+        )
+    };
+    for (src, to, want) in [
+        // "/data/a" is the longer prefix: its own tree, not data's a/.
+        ("/data/a/b", "nested.tgz", &["inner.txt"][..]),
+        ("/data/a/b/", "slash.tgz", &["inner.txt"][..]),
+        ("data/a/b", "relative.tgz", &["inner.txt"][..]),
+        (
+            "/data/link",
+            "link.tgz",
+            &["outer.txt", "sub/", "sub/deep.txt"][..],
+        ),
+        ("/data/./link/sub", "dot.tgz", &["deep.txt"][..]),
+    ] {
+        let report = ok_report(pack(src, to));
+        assert_eq!(archive_names(&out.path().join(to)), want, "{src}");
+        assert_eq!(
+            field(&report, "files"),
+            &Val::U64(want.iter().filter(|n| !n.ends_with('/')).count() as u64),
+            "{src}"
+        );
+    }
+    // Not a whole-component prefix of any preopen, or not there at all: an
+    // io error naming the path, and nothing written.
+    for src in ["/dat", "/data/missing", "/data/a/b/inner.txt"] {
+        let (case, payload) = err_case(pack(src, "bad.tgz"));
+        assert_eq!(case, "io", "{src}");
+        assert_eq!(field(&payload.unwrap(), "path"), &Val::String(src.into()));
+        assert!(!out.path().join("bad.tgz").exists(), "{src}");
+    }
+}
+
 /// Evidence for the comment in `Embedder::new` (and a canary: when a
 /// wasmtime upgrade fixes this, the simpler advice works again).
 #[test]
