@@ -9,7 +9,7 @@ use crate::gzframe::{self, GzWriter, BLOCK};
 use crate::io::{Blame, MultiGz, Tracked};
 use crate::types::ArchiveError;
 
-/// The size of the gzip stages' buffers, and of each chunk `gunzip` writes.
+/// The size of the gzip stages' buffers.
 pub(crate) const BUFFER: usize = 256 * 1024;
 
 /// What `pack` and `gzip` write through: the blocked gzip writer over a
@@ -89,18 +89,16 @@ pub fn gunzip_buffered<R: BufRead, W: Write>(input: R, out: W) -> Result<(u64, W
     let mut out = Tracked::new(out, write_blame.clone());
     let mut buf = vec![0; BUFFER];
     let mut total = 0u64;
-    // Whole buffers out: fewer, larger chunks for the next stage (inflate
-    // hands out as little as one input chunk's worth at a time).
-    let mut filled = 0;
     loop {
-        let n = match gz.read(&mut buf[filled..]) {
+        let n = match gz.read(&mut buf) {
+            Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 // Deliver what was decompressed before the failure, so the
                 // next stage reaches the same entry it would have reached
                 // reading this stream itself.
-                let _ = out.write_all(&buf[..filled]).and_then(|()| out.flush());
+                let _ = out.flush();
                 return Err(match read_blame.get() {
                     Some(_) => read_blame.stream_error(e, ""),
                     None => ArchiveError::Corrupt {
@@ -110,17 +108,12 @@ pub fn gunzip_buffered<R: BufRead, W: Write>(input: R, out: W) -> Result<(u64, W
                 });
             }
         };
-        filled += n;
-        if n != 0 && filled < buf.len() {
-            continue;
-        }
-        out.write_all(&buf[..filled])
+        // Passed on at once, not held for a fuller buffer: the input may
+        // stall, and the next stage must see everything inflated so far
+        // (it may fail on it, and should not wait for more to do so).
+        out.write_all(&buf[..n])
             .map_err(|e| write_blame.stream_error(e, ""))?;
-        total += filled as u64;
-        filled = 0;
-        if n == 0 {
-            break;
-        }
+        total += n as u64;
     }
     out.flush().map_err(|e| write_blame.stream_error(e, ""))?;
     Ok((total, out.into_inner()))
