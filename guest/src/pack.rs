@@ -131,6 +131,10 @@ impl<W: Write> Packer<'_, '_, W> {
         for item in listing {
             match item {
                 Ok(e) => entries.push(e),
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    self.report
+                        .skip(prefix, SkipReason::NonUtf8Name, e.to_string())
+                }
                 Err(e) => self
                     .report
                     .skip(prefix, SkipReason::Unreadable, e.to_string()),

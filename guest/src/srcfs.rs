@@ -35,8 +35,14 @@ pub struct Stat {
     pub executable: bool,
 }
 
-/// One directory's entries, unsorted; an error ends the listing.
+/// One directory's entries, unsorted. An `InvalidData` error stands for
+/// one entry whose name is not UTF-8 (under WASI, which cannot name it);
+/// any other error ends the listing.
 pub type Listing = Vec<io::Result<(OsString, Kind)>>;
+
+/// The detail of an `InvalidData` listing error.
+#[cfg(target_os = "wasi")]
+const NON_UTF8: &str = "an entry here has a name that is not UTF-8, which WASI cannot pass on";
 
 pub use imp::{Dir, SrcFile};
 
@@ -264,6 +270,11 @@ mod imp {
             match entries.read_directory_entry() {
                 Ok(Some(e)) => listing.push(Ok((OsString::from(e.name), kind_of(e.type_)))),
                 Ok(None) => break,
+                // One entry's name cannot cross WASI (strings are UTF-8):
+                // that entry alone is lost, the listing goes on.
+                Err(ErrorCode::IllegalByteSequence) => {
+                    listing.push(Err(io::Error::new(io::ErrorKind::InvalidData, NON_UTF8)))
+                }
                 Err(e) => {
                     listing.push(Err(error(e)));
                     break;
