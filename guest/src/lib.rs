@@ -5,6 +5,7 @@
 //! by benchmarks and unit tests.
 
 pub mod crc;
+mod destfs;
 mod fsio;
 pub mod gz;
 pub mod gzframe;
@@ -15,6 +16,8 @@ pub mod pattern;
 mod srcfs;
 pub mod types;
 pub mod unpack;
+#[cfg(target_os = "wasi")]
+mod wasifs;
 
 #[cfg(target_arch = "wasm32")]
 mod component;

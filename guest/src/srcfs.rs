@@ -154,15 +154,13 @@ mod imp {
 
 #[cfg(target_os = "wasi")]
 mod imp {
-    use std::path::Component;
-
-    use wasip2::filesystem::preopens::get_directories;
     use wasip2::filesystem::types::{
         Descriptor, DescriptorFlags, DescriptorStat, DescriptorType, ErrorCode, OpenFlags,
         PathFlags,
     };
 
     use super::*;
+    use crate::wasifs::error;
 
     /// A directory of the source, by descriptor.
     pub struct Dir(Descriptor);
@@ -171,37 +169,10 @@ mod imp {
     pub struct SrcFile(Descriptor);
 
     impl Dir {
-        /// Open the source root (following a symlink) and list it: `path`
-        /// is found under the preopen whose name is its longest prefix, as
-        /// wasi-libc finds it (relative paths from `/`).
+        /// Open the source root (following a symlink) and list it (see
+        /// [`crate::wasifs::open_dir`]).
         pub fn open_root(path: &Path) -> io::Result<(Dir, Listing)> {
-            let want = components(path);
-            let mut best: Option<(Descriptor, usize)> = None;
-            for (desc, name) in get_directories() {
-                let pre = components(Path::new(&name));
-                let longer = best.as_ref().is_none_or(|(_, n)| pre.len() > *n);
-                if want.starts_with(&pre) && longer {
-                    best = Some((desc, pre.len()));
-                }
-            }
-            let Some((preopen, depth)) = best else {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    "not under any directory this component was given",
-                ));
-            };
-            let dir = if depth == want.len() {
-                preopen
-            } else {
-                preopen
-                    .open_at(
-                        PathFlags::SYMLINK_FOLLOW,
-                        &want[depth..].join("/"),
-                        OpenFlags::DIRECTORY,
-                        DescriptorFlags::READ,
-                    )
-                    .map_err(error)?
-            };
+            let dir = crate::wasifs::open_dir(path, DescriptorFlags::READ)?;
             let listing = list(&dir)?;
             Ok((Dir(dir), listing))
         }
@@ -284,17 +255,6 @@ mod imp {
         Ok(listing)
     }
 
-    /// A path's names, without the root and `.` components.
-    fn components(path: &Path) -> Vec<String> {
-        path.components()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
-                Component::ParentDir => Some("..".to_owned()),
-                Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
-            })
-            .collect()
-    }
-
     fn utf8(name: &OsString) -> io::Result<&str> {
         name.to_str()
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EILSEQ))
@@ -320,51 +280,5 @@ mod imp {
             mtime: s.data_modification_timestamp.map_or(0, |t| t.seconds),
             executable: false,
         }
-    }
-
-    /// The error as `std::fs` would have reported it (the same errno, so the
-    /// same message in the report).
-    fn error(code: ErrorCode) -> io::Error {
-        use ErrorCode as E;
-        let errno = match code {
-            E::Access => libc::EACCES,
-            E::WouldBlock => libc::EAGAIN,
-            E::Already => libc::EALREADY,
-            E::BadDescriptor => libc::EBADF,
-            E::Busy => libc::EBUSY,
-            E::Deadlock => libc::EDEADLK,
-            E::Quota => libc::EDQUOT,
-            E::Exist => libc::EEXIST,
-            E::FileTooLarge => libc::EFBIG,
-            E::IllegalByteSequence => libc::EILSEQ,
-            E::InProgress => libc::EINPROGRESS,
-            E::Interrupted => libc::EINTR,
-            E::Invalid => libc::EINVAL,
-            E::Io => libc::EIO,
-            E::IsDirectory => libc::EISDIR,
-            E::Loop => libc::ELOOP,
-            E::TooManyLinks => libc::EMLINK,
-            E::MessageSize => libc::EMSGSIZE,
-            E::NameTooLong => libc::ENAMETOOLONG,
-            E::NoDevice => libc::ENODEV,
-            E::NoEntry => libc::ENOENT,
-            E::NoLock => libc::ENOLCK,
-            E::InsufficientMemory => libc::ENOMEM,
-            E::InsufficientSpace => libc::ENOSPC,
-            E::NotDirectory => libc::ENOTDIR,
-            E::NotEmpty => libc::ENOTEMPTY,
-            E::NotRecoverable => libc::ENOTRECOVERABLE,
-            E::Unsupported => libc::ENOTSUP,
-            E::NoTty => libc::ENOTTY,
-            E::NoSuchDevice => libc::ENXIO,
-            E::Overflow => libc::EOVERFLOW,
-            E::NotPermitted => libc::EPERM,
-            E::Pipe => libc::EPIPE,
-            E::ReadOnly => libc::EROFS,
-            E::InvalidSeek => libc::ESPIPE,
-            E::TextFileBusy => libc::ETXTBSY,
-            E::CrossDevice => libc::EXDEV,
-        };
-        io::Error::from_raw_os_error(errno)
     }
 }

@@ -8,7 +8,7 @@
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -16,7 +16,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use tar::EntryType;
 
-use crate::fsio;
+use crate::destfs;
 use crate::io::{Blame, Counting, MultiGz, Tracked};
 use crate::paths::{ancestors, clean_entry_path, display};
 use crate::types::{
@@ -109,10 +109,12 @@ fn extract<R: BufRead>(
             )));
         }
     }
-    fs::create_dir_all(dest).map_err(|e| ArchiveError::Io {
+    let io_error = |e: io::Error| ArchiveError::Io {
         path: dest.display().to_string(),
         message: e.to_string(),
-    })?;
+    };
+    fs::create_dir_all(dest).map_err(io_error)?;
+    let root = destfs::Dir::open(dest).map_err(io_error)?;
 
     let count = Rc::new(Cell::new(0u64));
     let over = Rc::new(Cell::new(false));
@@ -137,6 +139,8 @@ fn extract<R: BufRead>(
         over,
         last: Vec::new(),
         settled: String::new(),
+        root,
+        parent: None,
         entries: 0,
         end_of_data: 0,
     };
@@ -187,6 +191,10 @@ struct Unpacker<'a, 'f> {
     /// A directory whose every ancestor, and itself, is known to be a real,
     /// not excluded directory: its files need no walk up the tree.
     settled: String,
+    /// The destination, open.
+    root: destfs::Dir,
+    /// The directory the last file was created in (relative), open.
+    parent: Option<(String, destfs::Dir)>,
     entries: u64,
     /// Decompressed offset just past the last entry's data.
     end_of_data: u64,
@@ -467,10 +475,20 @@ impl Unpacker<'_, '_> {
         mtime: u64,
     ) -> Result<(), ArchiveError> {
         let abs = self.dest.join(rel);
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        if self.parent.as_ref().is_none_or(|(open, _)| open != parent) {
+            // Made and checked by `make_parents` (a real directory).
+            let dir = (self.root.open_dir(parent))
+                .map_err(|e| dest_error(&self.dest.join(parent), &e))?;
+            self.parent = Some((parent.to_owned(), dir));
+        }
+        let Some((_, dir)) = &self.parent else {
+            unreachable!("opened above")
+        };
         // O_CREAT|O_EXCL never follows a symlink; only an existing path (a
         // duplicate entry, or something already in the destination) needs a
         // closer look before it is replaced.
-        let file = match OpenOptions::new().write(true).create_new(true).open(&abs) {
+        let file = match dir.create_new(name) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 match in_the_way(&abs).map_err(|e| dest_error(&abs, &e))? {
@@ -495,11 +513,7 @@ impl Unpacker<'_, '_> {
                     InTheWay::File => {}
                 }
                 fs::remove_file(&abs).map_err(|e| dest_error(&abs, &e))?;
-                OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&abs)
-                    .map_err(|e| dest_error(&abs, &e))?
+                dir.create_new(name).map_err(|e| dest_error(&abs, &e))?
             }
             Err(e) => return Err(dest_error(&abs, &e)),
         };
@@ -511,7 +525,8 @@ impl Unpacker<'_, '_> {
             if n == 0 {
                 break;
             }
-            fsio::write_all_at(&file, &self.buf[..n], written).map_err(|e| dest_error(&abs, &e))?;
+            file.write_all_at(&self.buf[..n], written)
+                .map_err(|e| dest_error(&abs, &e))?;
             written += n as u64;
             if n < self.buf.len() {
                 break;
@@ -523,7 +538,8 @@ impl Unpacker<'_, '_> {
                 message: format!("truncated: {written} of {size} bytes present"),
             });
         }
-        set_mtime(&file, mtime);
+        // Best effort: keeps unchanged files byte-identical on the next pack.
+        let _ = file.set_mtime(mtime);
         self.report.files += 1;
         self.report.bytes += size;
         if mode & 0o111 != 0 {

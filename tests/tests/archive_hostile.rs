@@ -279,6 +279,16 @@ fn corpus() -> Vec<Case> {
         .prepare(|dest, _outer| {
             std::os::unix::fs::symlink("..", dest.join("planted")).unwrap();
         }),
+        case(
+            "existing_hard_link_in_the_destination",
+            |_| gzip(&simple().file("victim", b"replaced").finish()),
+            ok(&[OK_FILE, ("victim", Some(b"replaced"))], &[]),
+        )
+        // Replaced, not written through: the sentinel outside keeps its
+        // content and goes back to one link.
+        .prepare(|dest, outer| {
+            fs::hard_link(outer.join("sentinel.txt"), dest.join("victim")).unwrap();
+        }),
         // --- special files -----------------------------------------------------
         case(
             "char_device",
