@@ -351,6 +351,30 @@ fn a_plain_wasmtime_host_uses_the_path_only_exports() {
     ));
     assert_eq!(case, "io");
     assert!(!src.path().join("inside.tar.gz").exists());
+
+    // Nor unpacked into, whether the destination is the preopen or below it.
+    for dest in ["/ro", "/ro/deeper"] {
+        let (case, _) = err_case(host.call(
+            &[(out.path(), "/out", rw), (src.path(), "/ro", ro)],
+            "unpack-file",
+            &[
+                Val::String("/out/tree.tar.gz".into()),
+                Val::String(dest.into()),
+                unpack_options(limits.clone()),
+            ],
+        ));
+        assert_eq!(case, "io", "{dest}");
+    }
+    let mut left: Vec<String> = std::fs::read_dir(src.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["notes", "run.sh", "skip.tmp"]);
+    assert_eq!(
+        std::fs::read(src.path().join("notes/ünï.txt")).unwrap(),
+        "plain host".as_bytes()
+    );
 }
 
 #[test]
