@@ -474,16 +474,17 @@ impl Unpacker<'_, '_> {
         mode: u32,
         mtime: u64,
     ) -> Result<(), ArchiveError> {
-        let abs = self.dest.join(rel);
+        // Only a skip or an error needs the whole path.
+        let abs = || self.dest.join(rel);
         let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
-        if self.parent.as_ref().is_none_or(|(open, _)| open != parent) {
-            // Made and checked by `make_parents` (a real directory).
-            let dir = (self.root.open_dir(parent))
-                .map_err(|e| dest_error(&self.dest.join(parent), &e))?;
-            self.parent = Some((parent.to_owned(), dir));
-        }
-        let Some((_, dir)) = &self.parent else {
-            unreachable!("opened above")
+        let dir = match &mut self.parent {
+            Some((open, dir)) if open == parent => &*dir,
+            slot => {
+                // Made and checked by `make_parents` (a real directory).
+                let dir = (self.root.open_dir(parent))
+                    .map_err(|e| dest_error(&self.dest.join(parent), &e))?;
+                &slot.insert((parent.to_owned(), dir)).1
+            }
         };
         // O_CREAT|O_EXCL never follows a symlink; only an existing path (a
         // duplicate entry, or something already in the destination) needs a
@@ -491,6 +492,7 @@ impl Unpacker<'_, '_> {
         let file = match dir.create_new(name) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let abs = abs();
                 match in_the_way(&abs).map_err(|e| dest_error(&abs, &e))? {
                     InTheWay::Symlink => {
                         let detail = format!("{rel} is a symlink");
@@ -515,7 +517,7 @@ impl Unpacker<'_, '_> {
                 fs::remove_file(&abs).map_err(|e| dest_error(&abs, &e))?;
                 dir.create_new(name).map_err(|e| dest_error(&abs, &e))?
             }
-            Err(e) => return Err(dest_error(&abs, &e)),
+            Err(e) => return Err(dest_error(&abs(), &e)),
         };
         // The body in buffer-sized writes, so a file that fits the buffer is
         // one `pwrite` however the archive's chunks cut it.
@@ -526,7 +528,7 @@ impl Unpacker<'_, '_> {
                 break;
             }
             file.write_all_at(&self.buf[..n], written)
-                .map_err(|e| dest_error(&abs, &e))?;
+                .map_err(|e| dest_error(&abs(), &e))?;
             written += n as u64;
             if n < self.buf.len() {
                 break;
