@@ -639,6 +639,28 @@ mod stages {
         })
     }
 
+    /// The whole unpack of `packed`, served as [`chunks`] does, into `dest`.
+    fn unpack_chunked(
+        packed: Vec<u8>,
+        pattern: &'static [usize],
+        fail: bool,
+        dest: &Path,
+    ) -> Result<Report, ArchiveError> {
+        let input = chunks(packed, pattern, fail);
+        crate::unpack::unpack_buffered(input, dest, &UnpackOptions::default(), None)
+    }
+
+    /// The tar stage alone over `tar`, served as [`chunks`] does, into `dest`.
+    fn unpack_tar_chunked(
+        tar: Vec<u8>,
+        pattern: &'static [usize],
+        fail: bool,
+        dest: &Path,
+    ) -> Result<Report, ArchiveError> {
+        let input = chunks(tar, pattern, fail);
+        crate::unpack::unpack_tar_buffered(input, dest, &UnpackOptions::default(), None)
+    }
+
     #[test]
     fn chunk_served_unpack_and_gunzip_match_the_buffered_ones() {
         let src = tempfile::tempdir().unwrap();
@@ -654,28 +676,13 @@ mod stages {
             assert_eq!(n, tar.len() as u64);
             assert!(got == tar, "pattern {pattern:?}: gunzip differs");
             let dest = tempfile::tempdir().unwrap();
-            let report = crate::unpack::unpack_buffered(
-                chunks(packed.clone(), pattern, false),
-                dest.path(),
-                &UnpackOptions::default(),
-                None,
-            )
-            .unwrap();
+            let report = unpack_chunked(packed.clone(), pattern, false, dest.path()).unwrap();
             assert_eq!(report, want_report, "pattern {pattern:?}");
             assert_eq!(pack_bytes(dest.path()).1, packed, "pattern {pattern:?}");
             // The tar stage alone, skipping padding straight out of the chunks.
             let dest = tempfile::tempdir().unwrap();
-            let report = crate::unpack::unpack_tar_buffered(
-                chunks(tar.clone(), pattern, false),
-                dest.path(),
-                &UnpackOptions::default(),
-                None,
-            );
-            assert_eq!(
-                report.unwrap(),
-                want_report,
-                "pattern {pattern:?}: unpack-tar"
-            );
+            let report = unpack_tar_chunked(tar.clone(), pattern, false, dest.path()).unwrap();
+            assert_eq!(report, want_report, "pattern {pattern:?}: unpack-tar");
             assert_eq!(pack_bytes(dest.path()).1, packed, "pattern {pattern:?}");
         }
         // A source failing after part of the archive is a Stream error, in
@@ -688,24 +695,15 @@ mod stages {
             other => panic!("expected Stream, got {:?}", other.map(|r| r.0)),
         }
         let half_tar = tar[..tar.len() / 2].to_vec();
+        let dest = tempfile::tempdir().unwrap();
         for (what, result) in [
             (
                 "unpack",
-                crate::unpack::unpack_buffered(
-                    chunks(cut, &[5000], true),
-                    tempfile::tempdir().unwrap().path(),
-                    &UnpackOptions::default(),
-                    None,
-                ),
+                unpack_chunked(cut, &[5000], true, &dest.path().join("a")),
             ),
             (
                 "unpack-tar",
-                crate::unpack::unpack_tar_buffered(
-                    chunks(half_tar, &[1, 700], true),
-                    tempfile::tempdir().unwrap().path(),
-                    &UnpackOptions::default(),
-                    None,
-                ),
+                unpack_tar_chunked(half_tar, &[1, 700], true, &dest.path().join("b")),
             ),
         ] {
             match result {
@@ -741,36 +739,25 @@ mod stages {
         let b = crate::unpack::READ_BUFFER;
         let src = tempfile::tempdir().unwrap();
         let sizes = [0, 1, b - 1, b, b + 1, 2 * b + 7];
-        for (i, &n) in sizes.iter().enumerate() {
-            let data: Vec<u8> = (0..n).map(|j| (j * 31 + i) as u8).collect();
-            write(src.path(), &format!("f{i}"), &data);
+        let body = |i: usize| -> Vec<u8> { (0..sizes[i]).map(|j| (j * 31 + i) as u8).collect() };
+        for i in 0..sizes.len() {
+            write(src.path(), &format!("f{i}"), &body(i));
         }
         let (_, packed) = pack_bytes(src.path());
         let (_, tar) = gunzip(Cursor::new(&packed), Vec::new()).unwrap();
         for pattern in [&[7][..], &[1, 0, 4096, 777, 65_536][..], &[1 << 20][..]] {
             let dest = tempfile::tempdir().unwrap();
-            let report = crate::unpack::unpack_tar_buffered(
-                chunks(tar.clone(), pattern, false),
-                dest.path(),
-                &UnpackOptions::default(),
-                None,
-            )
-            .unwrap();
+            let report = unpack_tar_chunked(tar.clone(), pattern, false, dest.path()).unwrap();
             assert_eq!(report.files, sizes.len() as u64, "pattern {pattern:?}");
-            for (i, &n) in sizes.iter().enumerate() {
+            for (i, n) in sizes.iter().enumerate() {
                 let got = fs::read(dest.path().join(format!("f{i}"))).unwrap();
-                let want: Vec<u8> = (0..n).map(|j| (j * 31 + i) as u8).collect();
-                assert!(got == want, "pattern {pattern:?}: f{i} ({n} bytes)");
+                assert!(got == body(i), "pattern {pattern:?}: f{i} ({n} bytes)");
             }
         }
         // Cut inside the largest body: the file is reported short, by name.
         let cut = tar[..tar.len() - 1024 - b].to_vec();
-        match crate::unpack::unpack_tar_buffered(
-            chunks(cut, &[777], false),
-            tempfile::tempdir().unwrap().path(),
-            &UnpackOptions::default(),
-            None,
-        ) {
+        let dest = tempfile::tempdir().unwrap();
+        match unpack_tar_chunked(cut, &[777], false, dest.path()) {
             Err(ArchiveError::Corrupt { entry, .. }) => assert_eq!(entry, "f5"),
             other => panic!("expected Corrupt naming f5, got {other:?}"),
         }
