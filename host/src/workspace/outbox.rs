@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::manifest::Manifest;
 use super::session::{read_json, write_json};
+use crate::durable::{lock_file, private_dir};
 
 const ENTRY: &str = "entry.json";
 const PAYLOAD: &str = "payload";
@@ -99,14 +100,14 @@ impl Outbox {
     }
 
     fn ensure(&self) -> io::Result<()> {
-        super::private_dir(&self.dir)
+        private_dir(&self.dir)
     }
 
     /// Take the outbox's exclusive lock (held until the file is dropped), so
     /// two processes never deliver the same entry at once.
     pub fn lock(&self) -> io::Result<File> {
         self.ensure()?;
-        super::lock_file(&self.dir.join(LOCK))
+        lock_file(&self.dir.join(LOCK))
     }
 
     /// Queue an upload. `fill` writes the payload into the path it is given.
