@@ -224,7 +224,9 @@ mod imp {
     }
 
     impl SrcFile {
-        /// Read into `buf` at `offset`; 0 at end of file.
+        /// Read into `buf` at `offset`; 0 at end of file. The bindings
+        /// hand the bytes back as a new list, copied here once more (a
+        /// guest `memcpy` per chunk; the pack's deflate, not this, bounds it).
         pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
             let (data, _) = self.0.read(buf.len() as u64, offset).map_err(error)?;
             // More than asked for would be a host bug; never overrun `buf`.

@@ -24,7 +24,7 @@ pub fn open_dir(path: &Path, flags: DescriptorFlags) -> io::Result<Descriptor> {
     let Some((preopen, depth)) = best else {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
-            "not under any directory this component was given",
+            "not under any directory this component was given (preopen one that holds it)",
         ));
     };
     if depth == want.len() {

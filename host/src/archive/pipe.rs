@@ -219,9 +219,9 @@ impl InputStream for PipeReader {
 /// Up to `size` bytes from the front of `chunks`. One chunk is handed over
 /// as it is; smaller ones queued behind each other are joined. A writer
 /// held back by a full pipe writes what room it is given, so its chunks
-/// fragment (8 KiB on average, measured, in a 20k-file unpack); handed out
-/// one by one, every fragment cost the reader a call and the writer a
-/// wake-up.
+/// fragment (in a 20k-file unpack, about 4,900 wake-ups for 40 MB: some
+/// 8 KiB a chunk); handed out one by one, every fragment cost the reader a
+/// call and the writer a wake-up.
 fn take(chunks: &mut VecDeque<Bytes>, size: usize) -> Bytes {
     let Some(front) = chunks.front_mut() else {
         return Bytes::new();
