@@ -268,7 +268,7 @@ async fn a_stopped_pack_never_writes_a_complete_gzip() {
         tree::write(src.path(), &format!("d{:02}/f{i:04}", i % 50), b"");
     }
     let a = Archiver::new(SandboxConfig {
-        cpu_time: Duration::from_millis(10),
+        cpu_time: Some(Duration::from_millis(10)),
         cache_dir: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ccws-test-cache")),
         pipeline: true,
         ..SandboxConfig::default()

@@ -96,16 +96,10 @@ async fn guest_over_its_memory_cap_is_stopped() {
     .expect("the archiver works after a guest was stopped");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn guest_over_its_cpu_budget_is_stopped() {
-    const BUDGET: Duration = Duration::from_millis(5);
-    let a = archiver_with(SandboxConfig {
-        cpu_time: BUDGET,
-        ..SandboxConfig::default()
-    });
-    // A large, legitimate archive: 64 MiB of poorly compressible data in
-    // 256 files, decompressed and written by the guest (far more than 5 ms
-    // of work however fast the machine).
+/// A large, legitimate archive: 64 MiB of poorly compressible data in 256
+/// files, decompressed and written by the guest (far more than 5 ms of work
+/// however fast the machine).
+fn busy_archive() -> Vec<u8> {
     let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
         Vec::new(),
         flate2::Compression::fast(),
@@ -127,7 +121,17 @@ async fn guest_over_its_cpu_budget_is_stopped() {
         tar.append_data(&mut h, format!("f{i:03}"), &data[..])
             .unwrap();
     }
-    let bytes = tar.into_inner().unwrap().finish().unwrap();
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_over_its_cpu_budget_is_stopped() {
+    const BUDGET: Duration = Duration::from_millis(5);
+    let a = archiver_with(SandboxConfig {
+        cpu_time: Some(BUDGET),
+        ..SandboxConfig::default()
+    });
+    let bytes = busy_archive();
 
     let dest = tempfile::tempdir().unwrap();
     let result = tokio::time::timeout(
@@ -171,13 +175,20 @@ async fn guest_over_its_cpu_budget_is_stopped() {
     );
 }
 
-/// The one `.cwasm` artifact in a cache directory.
-fn artifact(dir: &Path) -> PathBuf {
-    let found: Vec<PathBuf> = fs::read_dir(dir)
+/// The `.cwasm` artifacts in a cache directory, sorted.
+fn artifacts(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
         .collect();
+    found.sort();
+    found
+}
+
+/// The one `.cwasm` artifact in a cache directory.
+fn artifact(dir: &Path) -> PathBuf {
+    let found = artifacts(dir);
     assert_eq!(found.len(), 1, "cache holds {found:?}");
     found.into_iter().next().unwrap()
 }
@@ -199,6 +210,65 @@ async fn works(a: &Archiver) {
     .await
     .unwrap();
     assert_eq!(tree::snapshot(src.path()), tree::snapshot(dest.path()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_cpu_cap_the_guest_runs_on_and_its_build_is_cached_apart() {
+    const BUDGET: Duration = Duration::from_millis(5);
+    let cache = tempfile::tempdir().unwrap();
+    let config = |cpu_time| SandboxConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        cpu_time,
+        ..SandboxConfig::default()
+    };
+    let uncapped = Archiver::new(config(None)).unwrap();
+    works(&uncapped).await;
+    let uncapped_artifact = artifact(cache.path());
+
+    // The archive a 5 ms budget stops unpacks in full without one.
+    let busy = busy_archive();
+    let dest = tempfile::tempdir().unwrap();
+    let report = tokio::time::timeout(
+        TIMEOUT,
+        uncapped.unpack(
+            Cursor::new(busy.clone()),
+            dest.path(),
+            &UnpackOptions::default(),
+            None,
+        ),
+    )
+    .await
+    .expect("no hang")
+    .expect("no budget, no CPU-time error");
+    assert_eq!(report.files, 256);
+    assert_eq!(fs::read_dir(dest.path()).unwrap().count(), 256);
+
+    // A capped archiver on the same cache compiles its own build (the
+    // uncapped one has no epoch checks to interrupt) and is stopped.
+    let capped = Archiver::new(config(Some(BUDGET))).unwrap();
+    let both = artifacts(cache.path());
+    assert_eq!(both.len(), 2, "cache holds {both:?}");
+    assert!(both.contains(&uncapped_artifact));
+    let dest = tempfile::tempdir().unwrap();
+    let result = tokio::time::timeout(
+        TIMEOUT,
+        capped.unpack(
+            Cursor::new(busy),
+            dest.path(),
+            &UnpackOptions::default(),
+            None,
+        ),
+    )
+    .await
+    .expect("no hang");
+    assert!(
+        matches!(result, Err(HostError::CpuTime(BUDGET))),
+        "{result:?}"
+    );
+
+    // Each loads its own build from then on: nothing more is compiled.
+    works(&Archiver::new(config(None)).unwrap()).await;
+    assert_eq!(artifacts(cache.path()), both);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

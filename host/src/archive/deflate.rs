@@ -254,7 +254,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_instance_over_its_cpu_budget_fails_the_gzip() {
         let tight = SandboxConfig {
-            cpu_time: std::time::Duration::from_millis(1),
+            cpu_time: Some(std::time::Duration::from_millis(1)),
             ..SandboxConfig::default()
         };
         let (got, out, _) = gzip_of_a_pipe(7, false, tight).await;

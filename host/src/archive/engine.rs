@@ -16,13 +16,16 @@ use wasmtime::{Config, Engine, OptLevel};
 
 use super::HostError;
 
-/// Build the engine ccws runs the component in: epoch
-/// interruption (CPU budget), Cranelift optimising for speed.
-pub fn new_engine() -> Result<Engine, HostError> {
+/// Build the engine ccws runs the component in: Cranelift optimising for
+/// speed and, when `interruptible`, epoch interruption (the CPU budget).
+/// Interruption compiles a check of the epoch into every function entry and
+/// loop header; the cache key covers the setting, so the two builds of the
+/// component are cached apart.
+pub fn new_engine(interruptible: bool) -> Result<Engine, HostError> {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
-        .epoch_interruption(true)
+        .epoch_interruption(interruptible)
         .cranelift_opt_level(OptLevel::Speed);
     Engine::new(&config).map_err(|e| HostError::Engine(format!("creating the engine: {e:#}")))
 }

@@ -613,18 +613,21 @@ mod child {
     /// prints `secs=` (the call alone) and, for the guest, `load=` (loading
     /// the component). `guest` runs as ccws does on a multi-core machine
     /// (pack: a tar instance and one deflate instance per CPU; unpack: a
-    /// gunzip and a tar instance), `guest-1` in one instance; `native-pipe`
-    /// runs the same stages natively on threads.
+    /// gunzip and a tar instance), `guest-1` in one instance; either with
+    /// `-nocap` runs without the CPU cap (`SandboxConfig::cpu_time = None`);
+    /// `native-pipe` runs the same stages natively on threads.
     pub fn one(args: &[String]) -> Result<()> {
         let [variant, op, from, to, cache] = args else {
             bail!(
-                "usage: ccws-bench one <guest|guest-1|native|native-pipe> <pack|unpack> \
-                 FROM TO CACHE_DIR"
+                "usage: ccws-bench one <guest|guest-1|guest-nocap|guest-1-nocap|native|\
+                 native-pipe> <pack|unpack> FROM TO CACHE_DIR"
             );
         };
         let (from, to) = (Path::new(from), Path::new(to));
         match variant.as_str() {
-            "guest" | "guest-1" => guest(variant, op, from, to, Path::new(cache)),
+            "guest" | "guest-1" | "guest-nocap" | "guest-1-nocap" => {
+                guest(variant, op, from, to, Path::new(cache))
+            }
             "native" => native(op, from, to),
             "native-pipe" => native_pipe(op, from, to),
             v => bail!("unknown variant {v:?}"),
@@ -639,7 +642,12 @@ mod child {
         let t = Instant::now();
         let config = SandboxConfig {
             cache_dir: Some(cache.to_path_buf()),
-            pipeline: variant == "guest",
+            pipeline: !variant.starts_with("guest-1"),
+            cpu_time: if variant.ends_with("-nocap") {
+                None
+            } else {
+                SandboxConfig::default().cpu_time
+            },
             ..SandboxConfig::default()
         };
         // Another build of the component (e.g. with other target features) to compare.
@@ -852,6 +860,10 @@ mod archive {
         Guest,
         /// One instance doing both stages.
         GuestOne,
+        /// `Guest` without the CPU cap (code compiled without epoch checks).
+        GuestNoCap,
+        /// `GuestOne` without the CPU cap.
+        GuestOneNoCap,
         /// The same crate natively, one thread.
         Native,
         /// The same crate natively, the same stages on threads.
@@ -859,9 +871,11 @@ mod archive {
         Gnu,
     }
 
-    const VARIANTS: [Variant; 5] = [
+    const VARIANTS: [Variant; 7] = [
         Variant::Guest,
         Variant::GuestOne,
+        Variant::GuestNoCap,
+        Variant::GuestOneNoCap,
         Variant::Native,
         Variant::NativePipe,
         Variant::Gnu,
@@ -872,6 +886,8 @@ mod archive {
             match self {
                 Variant::Guest => "guest",
                 Variant::GuestOne => "guest-1",
+                Variant::GuestNoCap => "guest-nocap",
+                Variant::GuestOneNoCap => "guest-1-nocap",
                 Variant::Native => "native",
                 Variant::NativePipe => "native-pipe",
                 Variant::Gnu => "gnu",
@@ -882,6 +898,8 @@ mod archive {
             match self {
                 Variant::Guest => "guest, pipelined (ccws)",
                 Variant::GuestOne => "guest, 1 instance",
+                Variant::GuestNoCap => "guest, pipelined, no CPU cap",
+                Variant::GuestOneNoCap => "guest, 1 instance, no CPU cap",
                 Variant::Native => "native, 1 thread",
                 Variant::NativePipe => "native, pipelined",
                 Variant::Gnu => "GNU tar + gzip -6",
@@ -951,6 +969,11 @@ mod archive {
              on threads):\n"
         );
         ratios_table(&all).print();
+        println!(
+            "\nThe same without the sandbox's CPU cap (`SandboxConfig::cpu_time = None`: the \
+             component compiled without epoch checks), against the same native figures:\n"
+        );
+        uncapped_table(&all).print();
         Ok(())
     }
 
@@ -1019,7 +1042,13 @@ mod archive {
         }
         let reference = fs::read(archive(Variant::Native))?;
         let mut same = true;
-        for v in [Variant::Guest, Variant::GuestOne, Variant::NativePipe] {
+        for v in [
+            Variant::Guest,
+            Variant::GuestOne,
+            Variant::GuestNoCap,
+            Variant::GuestOneNoCap,
+            Variant::NativePipe,
+        ] {
             same &= fs::read(archive(v))? == reference;
         }
         println!(
@@ -1162,6 +1191,41 @@ mod archive {
                 ratio(g.pack, u.pack),
                 ratio(g.unpack, u.unpack),
                 ratio(g.size as f64, u.size as f64),
+            ]);
+        }
+        t
+    }
+
+    fn uncapped_table(all: &[TreeFigures]) -> Table {
+        let mut t = Table::new(&[
+            "tree",
+            "no cap / native 1 thread: pack",
+            "unpack",
+            "like for like, 1 instance / 1 thread: pack",
+            "unpack",
+            "pipelined / pipelined: pack",
+            "unpack",
+            "no cap / capped, pipelined: pack",
+            "unpack",
+        ]);
+        for (name, _, figs) in all {
+            let get = |v: Variant| &figs.iter().find(|(w, _)| *w == v).unwrap().1;
+            let (g, g1) = (get(Variant::GuestNoCap), get(Variant::GuestOneNoCap));
+            let (n, n2, c) = (
+                get(Variant::Native),
+                get(Variant::NativePipe),
+                get(Variant::Guest),
+            );
+            t.row(vec![
+                name.to_string(),
+                ratio(g.pack, n.pack),
+                ratio(g.unpack, n.unpack),
+                ratio(g1.pack, n.pack),
+                ratio(g1.unpack, n.unpack),
+                ratio(g.pack, n2.pack),
+                ratio(g.unpack, n2.unpack),
+                ratio(g.pack, c.pack),
+                ratio(g.unpack, c.unpack),
             ]);
         }
         t
