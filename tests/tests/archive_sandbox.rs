@@ -6,11 +6,25 @@ use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ccws::archive::{Archiver, HostError, PackOptions, SandboxConfig, UnpackOptions};
+use ccws::archive::{Archiver, HostError, PackOptions, Report, SandboxConfig, UnpackOptions};
 use ccws_tests::hostile::{kind, zeros, GzStream, Header, Tar};
 use ccws_tests::{archiver_with, tree};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Unpack `input` into `dest` with the default options, failing the test
+/// if it takes longer than `TIMEOUT`.
+async fn unpack_in_time<R>(a: &Archiver, input: R, dest: &Path) -> Result<Report, HostError>
+where
+    R: tokio::io::AsyncRead + Send + 'static,
+{
+    tokio::time::timeout(
+        TIMEOUT,
+        a.unpack(input, dest, &UnpackOptions::default(), None),
+    )
+    .await
+    .expect("no hang")
+}
 
 /// A small legitimate archive.
 fn small_archive() -> Vec<u8> {
@@ -47,12 +61,7 @@ async fn guest_over_its_memory_cap_is_stopped() {
         .unterminated();
     let input = GzStream::new(Cursor::new(head).chain_zeros(256 << 20));
     let dest = tempfile::tempdir().unwrap();
-    let result = tokio::time::timeout(
-        TIMEOUT,
-        a.unpack(input, dest.path(), &UnpackOptions::default(), None),
-    )
-    .await
-    .expect("no hang");
+    let result = unpack_in_time(&a, input, dest.path()).await;
     match result {
         Err(e @ HostError::MemoryLimit(limit)) => {
             assert_eq!(limit, CAP);
@@ -134,17 +143,7 @@ async fn guest_over_its_cpu_budget_is_stopped() {
     let bytes = busy_archive();
 
     let dest = tempfile::tempdir().unwrap();
-    let result = tokio::time::timeout(
-        TIMEOUT,
-        a.unpack(
-            Cursor::new(bytes),
-            dest.path(),
-            &UnpackOptions::default(),
-            None,
-        ),
-    )
-    .await
-    .expect("no hang");
+    let result = unpack_in_time(&a, Cursor::new(bytes), dest.path()).await;
     match result {
         Err(e @ HostError::CpuTime(budget)) => {
             assert_eq!(budget, BUDGET);
@@ -228,18 +227,9 @@ async fn without_a_cpu_cap_the_guest_runs_on_and_its_build_is_cached_apart() {
     // The archive a 5 ms budget stops unpacks in full without one.
     let busy = busy_archive();
     let dest = tempfile::tempdir().unwrap();
-    let report = tokio::time::timeout(
-        TIMEOUT,
-        uncapped.unpack(
-            Cursor::new(busy.clone()),
-            dest.path(),
-            &UnpackOptions::default(),
-            None,
-        ),
-    )
-    .await
-    .expect("no hang")
-    .expect("no budget, no CPU-time error");
+    let report = unpack_in_time(&uncapped, Cursor::new(busy.clone()), dest.path())
+        .await
+        .expect("no budget, no CPU-time error");
     assert_eq!(report.files, 256);
     assert_eq!(fs::read_dir(dest.path()).unwrap().count(), 256);
 
@@ -250,17 +240,7 @@ async fn without_a_cpu_cap_the_guest_runs_on_and_its_build_is_cached_apart() {
     assert_eq!(both.len(), 2, "cache holds {both:?}");
     assert!(both.contains(&uncapped_artifact));
     let dest = tempfile::tempdir().unwrap();
-    let result = tokio::time::timeout(
-        TIMEOUT,
-        capped.unpack(
-            Cursor::new(busy),
-            dest.path(),
-            &UnpackOptions::default(),
-            None,
-        ),
-    )
-    .await
-    .expect("no hang");
+    let result = unpack_in_time(&capped, Cursor::new(busy), dest.path()).await;
     assert!(
         matches!(result, Err(HostError::CpuTime(BUDGET))),
         "{result:?}"

@@ -968,12 +968,14 @@ mod archive {
              like\" pairs the same shape on each side (native pipelined = the same stages \
              on threads):\n"
         );
-        ratios_table(&all).print();
+        let ccws = (Variant::Guest, Variant::GuestOne, "ccws");
+        ratios_table(&all, ccws, (Variant::Gnu, "GNU")).print();
         println!(
             "\nThe same without the sandbox's CPU cap (`SandboxConfig::cpu_time = None`: the \
              component compiled without epoch checks), against the same native figures:\n"
         );
-        uncapped_table(&all).print();
+        let uncapped = (Variant::GuestNoCap, Variant::GuestOneNoCap, "no cap");
+        ratios_table(&all, uncapped, (Variant::Guest, "capped")).print();
         Ok(())
     }
 
@@ -1159,73 +1161,40 @@ mod archive {
         t
     }
 
-    fn ratios_table(all: &[TreeFigures]) -> Table {
+    /// Time ratios of one guest pair (pipelined, one instance) against
+    /// native code and against `last` (named `last_name`), per tree.
+    fn ratios_table(
+        all: &[TreeFigures],
+        (guest, guest_one, name): (Variant, Variant, &str),
+        (last, last_name): (Variant, &str),
+    ) -> Table {
         let mut t = Table::new(&[
             "tree",
-            "ccws / native 1 thread: pack",
+            &format!("{name} / native 1 thread: pack"),
             "unpack",
             "like for like, 1 instance / 1 thread: pack",
             "unpack",
             "pipelined / pipelined: pack",
             "unpack",
-            "ccws / GNU: pack",
+            &format!("{name} / {last_name}: pack"),
             "unpack",
-            "size ccws/GNU",
+            &format!("size {name}/{last_name}"),
         ]);
-        for (name, _, figs) in all {
+        for (tree, _, figs) in all {
             let get = |v: Variant| &figs.iter().find(|(w, _)| *w == v).unwrap().1;
-            let (g, g1) = (get(Variant::Guest), get(Variant::GuestOne));
-            let (n, n2, u) = (
-                get(Variant::Native),
-                get(Variant::NativePipe),
-                get(Variant::Gnu),
-            );
+            let (g, g1) = (get(guest), get(guest_one));
+            let (n, n2, l) = (get(Variant::Native), get(Variant::NativePipe), get(last));
             t.row(vec![
-                name.to_string(),
+                tree.to_string(),
                 ratio(g.pack, n.pack),
                 ratio(g.unpack, n.unpack),
                 ratio(g1.pack, n.pack),
                 ratio(g1.unpack, n.unpack),
                 ratio(g.pack, n2.pack),
                 ratio(g.unpack, n2.unpack),
-                ratio(g.pack, u.pack),
-                ratio(g.unpack, u.unpack),
-                ratio(g.size as f64, u.size as f64),
-            ]);
-        }
-        t
-    }
-
-    fn uncapped_table(all: &[TreeFigures]) -> Table {
-        let mut t = Table::new(&[
-            "tree",
-            "no cap / native 1 thread: pack",
-            "unpack",
-            "like for like, 1 instance / 1 thread: pack",
-            "unpack",
-            "pipelined / pipelined: pack",
-            "unpack",
-            "no cap / capped, pipelined: pack",
-            "unpack",
-        ]);
-        for (name, _, figs) in all {
-            let get = |v: Variant| &figs.iter().find(|(w, _)| *w == v).unwrap().1;
-            let (g, g1) = (get(Variant::GuestNoCap), get(Variant::GuestOneNoCap));
-            let (n, n2, c) = (
-                get(Variant::Native),
-                get(Variant::NativePipe),
-                get(Variant::Guest),
-            );
-            t.row(vec![
-                name.to_string(),
-                ratio(g.pack, n.pack),
-                ratio(g.unpack, n.unpack),
-                ratio(g1.pack, n.pack),
-                ratio(g1.unpack, n.unpack),
-                ratio(g.pack, n2.pack),
-                ratio(g.unpack, n2.unpack),
-                ratio(g.pack, c.pack),
-                ratio(g.unpack, c.unpack),
+                ratio(g.pack, l.pack),
+                ratio(g.unpack, l.unpack),
+                ratio(g.size as f64, l.size as f64),
             ]);
         }
         t
