@@ -87,7 +87,7 @@ pub struct SandboxConfig {
     /// streams, and a deflate instance's waits for its next block, do not
     /// count); each instance of a pipelined pack or unpack has its own.
     /// `None` runs the guest uncapped, on code compiled without the checks
-    /// the cap needs (packs 5–10 % and inflate-bound unpacks up to 20 %
+    /// the cap needs (packs 5–10 % and inflate-bound unpacks about 20 %
     /// faster here, see BENCHMARKS.md): only for trusted input, as nothing
     /// then stops a guest that hangs.
     pub cpu_time: Option<Duration>,
@@ -124,10 +124,17 @@ pub enum HostError {
     #[error(transparent)]
     Archive(#[from] ArchiveError),
     /// The guest used more CPU time than allowed and was stopped.
-    #[error("the archive sandbox ran out of CPU time (budget {0:?}) and was stopped")]
+    #[error(
+        "the archive sandbox ran out of CPU time (budget {0:?}) and was stopped: the input is \
+         hostile or corrupt, or larger than the budget allows (SandboxConfig::cpu_time)"
+    )]
     CpuTime(Duration),
     /// The guest asked for more memory than allowed and was stopped.
-    #[error("the archive sandbox hit its memory limit ({0} bytes) and was stopped")]
+    #[error(
+        "the archive sandbox hit its memory limit ({0} bytes) and was stopped: the input asks \
+         for more memory than an archive should (a hostile or corrupt one), or the limit is too \
+         small for it (SandboxConfig::memory_limit)"
+    )]
     MemoryLimit(usize),
     /// The guest trapped for another reason.
     #[error("the archive sandbox trapped: {0}")]
