@@ -80,9 +80,25 @@ pub enum SettingsError {
     S3(#[from] ConfigError),
 }
 
-/// The process environment as a map (so resolution is testable).
+/// The environment `main` took at start-up (see [`capture_env`]).
+static CAPTURED: std::sync::OnceLock<HashMap<String, String>> = std::sync::OnceLock::new();
+
+/// Take the process environment for [`process_env`] and wipe the
+/// [`CREDENTIAL_VARS`] from the process's own, so that from here on the
+/// credentials live only in ccws's memory (see `harden::take_environment`).
+/// Call it first thing in `main`, while no other thread runs.
+pub fn capture_env() {
+    let env = crate::harden::take_environment(CREDENTIAL_VARS);
+    let _ = CAPTURED.set(env);
+}
+
+/// The process environment as a map (so resolution is testable): the one
+/// [`capture_env`] took, or the current one.
 pub fn process_env() -> HashMap<String, String> {
-    std::env::vars().collect()
+    match CAPTURED.get() {
+        Some(env) => env.clone(),
+        None => std::env::vars().collect(),
+    }
 }
 
 /// The environment variables [`resolve_store`] takes the store's credentials

@@ -9,6 +9,7 @@
 //! process without `CAP_SYS_PTRACE`; the agent, a fresh `exec`, is dumpable
 //! as usual.
 
+use std::collections::HashMap;
 use std::io;
 
 /// Mark this process not dumpable (Linux; elsewhere a no-op): its
@@ -25,6 +26,47 @@ pub fn forbid_inspection() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Take a copy of the process environment, then remove the variables
+/// `secret` names from it and overwrite their values in place in the
+/// environment block the process started with (which `/proc/<pid>/environ`
+/// shows, whatever `remove_var` does), so that they live on only in the
+/// returned map. Call it first thing in `main`, while no other thread runs.
+pub fn take_environment(secret: &[&str]) -> HashMap<String, String> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    #[cfg(target_os = "linux")]
+    {
+        extern "C" {
+            static mut environ: *mut *mut libc::c_char;
+        }
+        // SAFETY: single-threaded (the caller's contract); `environ` is the
+        // C library's NULL-terminated array of NUL-terminated strings, and
+        // each string is writable memory of this process (the initial
+        // stack, or a `setenv` copy). Bytes are only overwritten up to the
+        // string's own NUL.
+        unsafe {
+            let mut p = environ;
+            while !p.is_null() && !(*p).is_null() {
+                let entry = *p;
+                let bytes = std::ffi::CStr::from_ptr(entry).to_bytes();
+                if let Some(eq) = bytes.iter().position(|&b| b == b'=') {
+                    if secret.iter().any(|s| s.as_bytes() == &bytes[..eq]) {
+                        let value = entry.add(eq + 1);
+                        std::ptr::write_bytes(value, 0, bytes.len() - eq - 1);
+                    }
+                }
+                p = p.add(1);
+            }
+        }
+    }
+    for name in secret {
+        if env.contains_key(*name) {
+            // SAFETY (edition 2021: a safe call): no other thread runs yet.
+            std::env::remove_var(name);
+        }
+    }
+    env
 }
 
 #[cfg(test)]

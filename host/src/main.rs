@@ -7,8 +7,18 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // First of all, before any thread or credential exists: no other process
+    // of this user may read ccws's memory or environment (/proc, ptrace),
+    // and the credential variables are wiped from its environment block.
+    let hardened = ccws::harden::forbid_inspection();
+    ccws::config::capture_env();
     let args = cli::args::Cli::parse();
     cli::logging::init(args.global.verbose);
+    if let Err(e) = hardened {
+        tracing::warn!(
+            "cannot mark ccws not dumpable (other processes of this user could inspect it): {e}"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -65,14 +65,20 @@ impl Backend {
         self.machine.path().join("tmp")
     }
 
-    /// What is left in `<temp base>/cc-broker/` (session trees, lock files).
+    /// What is left of sessions on this machine: `<temp base>/cc-broker/`
+    /// (session trees) as `tree:NAME`, and ccws's per-session records and
+    /// lock files in `<state>/sessions/` as `state:NAME`.
     fn broker_entries(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.temp_base().join("cc-broker"))
-            .map(|d| {
-                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let list = |dir: std::path::PathBuf, tag: &str| -> Vec<String> {
+            std::fs::read_dir(dir)
+                .map(|d| {
+                    d.map(|e| format!("{tag}:{}", e.unwrap().file_name().to_string_lossy()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut names = list(self.temp_base().join("cc-broker"), "tree");
+        names.extend(list(self.machine.path().join("state/sessions"), "state"));
         names.sort();
         names
     }
@@ -145,7 +151,7 @@ async fn full_turn_round_trip_on_both_stores() {
             assert_eq!(
                 b.broker_entries(),
                 Vec::<String>::new(),
-                "{name}: no tree and no .sess_*.lock left"
+                "{name}: no tree, no record and no lock file left"
             );
 
             // The session's own subtree is not in the shared home.
@@ -188,8 +194,8 @@ async fn full_turn_round_trip_on_both_stores() {
             );
             assert_eq!(
                 b.broker_entries(),
-                [".sess_s1.lock", "sess_s1"],
-                "{name}: a live session keeps its lock file"
+                ["state:s1", "state:s1.lock", "tree:sess_s1"],
+                "{name}: a live session keeps its record and lock file"
             );
             // Nothing changed: nothing is uploaded.
             let r = ws.teardown("acme", "s1").await.unwrap();
@@ -388,7 +394,12 @@ async fn queued_home_merges_onto_a_newer_one_when_flushed() {
 async fn live_session_is_refused_and_abandoned_one_recovered() {
     let b = Backend::local().await;
     let ws = b.workspaces();
-    let w = ws.setup("live", "s1", me()).await.unwrap();
+    // The session's owner: a process that is then killed, as by SIGKILL.
+    let mut owner = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    let w = ws.setup("live", "s1", Owner::of(owner.id())).await.unwrap();
     let err = ws.setup("live", "s1", me()).await.unwrap_err();
     assert!(matches!(err, WorkspaceError::SessionBusy { .. }), "{err}");
     assert!(err.to_string().contains("already set up"), "{err}");
@@ -397,17 +408,8 @@ async fn live_session_is_refused_and_abandoned_one_recovered() {
         "from a crashed turn",
     )
     .unwrap();
-
-    // Hand the session to a process that is gone, as after a SIGKILL.
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let dead = Owner::of(child.id());
-    child.wait().unwrap();
-    let mut state = ccws::workspace::session::load_state(&w.layout.meta_dir)
-        .unwrap()
-        .unwrap();
-    state.owner = dead;
-    let manifest = ccws::workspace::session::load_manifest(&w.layout.meta_dir).unwrap();
-    ccws::workspace::session::save(&w.layout.meta_dir, &state, &manifest).unwrap();
+    owner.kill().unwrap();
+    owner.wait().unwrap();
 
     let w2 = ws.setup("live", "s1", me()).await.unwrap();
     let rec = w2
@@ -465,27 +467,95 @@ async fn bad_input_is_refused_before_any_io() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn corrupt_remote_home_fails_setup_and_cleans_up() {
+async fn an_unusable_home_falls_back_to_the_last_good_one() {
+    for (name, b) in Backend::both().await {
+        with_timeout(async {
+            let ws = b.workspaces();
+            let keys = &ws.config().keys;
+            // A corrupt home, and no good one yet: an empty home, not a failure.
+            let junk = b.machine.path().join("junk");
+            std::fs::write(&junk, b"\x1f\x8bnot really gzip").unwrap();
+            ws.store()
+                .put_file(&junk, &keys.home("bad"), PutCondition::None)
+                .await
+                .unwrap();
+            let w = ws.setup("bad", "s1", me()).await.unwrap();
+            assert!(
+                matches!(&w.report.home, HomeSource::Fallback { files: 0, reason, .. } if reason.contains("corrupt")),
+                "{name}: {:?}",
+                w.report.home
+            );
+            assert!(w.layout.memory_dir.is_dir(), "{name}");
+            std::fs::write(w.layout.memory_dir.join("good.md"), "kept").unwrap();
+            ws.teardown("bad", "s1").await.unwrap();
+            // The bad one was kept aside; the published one is the good copy.
+            let mut rejected = ws.store().head(&keys.home_rejected("bad")).await.unwrap().size;
+            assert_eq!(rejected, junk.metadata().unwrap().len(), "{name}");
+            assert!(ws.store().head(&keys.home_good("bad")).await.is_ok(), "{name}");
+
+            // Another writer replaces the home with one whose memory
+            // directory is a file: the next setup uses the last good home.
+            let evil = b.machine.path().join("evil");
+            std::fs::create_dir_all(evil.join("projects/ws_bad")).unwrap();
+            std::fs::write(evil.join("projects/ws_bad/memory"), "not a dir").unwrap();
+            let packed = b.machine.path().join("evil.tar.gz");
+            archiver()
+                .pack_file(&evil, &packed, &Default::default(), None)
+                .await
+                .unwrap();
+            ws.store()
+                .put_file(&packed, &keys.home("bad"), PutCondition::None)
+                .await
+                .unwrap();
+            let w2 = ws.setup("bad", "s2", me()).await.unwrap();
+            assert!(
+                matches!(&w2.report.home, HomeSource::Fallback { files: 1, reason, .. } if reason.contains("not a directory")),
+                "{name}: {:?}",
+                w2.report.home
+            );
+            assert_eq!(
+                std::fs::read_to_string(w2.layout.memory_dir.join("good.md")).unwrap(),
+                "kept",
+                "{name}"
+            );
+            rejected = ws.store().head(&keys.home_rejected("bad")).await.unwrap().size;
+            assert_eq!(rejected, packed.metadata().unwrap().len(), "{name}");
+            std::fs::write(w2.layout.memory_dir.join("more.md"), "more").unwrap();
+            ws.teardown("bad", "s2").await.unwrap();
+            let (_d, home) = stored_home(&ws, "bad").await;
+            assert!(home.contains_key("projects/ws_bad/memory/good.md"), "{name}");
+            assert!(home.contains_key("projects/ws_bad/memory/more.md"), "{name}");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{name}: timed out"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_subtree_never_comes_from_the_shared_home() {
     let b = Backend::local().await;
     let ws = b.workspaces();
-    let key = ws.config().keys.home("bad");
-    let junk = b.machine.path().join("junk");
-    std::fs::write(&junk, b"\x1f\x8bnot really gzip").unwrap();
-    ws.store()
-        .put_file(&junk, &key, PutCondition::None)
-        .await
-        .unwrap();
-    let err = ws.setup("bad", "s1", me()).await.unwrap_err();
-    assert!(matches!(err, WorkspaceError::Archive { .. }), "{err}");
-    assert!(
-        !b.temp_base().join("cc-broker/sess_s1").exists(),
-        "setup removed its tree"
-    );
-    assert_eq!(
-        b.broker_entries(),
-        Vec::<String>::new(),
-        "and its lock file"
-    );
+    // Session A's turn plants what would be session B's own subtree (with a
+    // directory where B's transcript goes) into the shared home.
+    let b_layout = ws.layout("w", "B").unwrap();
+    let wa = ws.setup("w", "A", me()).await.unwrap();
+    let planted = wa.layout.claude_dir.join(&b_layout.session_subtree);
+    std::fs::create_dir_all(planted.join("B.jsonl")).unwrap();
+    std::fs::write(planted.join("stolen.txt"), "from A").unwrap();
+    ws.teardown("w", "A").await.unwrap();
+    let (_d, home) = stored_home(&ws, "w").await;
+    assert!(home
+        .keys()
+        .any(|k| k.starts_with(&b_layout.session_subtree)));
+
+    // B starts clean, and never uploads A's plant as its own.
+    let wb = ws.setup("w", "B", me()).await.unwrap();
+    assert_eq!(wb.report.transcript, TranscriptSource::New);
+    assert!(!wb.layout.transcript.exists());
+    assert!(!wb.layout.transcript.with_file_name("stolen.txt").exists());
+    std::fs::write(&wb.layout.transcript, "{\"b\":1}\n").unwrap();
+    let r = ws.teardown("w", "B").await.unwrap();
+    assert!(matches!(r.transcript, Delivery::Uploaded { .. }), "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -685,87 +755,83 @@ async fn queued_older_home_never_undoes_a_newer_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tampered_or_unreadable_session_file_keeps_the_tree() {
+async fn the_agent_cannot_change_what_ccws_knows_of_its_session() {
     let b = Backend::local().await;
     let ws = b.workspaces();
-    let w = ws.setup("tamper", "s1", me()).await.unwrap();
-    std::fs::write(w.layout.memory_dir.join("work.md"), "unsaved work").unwrap();
-    // A directory an escaping session id would point at.
-    let victim = b.temp_base().join("victim");
-    std::fs::create_dir_all(&victim).unwrap();
-    std::fs::write(victim.join("keep.txt"), "keep").unwrap();
-
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let dead = Owner::of(child.id());
-    child.wait().unwrap();
-    let good = ccws::workspace::session::load_state(&w.layout.meta_dir)
+    let w = ws.setup("A", "evil", me()).await.unwrap();
+    // Nothing of ccws's bookkeeping is in the agent's tree to edit.
+    let mut names: Vec<String> = std::fs::read_dir(&w.layout.temp_dir)
         .unwrap()
-        .unwrap();
-    let manifest = ccws::workspace::session::load_manifest(&w.layout.meta_dir).unwrap();
-    let save = |workspace: &str, session: &str, owner: Owner| {
-        let mut state = good.clone();
-        state.workspace = workspace.into();
-        state.session = session.into();
-        state.owner = owner;
-        ccws::workspace::session::save(&w.layout.meta_dir, &state, &manifest).unwrap();
-    };
-    for (workspace, session, what) in [
-        ("tamper", "a/../../../victim", "invalid session id"),
-        ("../x", "s1", "invalid workspace id"),
-        ("tamper", "s2", "not \"s1\""),
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["claude-config", "project"]);
+    // The agent writes where workspace B's memory would be, and plants a
+    // bookkeeping file naming workspace B.
+    let b_memory = w.layout.claude_dir.join("projects/ws_B/memory");
+    std::fs::create_dir_all(&b_memory).unwrap();
+    std::fs::write(b_memory.join("b.md"), "x").unwrap();
+    std::fs::create_dir_all(w.layout.temp_dir.join(".ccws")).unwrap();
+    std::fs::write(
+        w.layout.temp_dir.join(".ccws/session.json"),
+        r#"{"workspace":"B","session":"evil"}"#,
+    )
+    .unwrap();
+    let err = ws.teardown("B", "evil").await.unwrap_err();
+    assert!(
+        matches!(err, WorkspaceError::WrongWorkspace { .. }),
+        "{err}"
+    );
+    ws.teardown("A", "evil").await.unwrap();
+    assert!(
+        ws.store()
+            .head(&ws.config().keys.home("B"))
+            .await
+            .unwrap_err()
+            .is_not_found(),
+        "workspace B is untouched"
+    );
+    let (_d, home) = stored_home(&ws, "A").await;
+    assert!(
+        home.contains_key("projects/ws_B/memory/b.md"),
+        "it is A's own file"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_record_keeps_the_session() {
+    let b = Backend::local().await;
+    let ws = b.workspaces();
+    let w = ws.setup("rec", "s1", me()).await.unwrap();
+    std::fs::write(w.layout.memory_dir.join("work.md"), "unsaved work").unwrap();
+    let record = b.machine.path().join("state/sessions/s1/session.json");
+    assert!(record.is_file());
+    std::fs::write(&record, "{not json").unwrap();
+    for err in [
+        ws.setup("rec", "s1", me()).await.unwrap_err(),
+        ws.teardown("rec", "s1").await.unwrap_err(),
     ] {
-        save(workspace, session, dead.clone());
-        let err = ws.setup("tamper", "s1", me()).await.unwrap_err();
         assert!(
             matches!(err, WorkspaceError::UnusableSession { .. }),
-            "{session}: {err}"
+            "{err}"
         );
         let msg = err.to_string();
-        assert!(msg.contains(what) && msg.contains("kept"), "{msg}");
-        assert!(msg.contains("run setup again"), "{msg}");
-        save(workspace, session, me());
-        let err = ws.teardown("tamper", "s1").await.unwrap_err();
         assert!(
-            matches!(err, WorkspaceError::UnusableSession { .. }),
-            "{session}: {err}"
+            msg.contains("cannot be read") && msg.contains("kept"),
+            "{msg}"
         );
-        assert!(err.to_string().contains(what), "{err}");
-        assert_eq!(
-            std::fs::read_to_string(w.layout.memory_dir.join("work.md")).unwrap(),
-            "unsaved work",
-            "the tree is kept"
-        );
-        assert!(victim.join("keep.txt").is_file());
     }
-    assert!(ws.outbox().list().unwrap().is_empty(), "nothing was queued");
-    assert!(ws
-        .store()
-        .head(&ws.config().keys.home("tamper"))
-        .await
-        .unwrap_err()
-        .is_not_found());
-
-    // An unreadable session file is not "setup never finished": the tree stays.
-    std::fs::write(w.layout.meta_dir.join("session.json"), "{not json").unwrap();
-    let err = ws.setup("tamper", "s1", me()).await.unwrap_err();
     assert!(
-        matches!(err, WorkspaceError::UnusableSession { .. }),
-        "{err}"
-    );
-    assert!(err.to_string().contains("cannot be read"), "{err}");
-    assert!(w.layout.memory_dir.join("work.md").is_file());
-    let err = ws.teardown("tamper", "s1").await.unwrap_err();
-    assert!(
-        matches!(err, WorkspaceError::UnusableSession { .. }),
-        "{err}"
+        w.layout.memory_dir.join("work.md").is_file(),
+        "the tree is kept"
     );
 
-    // No session file at all: setup never finished; the tree is replaced.
-    std::fs::remove_file(w.layout.meta_dir.join("session.json")).unwrap();
-    let w2 = ws.setup("tamper", "s1", me()).await.unwrap();
+    // No record at all: setup never finished; the tree is replaced.
+    std::fs::remove_file(&record).unwrap();
+    let w2 = ws.setup("rec", "s1", me()).await.unwrap();
     assert!(w2.report.recovered.is_none());
     assert!(!w2.layout.memory_dir.join("work.md").exists());
-    ws.teardown("tamper", "s1").await.unwrap();
+    ws.teardown("rec", "s1").await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

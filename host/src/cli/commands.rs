@@ -154,11 +154,7 @@ async fn run_turn(
 ) -> Result<u8, CliError> {
     use tokio::signal::unix::{signal, SignalKind};
 
-    // Before anything holds a credential: the agent, the same user, must not
-    // read them out of this process (/proc/<pid>/environ, ptrace).
-    if let Err(e) = ccws::harden::forbid_inspection() {
-        tracing::warn!("cannot mark ccws not dumpable (the agent could inspect it): {e}");
-    }
+    // (ccws is already not dumpable: main does that first, for every command.)
     let ws = workspaces(g)?;
     let w = ws
         .setup(&s.workspace, &s.session, Owner::of(std::process::id()))
@@ -172,13 +168,31 @@ async fn run_turn(
         signal(SignalKind::terminate()).map_err(|e| CliError::Other(format!("signals: {e}")))?;
     let mut cmd = tokio::process::Command::new(&command[0]);
     cmd.args(&command[1..]).current_dir(&w.layout.project_dir);
+    // Its own process group: whatever it leaves running in the background
+    // is ended with it, before teardown reads the tree.
+    cmd.process_group(0);
     for (k, v) in w.env() {
         cmd.env(k, v);
     }
-    if !pass_aws_env {
-        // The agent is not trusted with the store's credentials.
+    cmd.env(
+        "CCWS_SESSION_NEW",
+        if w.report.transcript == ccws::workspace::TranscriptSource::New {
+            "1"
+        } else {
+            "0"
+        },
+    );
+    // The agent is not trusted with the store's credentials: main wiped them
+    // from ccws's own environment, which the agent inherits.
+    for k in config::CREDENTIAL_VARS {
+        cmd.env_remove(k);
+    }
+    if pass_aws_env {
+        let env = config::process_env();
         for k in config::CREDENTIAL_VARS {
-            cmd.env_remove(k);
+            if let Some(v) = env.get(*k) {
+                cmd.env(k, v);
+            }
         }
     }
     let code = match cmd.spawn() {
@@ -188,7 +202,7 @@ async fn run_turn(
         }
         Ok(mut child) => {
             let pid = child.id();
-            loop {
+            let code = loop {
                 tokio::select! {
                     status = child.wait() => {
                         break match status {
@@ -202,7 +216,11 @@ async fn run_turn(
                     _ = sigint.recv() => forward(pid, libc::SIGINT),
                     _ = sigterm.recv() => forward(pid, libc::SIGTERM),
                 }
+            };
+            if let Some(pid) = pid {
+                end_group(pid).await;
             }
+            code
         }
     };
     match ws.teardown(&s.workspace, &s.session).await {
@@ -219,10 +237,45 @@ async fn run_turn(
 
 fn forward(pid: Option<u32>, sig: libc::c_int) {
     if let Some(pid) = pid {
-        tracing::info!(pid, sig, "forwarding signal to the agent");
-        // SAFETY: sending a signal to our own child's pid.
+        tracing::info!(pid, sig, "forwarding signal to the agent's process group");
+        // SAFETY: signalling the process group our child leads.
         unsafe {
-            libc::kill(pid as libc::pid_t, sig);
+            libc::kill(-(pid as libc::pid_t), sig);
+        }
+    }
+}
+
+/// How long the agent's leftover processes get between SIGTERM and SIGKILL.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// End whatever is left of the agent's process group (led by `pgid`, the
+/// agent itself, already reaped): SIGTERM, up to [`GRACE`] to exit, then
+/// SIGKILL, and wait until the group is empty, so that teardown reads a tree
+/// nothing of the agent's still writes. (A process that left the group,
+/// with `setsid`, is out of reach: teardown packs the tree once into ccws's
+/// own directory, so a late write changes nothing it sends.)
+async fn end_group(pgid: u32) {
+    let pgid = pgid as libc::pid_t;
+    // SAFETY (all three): kill on a process group of our own making.
+    let alive = || unsafe { libc::kill(-pgid, 0) } == 0;
+    if !alive() {
+        return;
+    }
+    tracing::info!(pgid, "ending the agent's leftover processes");
+    unsafe { libc::kill(-pgid, libc::SIGTERM) };
+    let deadline = tokio::time::Instant::now() + GRACE;
+    while alive() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    if alive() {
+        tracing::warn!(
+            pgid,
+            "the agent's leftover processes ignored SIGTERM; killing them"
+        );
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let deadline = tokio::time::Instant::now() + GRACE;
+        while alive() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 }

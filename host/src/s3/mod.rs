@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod config;
+mod copy;
 pub mod error;
 pub mod multipart;
 pub mod retry;

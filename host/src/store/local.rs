@@ -147,6 +147,19 @@ impl LocalStore {
         self.put_stream(key, file, cond).await
     }
 
+    /// Copy `src` to `dest` (a new file, written as any put is).
+    pub async fn copy(&self, src: &str, dest: &str) -> Result<ObjectMeta, StoreError> {
+        let from = self.path(src)?;
+        let file = match tokio::fs::File::open(&from).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound { key: src.into() })
+            }
+            Err(e) => return Err(Self::local_err(&from)(e)),
+        };
+        self.put_stream(dest, file, PutCondition::None).await
+    }
+
     /// Remove `key` (absent is fine, as in S3).
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;

@@ -159,6 +159,14 @@ impl Store {
         }
     }
 
+    /// Copy `src` to `dest` within the store (server-side on S3).
+    pub async fn copy(&self, src: &str, dest: &str) -> Result<ObjectMeta, StoreError> {
+        match self {
+            Store::S3(c) => Ok(c.copy(src, dest).await?),
+            Store::Local(l) => l.copy(src, dest).await,
+        }
+    }
+
     /// Delete `key` (absent is fine).
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         match self {

@@ -18,8 +18,6 @@ pub struct Layout {
     /// `projects/<project hash>`: this session's own subtree, relative to
     /// `claude_dir`; stored separately, so never packed into the home.
     pub session_subtree: String,
-    /// `<temp_dir>/.ccws`: ccws's own bookkeeping (outside the agent's view).
-    pub meta_dir: PathBuf,
 }
 
 impl Layout {
@@ -38,7 +36,6 @@ impl Layout {
             transcript: claude_dir
                 .join(&session_subtree)
                 .join(format!("{session}.jsonl")),
-            meta_dir: temp_dir.join(".ccws"),
             session_subtree,
             temp_dir,
             claude_dir,
@@ -81,6 +78,25 @@ impl Keys {
     /// The workspace's shared home tarball.
     pub fn home(&self, workspace: &str) -> String {
         format!("{}workspaces/{workspace}/claude-home.tar.gz", self.prefix)
+    }
+
+    /// The last home ccws published and could read back, copied on the
+    /// server after every publish; Setup falls back to it when the home
+    /// itself cannot be used.
+    pub fn home_good(&self, workspace: &str) -> String {
+        format!(
+            "{}workspaces/{workspace}/claude-home.good.tar.gz",
+            self.prefix
+        )
+    }
+
+    /// Where Setup keeps a home it could not use, for inspection, before a
+    /// later publish replaces it.
+    pub fn home_rejected(&self, workspace: &str) -> String {
+        format!(
+            "{}workspaces/{workspace}/claude-home.rejected.tar.gz",
+            self.prefix
+        )
     }
 
     /// One session's transcript.

@@ -24,7 +24,9 @@ pub enum Item {
 }
 
 /// Relative `/`-separated path → item. Symlinks and special files are left
-/// out, as the archive leaves them out.
+/// out, as the archive leaves them out. A tree may be changing while it is
+/// scanned: an entry that vanishes, or turns into something else than a
+/// regular file, is left out too.
 pub type Manifest = BTreeMap<String, Item>;
 
 /// Scan `root`, leaving out the subtree `exclude` (relative) if given.
@@ -50,22 +52,55 @@ fn walk(dir: &Path, prefix: &str, exclude: Option<&str>, out: &mut Manifest) -> 
         if exclude == Some(rel.as_str()) {
             continue;
         }
-        let ft = entry.file_type()?;
+        let ft = match entry.file_type() {
+            Ok(ft) => ft,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         if ft.is_dir() {
             out.insert(rel.clone(), Item::Dir);
-            walk(&entry.path(), &rel, exclude, out)?;
+            match walk(&entry.path(), &rel, exclude, out) {
+                Err(e) if vanished(&e) => {}
+                r => r?,
+            }
         } else if ft.is_file() {
-            out.insert(rel, file_item(&entry.path())?);
+            match file_item(&entry.path()) {
+                Ok(item) => {
+                    out.insert(rel, item);
+                }
+                Err(e) if vanished(&e) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(())
 }
 
-/// The manifest item of one regular file.
+/// Whether `e` says the entry changed under the scan (gone, or swapped for
+/// a symlink or a non-regular file).
+fn vanished(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+        || matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR))
+        || e.kind() == io::ErrorKind::InvalidData
+}
+
+/// The manifest item of one regular file, opened without following a
+/// symlink and without blocking on a FIFO; anything but a regular file is
+/// an `InvalidData` error.
 pub fn file_item(path: &Path) -> io::Result<Item> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut file = fs::File::open(path)?;
-    let exec = file.metadata()?.permissions().mode() & 0o111 != 0;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let md = file.metadata()?;
+    if !md.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    let exec = md.permissions().mode() & 0o111 != 0;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 128 * 1024];
     loop {

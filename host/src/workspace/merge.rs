@@ -4,7 +4,12 @@
 //! `theirs` the newer home another session uploaded meanwhile. Whatever this
 //! session added, changed or deleted since `base` is replayed onto `theirs`;
 //! everything else in `theirs` is kept. When both sides changed the same path
-//! this (later) teardown wins for that path, and the path is reported.
+//! this (later) teardown wins for that path, and the path is reported; unless
+//! `theirs` may be the newer side (a queued home, or an upload resumed after
+//! a crash that may have landed already): then theirs wins, also reported.
+//!
+//! `mine_root` is always ccws's own copy (the staged archive unpacked in a
+//! private scratch directory), never the agent's live tree.
 
 use std::fs;
 use std::io;
@@ -13,7 +18,7 @@ use std::path::Path;
 use super::manifest::{self, Item, Manifest};
 
 /// What a merge did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MergeReport {
     /// Files this session added or changed, written onto theirs.
     pub written: Vec<String>,
@@ -23,12 +28,22 @@ pub struct MergeReport {
     pub conflicts: Vec<String>,
 }
 
+/// Which side keeps a path both sides changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Winner {
+    /// This session (the later teardown).
+    Mine,
+    /// The store's home (it may be newer than this session's changes).
+    Theirs,
+}
+
 /// Replay `mine`'s changes since `base` onto the directory `theirs`.
 pub fn apply(
     base: &Manifest,
     mine_root: &Path,
     mine: &Manifest,
     theirs_root: &Path,
+    winner: Winner,
 ) -> io::Result<MergeReport> {
     let mut report = MergeReport::default();
     // Added or changed by this session (directories first, by sorted order).
@@ -39,6 +54,11 @@ pub fn apply(
         let target = theirs_root.join(rel);
         let theirs = current(&target)?;
         let theirs_changed = theirs.as_ref() != base.get(rel) && theirs.as_ref() != Some(item);
+        let in_conflict = theirs_changed && theirs.is_some();
+        if in_conflict && winner == Winner::Theirs {
+            report.conflicts.push(rel.clone());
+            continue;
+        }
         match item {
             Item::Dir => {
                 if matches!(theirs, Some(Item::File { .. })) {
@@ -48,7 +68,7 @@ pub fn apply(
                 fs::create_dir_all(&target)?;
             }
             Item::File { .. } => {
-                if theirs_changed && theirs.is_some() {
+                if in_conflict {
                     report.conflicts.push(rel.clone());
                 }
                 if matches!(theirs, Some(Item::Dir)) {
@@ -75,6 +95,9 @@ pub fn apply(
             (Item::File { .. }, Some(t @ Item::File { .. })) => {
                 if &t != item {
                     report.conflicts.push(rel.clone());
+                    if winner == Winner::Theirs {
+                        continue;
+                    }
                 }
                 fs::remove_file(&target)?;
                 report.deleted.push(rel.clone());
@@ -162,7 +185,7 @@ mod tests {
         write(theirs.path(), "memory/gone.md", "g0");
         write(theirs.path(), "memory/e.md", "e-theirs");
 
-        let r = apply(&base, mine_dir.path(), &mine, theirs.path()).unwrap();
+        let r = apply(&base, mine_dir.path(), &mine, theirs.path(), Winner::Mine).unwrap();
         let read = |rel: &str| fs::read_to_string(theirs.path().join(rel)).ok();
         assert_eq!(read("memory/a.md").as_deref(), Some("a-mine"));
         assert_eq!(read("memory/b.md").as_deref(), Some("b-theirs"));
@@ -172,5 +195,38 @@ mod tests {
         assert_eq!(read("memory/gone.md"), None);
         assert_eq!(r.conflicts, vec!["memory/c.md".to_string()]);
         assert_eq!(r.deleted, vec!["memory/gone.md".to_string()]);
+    }
+
+    #[test]
+    fn when_theirs_may_be_newer_their_side_of_a_conflict_stays() {
+        let base_dir = tempfile::tempdir().unwrap();
+        write(base_dir.path(), "m/a.md", "a0");
+        write(base_dir.path(), "m/b.md", "b0");
+        write(base_dir.path(), "m/c.md", "c0");
+        let base = scan(base_dir.path(), None).unwrap();
+        // Mine: changed a and b, deleted c.
+        let mine_dir = tempfile::tempdir().unwrap();
+        write(mine_dir.path(), "m/a.md", "a-mine");
+        write(mine_dir.path(), "m/b.md", "b-mine");
+        let mine = scan(mine_dir.path(), None).unwrap();
+        // Theirs: changed a and c after mine (a replayed turn must not undo them).
+        let theirs = tempfile::tempdir().unwrap();
+        write(theirs.path(), "m/a.md", "a-newer");
+        write(theirs.path(), "m/b.md", "b0");
+        write(theirs.path(), "m/c.md", "c-newer");
+        let r = apply(&base, mine_dir.path(), &mine, theirs.path(), Winner::Theirs).unwrap();
+        let read = |rel: &str| fs::read_to_string(theirs.path().join(rel)).ok();
+        assert_eq!(read("m/a.md").as_deref(), Some("a-newer"));
+        assert_eq!(
+            read("m/b.md").as_deref(),
+            Some("b-mine"),
+            "no conflict: mine applies"
+        );
+        assert_eq!(read("m/c.md").as_deref(), Some("c-newer"));
+        assert_eq!(
+            r.conflicts,
+            vec!["m/a.md".to_string(), "m/c.md".to_string()]
+        );
+        assert!(r.deleted.is_empty());
     }
 }

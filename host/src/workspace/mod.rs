@@ -7,6 +7,7 @@
 //! and an abandoned session is recovered by the next Setup.
 
 pub mod ids;
+mod journal;
 pub mod layout;
 pub mod manifest;
 pub mod merge;
@@ -21,7 +22,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::archive::{Archiver, HostError, PackOptions, UnpackOptions};
-use crate::durable::{lock_file, private_dir};
+#[cfg(test)]
+use crate::durable::lock_file;
+use crate::durable::private_dir;
 use crate::store::{Store, StoreError};
 
 pub use layout::{Keys, Layout};
@@ -147,12 +150,12 @@ pub enum WorkspaceError {
         /// Merge attempts made.
         attempts: u32,
     },
-    /// A leftover session tree whose bookkeeping (`.ccws/session.json`,
-    /// writable by the agent) cannot be trusted: it is kept untouched.
-    #[error("the session tree at {} cannot be used ({reason}); it is kept: save what you need from it, remove it, then run setup again", temp_dir.display())]
+    /// ccws's own record of a session (in its state directory) cannot be
+    /// read: it is kept untouched.
+    #[error("ccws's record of this session at {} cannot be used ({reason}); it is kept: save what you need from it, remove it, then run setup again", dir.display())]
     UnusableSession {
         /// The kept directory.
-        temp_dir: PathBuf,
+        dir: PathBuf,
         /// What is wrong with it.
         reason: String,
     },
@@ -218,6 +221,16 @@ pub enum HomeSource {
     Empty,
     /// A newer home still waiting in this machine's outbox.
     Outbox,
+    /// The store's home could not be used (it was copied aside); the last
+    /// home ccws published was used instead, or an empty one.
+    Fallback {
+        /// Why the home could not be used.
+        reason: String,
+        /// Files unpacked from the last good home (0: none).
+        files: u64,
+        /// Bytes unpacked.
+        bytes: u64,
+    },
 }
 
 /// Where Setup's transcript came from.
@@ -246,7 +259,7 @@ pub struct SetupReport {
 }
 
 /// What happened to one upload.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "status")]
 pub enum Delivery {
     /// Uploaded.
@@ -349,7 +362,10 @@ impl Workspaces {
         &self.config
     }
 
-    /// The absolute temp base, created if missing.
+    /// The absolute temp base, created if missing, with its `cc-broker`
+    /// directory checked as ssh checks its files: created 0700, and refused
+    /// unless it is a directory of ccws's own user that no one else may
+    /// write (another user could otherwise plant or swap session trees).
     fn temp_base(&self) -> Result<PathBuf, WorkspaceError> {
         let base = self
             .config
@@ -363,7 +379,7 @@ impl Workspaces {
         std::fs::create_dir_all(&base).map_err(err)?;
         let base = std::fs::canonicalize(&base).map_err(err)?;
         let broker = base.join("cc-broker");
-        private_dir(&broker).map_err(|source| WorkspaceError::TempBase {
+        check_private(&broker).map_err(|source| WorkspaceError::TempBase {
             path: broker.clone(),
             source,
         })?;
@@ -377,55 +393,101 @@ impl Workspaces {
         Ok(Layout::new(&self.temp_base()?, workspace, session))
     }
 
-    /// The session file of `layout`, read and checked: it lives in the
-    /// agent's tree, so an unreadable one, ids that are not valid, or another
-    /// session than `session` make the tree unusable. `None`: no file.
-    fn trusted_state(
-        layout: &Layout,
-        session: &str,
-    ) -> Result<Option<session::SessionState>, WorkspaceError> {
-        let unusable = |reason: String| WorkspaceError::UnusableSession {
-            temp_dir: layout.temp_dir.clone(),
-            reason,
-        };
-        let Some(state) = session::load_state(&layout.meta_dir)
-            .map_err(|e| unusable(format!("its .ccws/session.json cannot be read: {e}")))?
-        else {
-            return Ok(None);
-        };
-        ids::validate("workspace", &state.workspace)
-            .and_then(|()| ids::validate("session", &state.session))
-            .map_err(|e| unusable(format!("its .ccws/session.json names an {e}")))?;
-        if state.session != session {
-            return Err(unusable(format!(
-                "its .ccws/session.json is for session {:?}, not {session:?}",
-                state.session
-            )));
-        }
-        Ok(Some(state))
-    }
-
-    /// Hold the per-session lock (setup and teardown of one session never overlap).
-    fn session_lock(&self, layout: &Layout) -> Result<SessionLock, WorkspaceError> {
-        let name = layout
-            .temp_dir
-            .file_name()
-            .map(|n| format!(".{}.lock", n.to_string_lossy()))
-            .unwrap_or_else(|| ".lock".into());
-        let path = layout.temp_dir.with_file_name(name);
-        let file = lock_file(&path).map_err(io_err(&path))?;
+    /// Hold the per-session lock (setup and teardown of one session never
+    /// overlap): `<state>/sessions/<session>.lock`.
+    fn session_lock(&self, files: &journal::SessionFiles) -> Result<SessionLock, WorkspaceError> {
+        let file = files.lock().map_err(io_err(files.dir()))?;
+        let mut name = files.dir().file_name().unwrap_or_default().to_os_string();
+        name.push(".lock");
         Ok(SessionLock {
             _file: file,
-            path,
-            tree: layout.temp_dir.clone(),
+            path: files.dir().with_file_name(name),
+            tree: files.dir().to_path_buf(),
         })
     }
 }
 
-/// The per-session lock: a `flock` on `<base>/cc-broker/.sess_<session>.lock`,
-/// beside the session's tree, held while setup or teardown works on it.
+/// Create `dir` 0700 if missing; then refuse it unless it is a real
+/// directory (not a symlink) owned by this process's user and not writable
+/// by group or others.
+pub(crate) fn check_private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let md = std::fs::symlink_metadata(dir)?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let refuse = |why: String| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{why}; remove it, or set --temp-dir / CCWS_TEMP_DIR to a directory of your own"
+            ),
+        ))
+    };
+    if !md.is_dir() {
+        return refuse("is not a directory (a symlink or a file is in the way)".into());
+    }
+    if md.uid() != me {
+        return refuse(format!(
+            "is owned by uid {}, not by ccws's uid {me}",
+            md.uid()
+        ));
+    }
+    if md.mode() & 0o022 != 0 {
+        return refuse(format!(
+            "is writable by group or others (mode {:o})",
+            md.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// Move `tree` out of the way (a rename: instant, whatever runs in it) and
+/// remove it; a tree that cannot be removed (a process still writing into
+/// it) stays under a `.trash-` name, which the next Setup removes again.
+pub(crate) fn discard_tree(tree: &Path) -> std::io::Result<()> {
+    let Some(name) = tree.file_name() else {
+        return Ok(());
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut trash_name = std::ffi::OsString::from(".trash-");
+    trash_name.push(name);
+    trash_name.push(format!("-{nanos}"));
+    let trash = tree.with_file_name(trash_name);
+    match std::fs::rename(tree, &trash) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    if let Err(e) = std::fs::remove_dir_all(&trash) {
+        tracing::warn!(dir = %trash.display(), "removing a discarded session tree (the next setup retries): {e}");
+    }
+    Ok(())
+}
+
+/// Remove what earlier teardowns could not (`.trash-*` beside the trees).
+pub(crate) fn sweep_trash(broker: &Path) {
+    let Ok(rd) = std::fs::read_dir(broker) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".trash-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// The per-session lock: a `flock` on `<state>/sessions/<session>.lock`,
+/// beside the session's record directory, held while setup or teardown
+/// works on it.
 ///
-/// When released with the tree gone for good (a finished teardown, a
+/// When released with the record gone for good (a finished teardown, a
 /// failed setup that removed it, a teardown of a session that never was),
 /// the lock file is unlinked too, so a broker host does not collect one
 /// file per session. The unlink happens while the lock is still held (no
@@ -585,7 +647,7 @@ mod tests {
             "{msg}"
         );
         let e = WorkspaceError::UnusableSession {
-            temp_dir: PathBuf::from("/t"),
+            dir: PathBuf::from("/t"),
             reason: "bad".into(),
         };
         let msg = e.to_string();

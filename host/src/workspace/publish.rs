@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::oneshot;
 
 use super::manifest::{self, Manifest};
-use super::merge::{self, MergeReport};
+use super::merge::{self, MergeReport, Winner};
 use super::outbox::{Kind, Queued};
 use super::{archive_err, io_err, store_err, FlushReport, WorkspaceError, Workspaces};
 use crate::archive::{EntryKind, FilterFn, Verdict};
@@ -28,35 +28,58 @@ pub(super) struct Published {
     pub merge: Option<MergeReport>,
 }
 
-/// Where the first attempt's bytes come from.
+/// Where the first attempt's bytes come from: an already-packed home
+/// (staged by Teardown, or queued); on conflict it is unpacked to merge.
 pub(super) enum Start<'a> {
-    /// Pack this directory (leaving out `exclude`, a relative subtree).
-    Dir {
-        root: &'a Path,
-        exclude: Option<&'a str>,
-    },
-    /// Upload this already-packed home; on conflict, unpack it to merge.
+    /// This packed home.
     Packed(&'a Path),
 }
 
 impl Workspaces {
     /// Publish a home for `workspace` built on `base` / `etag`, merging onto
-    /// newer homes as needed. `scratch` holds temporary trees.
+    /// newer homes as needed (`theirs_may_be_newer`: the store's side of a
+    /// conflict wins). `scratch` holds temporary trees. A published home is
+    /// also copied on the server as the workspace's last good home.
     pub(super) async fn publish_home(
+        &self,
+        workspace: &str,
+        start: Start<'_>,
+        base: &Manifest,
+        etag: Option<String>,
+        scratch: &Path,
+        theirs_may_be_newer: bool,
+    ) -> Result<Published, WorkspaceError> {
+        let key = self.config.keys.home(workspace);
+        let published = self
+            .publish_merging(workspace, start, base, etag, scratch, theirs_may_be_newer)
+            .await?;
+        let good = self.config.keys.home_good(workspace);
+        if let Err(e) = self.store.copy(&key, &good).await {
+            tracing::warn!("keeping {key} as the last good home ({good}): {e}");
+        }
+        Ok(published)
+    }
+
+    async fn publish_merging(
         &self,
         workspace: &str,
         start: Start<'_>,
         base: &Manifest,
         mut etag: Option<String>,
         scratch: &Path,
+        theirs_may_be_newer: bool,
     ) -> Result<Published, WorkspaceError> {
+        let winner = if theirs_may_be_newer {
+            Winner::Theirs
+        } else {
+            Winner::Mine
+        };
         let key = self.config.keys.home(workspace);
         let cond = |etag: &Option<String>| match etag {
             Some(e) => PutCondition::IfMatch(e.clone()),
             None => PutCondition::IfNoneMatchAny,
         };
         let first = match start {
-            Start::Dir { root, exclude } => self.put_packed(root, exclude, &key, cond(&etag)).await,
             Start::Packed(file) => self
                 .store
                 .put_file(file, &key, cond(&etag))
@@ -78,7 +101,6 @@ impl Workspaces {
         // Lost the race: work out this session's own tree and changes.
         let unpacked;
         let (mine_root, exclude) = match start {
-            Start::Dir { root, exclude } => (root.to_path_buf(), exclude),
             Start::Packed(file) => {
                 unpacked = tempfile::Builder::new()
                     .prefix("mine-")
@@ -109,7 +131,7 @@ impl Workspaces {
                 Err(e) if e.is_not_found() => None,
                 Err(e) => return Err(store_err(format!("downloading {key}"))(e)),
             };
-            let report = merge::apply(base, &mine_root, &mine, theirs.path())
+            let report = merge::apply(base, &mine_root, &mine, theirs.path(), winner)
                 .map_err(io_err(theirs.path()))?;
             tracing::info!(
                 workspace,
@@ -243,12 +265,15 @@ impl Workspaces {
             }
             Kind::Home => {
                 let base = q.base().map_err(io_err(&q.dir))?;
+                // Queued homes are older than what the store may hold now,
+                // and an earlier delivery may have landed: theirs wins.
                 self.publish_home(
                     &q.entry.workspace,
                     Start::Packed(&q.payload()),
                     &base,
                     q.entry.base_etag.clone(),
                     &q.dir,
+                    true,
                 )
                 .await?;
             }

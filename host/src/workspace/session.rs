@@ -1,15 +1,10 @@
-//! A live session's bookkeeping (kept in `<temp_dir>/.ccws/`): who owns it,
-//! the claude-home ETag and manifest taken at Setup. An owner process that
-//! is gone means the session was abandoned (crash, SIGKILL) and is recovered.
+//! Who owns a live session, and ccws's small JSON files. An owner process
+//! that is gone means the session was abandoned (crash, SIGKILL) and is
+//! recovered by the next Setup.
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
-
-use super::manifest::Manifest;
-
-const STATE: &str = "session.json";
-const MANIFEST: &str = "manifest.json";
 
 /// The process that owns a live session.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -46,41 +41,8 @@ fn start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// What Setup records for Teardown.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SessionState {
-    /// The workspace id.
-    pub workspace: String,
-    /// The session id.
-    pub session: String,
-    /// Who owns the session.
-    pub owner: Owner,
-    /// The claude-home ETag Setup started from (`None`: there was none).
-    pub home_etag: Option<String>,
-    /// When Setup ran (Unix seconds).
-    pub created: u64,
-}
-
-/// Write the state and manifest (atomically) into `meta_dir`.
-pub fn save(meta_dir: &Path, state: &SessionState, manifest: &Manifest) -> io::Result<()> {
-    write_json(meta_dir, MANIFEST, manifest)?;
-    write_json(meta_dir, STATE, state)
-}
-
-/// Read the state, if Setup got far enough to write it.
-pub fn load_state(meta_dir: &Path) -> io::Result<Option<SessionState>> {
-    read_json(&meta_dir.join(STATE))
-}
-
-/// Read the Setup manifest.
-pub fn load_manifest(meta_dir: &Path) -> io::Result<Manifest> {
-    Ok(read_json(&meta_dir.join(MANIFEST))?.unwrap_or_default())
-}
-
 /// Write `value` as JSON to `dir/name` via a temp file and a rename (atomic,
-/// not synced: callers that need durability sync the file themselves; the
-/// session's own bookkeeping lives in a temp tree and needs none — an fsync
-/// right after unpacking a home would flush all of it to disk).
+/// not synced: callers that need durability sync the file themselves).
 pub fn write_json<T: serde::Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     // One write: serde_json writes token by token, so never to the file directly.
@@ -93,9 +55,9 @@ pub fn write_json<T: serde::Serialize>(dir: &Path, name: &str, value: &T) -> io:
 /// home is a few MB).
 const JSON_LIMIT: u64 = 64 << 20;
 
-/// Read JSON from `path`; `Ok(None)` if it does not exist. These files sit
-/// where the agent can write: a symlink, a FIFO or a device there, or more
-/// than [`JSON_LIMIT`] bytes, is an error, not something to read.
+/// Read JSON from `path`; `Ok(None)` if it does not exist. A symlink, a
+/// FIFO or a device there, or more than [`JSON_LIMIT`] bytes, is an error,
+/// not something to read.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
     let Some(bytes) = super::untrusted::read_small(path, JSON_LIMIT)? else {
         return Ok(None);

@@ -1,16 +1,21 @@
 //! Setup: create the private temp tree, bring the workspace's claude-home and
-//! the session's transcript into it, and record what Teardown needs.
+//! the session's transcript into it, and record in ccws's state directory
+//! what Teardown needs.
 
 use std::fs;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use tokio::io::AsyncRead;
+
+use super::journal::{Record, SessionFiles};
 use super::manifest;
 use super::outbox::Kind;
-use super::session::{self, Owner, SessionState};
+use super::session::Owner;
 use super::{
-    archive_err, io_err, private_dir, store_err, HomeSource, Layout, SetupReport, TranscriptSource,
-    Workspace, WorkspaceError, Workspaces,
+    archive_err, discard_tree, io_err, private_dir, store_err, sweep_trash, HomeSource, Layout,
+    SetupReport, TranscriptSource, Workspace, WorkspaceError, Workspaces,
 };
+use crate::archive::{ArchiveError, HostError, Report};
 
 impl Workspaces {
     /// Set up `session` of `workspace`, owned by the process `owner` (the
@@ -23,7 +28,8 @@ impl Workspaces {
         owner: Owner,
     ) -> Result<Workspace, WorkspaceError> {
         let layout = self.layout(workspace, session)?;
-        let _lock = self.session_lock(&layout)?;
+        let files = SessionFiles::new(&self.config.state_dir, session);
+        let _lock = self.session_lock(&files)?;
 
         // Deliver what earlier turns on this machine could not.
         let flushed = match self.flush(Some(workspace)).await {
@@ -34,10 +40,21 @@ impl Workspaces {
             }
         };
 
-        let recovered = self.recover(&layout, session).await?;
+        let recovered = self.recover(&files, session).await?;
 
+        // ccws knows of no live session here now: whatever stands at the
+        // tree's path (a setup that crashed before it finished, or anything
+        // planted there) holds nothing to save.
+        discard_tree(&layout.temp_dir).map_err(io_err(&layout.temp_dir))?;
+        if let Some(broker) = layout.temp_dir.parent() {
+            sweep_trash(broker);
+        }
+        files.create().map_err(io_err(files.dir()))?;
         private_dir(&layout.temp_dir).map_err(io_err(&layout.temp_dir))?;
-        match self.populate(&layout, workspace, session, owner).await {
+        match self
+            .populate(&layout, &files, workspace, session, owner)
+            .await
+        {
             Ok((home, transcript, home_etag)) => Ok(Workspace {
                 workspace_id: workspace.to_owned(),
                 session_id: session.to_owned(),
@@ -51,56 +68,68 @@ impl Workspaces {
                 },
             }),
             Err(e) => {
-                if let Err(rm) = fs::remove_dir_all(&layout.temp_dir) {
+                if let Err(rm) = discard_tree(&layout.temp_dir) {
                     tracing::warn!(dir = %layout.temp_dir.display(), "removing the temp tree after a failed setup: {rm}");
+                }
+                if let Err(rm) = files.remove() {
+                    tracing::warn!(dir = %files.dir().display(), "removing the session record after a failed setup: {rm}");
                 }
                 Err(e)
             }
         }
     }
 
-    /// A leftover tree of this session: refuse if its owner lives, else save
-    /// what it holds (it is an abandoned turn) and clear it. A tree whose
-    /// session file is unreadable or names other or invalid ids is kept.
+    /// An earlier run of this session that ccws recorded: refuse while its
+    /// owner lives, else finish its teardown (an abandoned turn, or a
+    /// teardown that was interrupted) from where it stopped.
     async fn recover(
         &self,
-        layout: &Layout,
+        files: &SessionFiles,
         session: &str,
     ) -> Result<Option<super::TeardownReport>, WorkspaceError> {
-        if !layout.temp_dir.exists() {
-            return Ok(None);
-        }
-        let state = match Self::trusted_state(layout, session)? {
-            Some(state) => state,
-            // Setup never got to write it: the agent never ran, nothing to save.
-            None => {
-                fs::remove_dir_all(&layout.temp_dir).map_err(io_err(&layout.temp_dir))?;
+        let unusable = |reason: String| WorkspaceError::UnusableSession {
+            dir: files.dir().to_path_buf(),
+            reason,
+        };
+        let record = match files.record() {
+            Ok(Some(r)) => r,
+            // No record: a setup that never finished; the agent never ran.
+            Ok(None) => {
+                files.remove().map_err(io_err(files.dir()))?;
                 return Ok(None);
             }
+            Err(e) => return Err(unusable(format!("its session.json cannot be read: {e}"))),
         };
-        if state.owner.is_alive() {
+        if record.session != session {
+            return Err(unusable(format!(
+                "its session.json is for session {:?}, not {session:?}",
+                record.session
+            )));
+        }
+        if record.teardown.is_none() && record.owner.is_alive() {
             return Err(WorkspaceError::SessionBusy {
                 session: session.to_owned(),
-                pid: state.owner.pid,
-                temp_dir: layout.temp_dir.clone(),
+                pid: record.owner.pid,
+                temp_dir: record.layout.temp_dir.clone(),
             });
         }
         tracing::warn!(
-            dir = %layout.temp_dir.display(),
-            pid = state.owner.pid,
-            "recovering an abandoned session (its owner is gone)"
+            dir = %record.layout.temp_dir.display(),
+            pid = record.owner.pid,
+            "finishing an earlier turn of this session first (its owner is gone)"
         );
-        self.finish(layout, &state).await.map(Some)
+        self.finish(files, record).await.map(Some)
     }
 
     async fn populate(
         &self,
         layout: &Layout,
+        files: &SessionFiles,
         workspace: &str,
         session: &str,
         owner: Owner,
     ) -> Result<(HomeSource, TranscriptSource, Option<String>), WorkspaceError> {
-        for dir in [&layout.claude_dir, &layout.project_dir, &layout.meta_dir] {
+        for dir in [&layout.claude_dir, &layout.project_dir] {
             private_dir(dir).map_err(io_err(dir))?;
         }
         let queued = self.outbox.list().map_err(io_err(self.outbox.dir()))?;
@@ -110,7 +139,6 @@ impl Workspaces {
             .iter()
             .rev()
             .find(|q| q.entry.kind == Kind::Home && q.entry.workspace == workspace);
-        let key = self.config.keys.home(workspace);
         let (home, home_etag) = if let Some(q) = queued_home {
             self.archiver
                 .unpack_file(&q.payload(), &layout.claude_dir, &self.config.unpack, None)
@@ -118,29 +146,9 @@ impl Workspaces {
                 .map_err(archive_err("unpacking the queued claude-home"))?;
             (HomeSource::Outbox, q.entry.base_etag.clone())
         } else {
-            match self.store.get(&key).await {
-                Ok(obj) => {
-                    let etag = obj.meta.etag.clone();
-                    let r = self
-                        .archiver
-                        .unpack(obj.body, &layout.claude_dir, &self.config.unpack, None)
-                        .await
-                        .map_err(archive_err(format!("downloading and unpacking {key}")))?;
-                    for s in &r.skipped {
-                        tracing::warn!(path = %s.path, reason = ?s.reason, "claude-home entry not restored");
-                    }
-                    (
-                        HomeSource::Store {
-                            files: r.files,
-                            bytes: r.bytes,
-                        },
-                        etag,
-                    )
-                }
-                Err(e) if e.is_not_found() => (HomeSource::Empty, None),
-                Err(e) => return Err(store_err(format!("downloading {key}"))(e)),
-            }
+            self.restore_home(layout, workspace).await?
         };
+        self.strip_own_subtree(layout)?;
 
         // The transcript.
         let tkey = self.config.keys.transcript(workspace, session);
@@ -148,10 +156,10 @@ impl Workspaces {
             .iter()
             .rev()
             .find(|q| q.entry.kind == Kind::Transcript && q.entry.key == tkey);
+        if let Some(dir) = layout.transcript.parent() {
+            private_dir(dir).map_err(io_err(dir))?;
+        }
         let transcript = if let Some(q) = queued_transcript {
-            if let Some(dir) = layout.transcript.parent() {
-                private_dir(dir).map_err(io_err(dir))?;
-            }
             fs::copy(q.payload(), &layout.transcript).map_err(io_err(&layout.transcript))?;
             TranscriptSource::Outbox
         } else {
@@ -165,7 +173,10 @@ impl Workspaces {
         private_dir(&layout.memory_dir).map_err(io_err(&layout.memory_dir))?;
         let manifest = manifest::scan(&layout.claude_dir, Some(&layout.session_subtree))
             .map_err(io_err(&layout.claude_dir))?;
-        let state = SessionState {
+        files
+            .save_manifest(&manifest)
+            .map_err(io_err(files.dir()))?;
+        let record = Record {
             workspace: workspace.to_owned(),
             session: session.to_owned(),
             owner,
@@ -174,8 +185,167 @@ impl Workspaces {
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs(),
+            layout: layout.clone(),
+            teardown: None,
         };
-        session::save(&layout.meta_dir, &state, &manifest).map_err(io_err(&layout.meta_dir))?;
+        // Last: from here on, the session exists for ccws.
+        files.save(&record).map_err(io_err(files.dir()))?;
         Ok((home, transcript, home_etag))
     }
+
+    /// The store's home, unpacked into the tree. A home that cannot be used
+    /// (corrupt, over a limit, or with `projects` or the memory directory
+    /// not a directory) never fails the setup: it is copied aside for
+    /// inspection and the last home ccws published is used instead (or an
+    /// empty one), with a warning in the report. Its ETag is kept as the
+    /// base, so that this session's publish replaces it.
+    async fn restore_home(
+        &self,
+        layout: &Layout,
+        workspace: &str,
+    ) -> Result<(HomeSource, Option<String>), WorkspaceError> {
+        let keys = &self.config.keys;
+        let key = keys.home(workspace);
+        let obj = match self.store.get(&key).await {
+            Ok(obj) => obj,
+            Err(e) if e.is_not_found() => return Ok((HomeSource::Empty, None)),
+            Err(e) => return Err(store_err(format!("downloading {key}"))(e)),
+        };
+        let etag = obj.meta.etag.clone();
+        let reason = match self.unpack_home(obj.body, layout).await {
+            Ok(r) => {
+                let source = HomeSource::Store {
+                    files: r.files,
+                    bytes: r.bytes,
+                };
+                return Ok((source, etag));
+            }
+            Err(Unusable::Store(e)) => {
+                return Err(WorkspaceError::Archive {
+                    op: format!("downloading and unpacking {key}"),
+                    source: Box::new(e),
+                })
+            }
+            Err(Unusable::Home(reason)) => reason,
+        };
+        let rejected = keys.home_rejected(workspace);
+        tracing::warn!(
+            key,
+            "the workspace's claude-home cannot be used ({reason}); it is copied to {rejected} \
+             for inspection, and this session starts from the last home ccws published"
+        );
+        if let Err(e) = self.store.copy(&key, &rejected).await {
+            tracing::warn!("copying the unusable home aside: {e}");
+        }
+        clear_dir(&layout.claude_dir)?;
+        let good = keys.home_good(workspace);
+        let restored = match self.store.get(&good).await {
+            Ok(obj) => match self.unpack_home(obj.body, layout).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!("the last good home {good} cannot be used either: {e}; starting from an empty home");
+                    clear_dir(&layout.claude_dir)?;
+                    None
+                }
+            },
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(store_err(format!("downloading {good}"))(e)),
+        };
+        let source = HomeSource::Fallback {
+            reason,
+            files: restored.as_ref().map_or(0, |r| r.files),
+            bytes: restored.as_ref().map_or(0, |r| r.bytes),
+        };
+        Ok((source, etag))
+    }
+
+    /// Unpack a home from `body` into the tree and check its layout.
+    async fn unpack_home<R>(&self, body: R, layout: &Layout) -> Result<Report, Unusable>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
+        let r = match self
+            .archiver
+            .unpack(body, &layout.claude_dir, &self.config.unpack, None)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(match e {
+                    HostError::Archive(ArchiveError::Stream { .. }) | HostError::Stream(_) => {
+                        Unusable::Store(e)
+                    }
+                    e => Unusable::Home(e.to_string()),
+                })
+            }
+        };
+        for s in &r.skipped {
+            tracing::warn!(path = %s.path, reason = ?s.reason, "claude-home entry not restored");
+        }
+        // What Setup creates below must be directories.
+        let memory = layout
+            .memory_dir
+            .strip_prefix(&layout.claude_dir)
+            .unwrap_or(&layout.memory_dir);
+        let mut at = layout.claude_dir.clone();
+        for part in memory.components() {
+            at.push(part);
+            match fs::symlink_metadata(&at) {
+                Ok(md) if md.is_dir() => {}
+                Ok(_) => {
+                    return Err(Unusable::Home(format!(
+                        "{} is not a directory",
+                        at.strip_prefix(&layout.claude_dir).unwrap_or(&at).display()
+                    )))
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(r)
+    }
+
+    /// A session's own subtree comes only from its own objects: whatever a
+    /// home carries there is removed.
+    fn strip_own_subtree(&self, layout: &Layout) -> Result<(), WorkspaceError> {
+        let own = layout.claude_dir.join(&layout.session_subtree);
+        let removed = match fs::symlink_metadata(&own) {
+            Ok(md) if md.is_dir() => fs::remove_dir_all(&own),
+            Ok(_) => fs::remove_file(&own),
+            Err(_) => return Ok(()),
+        };
+        tracing::warn!(path = %layout.session_subtree, "the home carried this session's own subtree; it is not used");
+        removed.map_err(io_err(&own))
+    }
+}
+
+/// Why a home could not be unpacked.
+enum Unusable {
+    /// The download failed: a store problem, not the home's.
+    Store(HostError),
+    /// The home itself cannot be used.
+    Home(String),
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unusable::Store(e) => e.fmt(f),
+            Unusable::Home(r) => f.write_str(r),
+        }
+    }
+}
+
+/// Empty the directory `dir` (kept, with its mode).
+fn clear_dir(dir: &std::path::Path) -> Result<(), WorkspaceError> {
+    for e in fs::read_dir(dir).map_err(io_err(dir))? {
+        let e = e.map_err(io_err(dir))?;
+        let path = e.path();
+        let res = if e.file_type().map_err(io_err(&path))?.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        res.map_err(io_err(&path))?;
+    }
+    Ok(())
 }

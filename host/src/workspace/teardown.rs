@@ -1,16 +1,21 @@
-//! Teardown: upload the transcript, publish the home without this session's
-//! subtree, and remove the temp tree. A failed upload never fails the turn
-//! and never loses data: it is queued in the outbox.
+//! Teardown: pack the session tree once into ccws's state directory, then
+//! deliver the staged transcript and home, then remove the tree. Each step
+//! is recorded in the session's journal before the next, so a crash at any
+//! point resumes where it stopped; a failed upload never fails the turn and
+//! never loses data: the staged file itself becomes the outbox entry.
 
 use std::fs::{self, File};
-use std::io::{self, Seek, SeekFrom};
+use std::io;
+use std::path::Path;
 
+use super::journal::{Part, Progress, Record, SessionFiles};
 use super::manifest;
 use super::outbox::{Entry, Kind};
 use super::publish::{exclude_subtree, Start};
-use super::session::{self, SessionState};
 use super::untrusted;
-use super::{archive_err, io_err, Delivery, Layout, TeardownReport, WorkspaceError, Workspaces};
+use super::{
+    archive_err, discard_tree, io_err, Delivery, TeardownReport, WorkspaceError, Workspaces,
+};
 use crate::s3::PutCondition;
 
 /// Why a home is queued without trying to upload it.
@@ -21,52 +26,76 @@ const TRANSCRIPT_BEHIND: &str =
     "an older copy of this transcript is still queued; queued behind it";
 
 impl Workspaces {
-    /// Tear down `session` of `workspace` (set up earlier, possibly by another process).
+    /// Tear down `session` of `workspace` (set up earlier, possibly by another
+    /// process). The agent must be finished: its tree is read once, here.
     pub async fn teardown(
         &self,
         workspace: &str,
         session: &str,
     ) -> Result<TeardownReport, WorkspaceError> {
         let layout = self.layout(workspace, session)?;
-        let _lock = self.session_lock(&layout)?;
-        let state =
-            Self::trusted_state(&layout, session)?.ok_or_else(|| WorkspaceError::NoSession {
+        let files = SessionFiles::new(&self.config.state_dir, session);
+        let _lock = self.session_lock(&files)?;
+        let record = files
+            .record()
+            .map_err(|e| WorkspaceError::UnusableSession {
+                dir: files.dir().to_path_buf(),
+                reason: format!("its session.json cannot be read: {e}"),
+            })?
+            .ok_or_else(|| WorkspaceError::NoSession {
                 session: session.to_owned(),
                 temp_dir: layout.temp_dir.clone(),
             })?;
-        if state.workspace != workspace {
+        if record.workspace != workspace {
             return Err(WorkspaceError::WrongWorkspace {
                 session: session.to_owned(),
                 requested: workspace.to_owned(),
-                actual: state.workspace,
+                actual: record.workspace,
             });
         }
-        self.finish(&layout, &state).await
+        self.finish(&files, record).await
     }
 
-    /// Deliver (or queue) the session's state, then remove its tree. If the
-    /// state can be neither uploaded nor queued, the tree is kept.
+    /// Take the session from wherever its journal says it is to the end:
+    /// staged, delivered (or queued), tree removed, record gone. If the
+    /// tree cannot be staged, everything is kept for a later retry.
     pub(super) async fn finish(
         &self,
-        layout: &Layout,
-        state: &SessionState,
+        files: &SessionFiles,
+        mut record: Record,
     ) -> Result<TeardownReport, WorkspaceError> {
+        let tree = record.layout.temp_dir.clone();
+        let unsaved = |reason: String| WorkspaceError::Unsaved {
+            temp_dir: tree.clone(),
+            reason,
+        };
+        if record.teardown.is_none() {
+            let progress = self.stage(files, &record).await?;
+            record.teardown = Some(progress);
+            files.save(&record).map_err(|e| {
+                unsaved(format!(
+                    "recording the staged files in {}: {e}",
+                    files.dir().display()
+                ))
+            })?;
+        }
+
         // Older queued homes of this workspace (and older copies of this
         // transcript) must land first: this session may have started from
         // one of them, and replaying it afterwards would undo this
         // session's newer changes to the same files.
-        if let Err(e) = self.flush(Some(&state.workspace)).await {
+        if let Err(e) = self.flush(Some(&record.workspace)).await {
             tracing::warn!("outbox flush before teardown failed: {e}");
         }
-        // Whatever is still queued must stay older than what this session
-        // writes to the same object: queue behind it instead of uploading.
         let tkey = self
             .config
             .keys
-            .transcript(&state.workspace, &state.session);
-        let queued = self.outbox.list().map_err(|e| WorkspaceError::Unsaved {
-            temp_dir: layout.temp_dir.clone(),
-            reason: format!("reading the outbox {}: {e}", self.outbox.dir().display()),
+            .transcript(&record.workspace, &record.session);
+        let queued = self.outbox.list().map_err(|e| {
+            unsaved(format!(
+                "reading the outbox {}: {e}",
+                self.outbox.dir().display()
+            ))
         })?;
         let transcript_behind = queued
             .iter()
@@ -74,66 +103,162 @@ impl Workspaces {
             .then_some(TRANSCRIPT_BEHIND);
         let home_behind = queued
             .iter()
-            .any(|q| q.entry.kind == Kind::Home && q.entry.workspace == state.workspace)
+            .any(|q| q.entry.kind == Kind::Home && q.entry.workspace == record.workspace)
             .then_some(HOME_BEHIND);
-        let transcript = self
-            .deliver_transcript(layout, state, tkey, transcript_behind)
-            .await;
-        let home = self.deliver_home(layout, state, home_behind).await;
-        let (transcript, home) = match (transcript, home) {
-            (Ok(t), Ok(h)) => (t, h),
-            (Err(e), _) | (_, Err(e)) => {
-                return Err(WorkspaceError::Unsaved {
-                    temp_dir: layout.temp_dir.clone(),
-                    reason: e.to_string(),
-                })
+
+        for kind in [Kind::Transcript, Kind::Home] {
+            let part = match (kind, &record.teardown) {
+                (Kind::Transcript, Some(p)) => p.transcript.clone(),
+                (Kind::Home, Some(p)) => p.home.clone(),
+                (_, None) => unreachable!("staged above"),
+            };
+            let uncertain = match part {
+                Part::Done { .. } => continue,
+                Part::Staged => false,
+                Part::Sending => true,
+            };
+            set_part(&mut record, kind, Part::Sending);
+            files.save(&record).map_err(|e| unsaved(e.to_string()))?;
+            let delivery = match kind {
+                Kind::Transcript => {
+                    self.send_transcript(files, &record, &tkey, transcript_behind)
+                        .await
+                }
+                Kind::Home => self.send_home(files, &record, home_behind, uncertain).await,
             }
-        };
-        let removed = match fs::remove_dir_all(&layout.temp_dir) {
+            .map_err(|e| unsaved(e.to_string()))?;
+            set_part(&mut record, kind, Part::Done { delivery });
+            files.save(&record).map_err(|e| unsaved(e.to_string()))?;
+        }
+
+        let removed = match discard_tree(&record.layout.temp_dir) {
             Ok(()) => true,
             Err(e) => {
-                tracing::warn!(dir = %layout.temp_dir.display(), "removing the temp tree: {e}");
+                tracing::warn!(dir = %record.layout.temp_dir.display(), "removing the temp tree (the next setup retries): {e}");
                 false
             }
         };
-        Ok(TeardownReport {
-            transcript,
-            home,
+        let progress = record.teardown.take().unwrap_or_else(|| unreachable!());
+        let done = |p: Part| match p {
+            Part::Done { delivery } => delivery,
+            _ => unreachable!("every part is done here"),
+        };
+        let report = TeardownReport {
+            transcript: done(progress.transcript),
+            home: done(progress.home),
             removed,
-        })
+        };
+        if let Err(e) = files.remove() {
+            tracing::warn!(dir = %files.dir().display(), "removing the finished session's record: {e}");
+        }
+        Ok(report)
     }
 
-    /// Upload the transcript as `key`, or queue it: when the upload fails,
-    /// or right away when `behind` says why it must wait.
-    async fn deliver_transcript(
+    /// Read the agent's tree once: the transcript copied, the home packed
+    /// (without this session's own subtree), both into the session's state
+    /// directory and synced, so nothing later reads the tree again.
+    async fn stage(
         &self,
-        layout: &Layout,
-        state: &SessionState,
-        key: String,
-        behind: Option<&str>,
-    ) -> Result<Delivery, WorkspaceError> {
-        let path = &layout.transcript;
-        // Opened once: the upload and the outbox copy read this handle, so
-        // the agent cannot swap the path for a symlink after the check.
-        let file = match untrusted::open_plain(&layout.temp_dir, path) {
-            Ok(Some(file)) => file,
-            Ok(None) => return Ok(Delivery::Missing),
+        files: &SessionFiles,
+        record: &Record,
+    ) -> Result<Progress, WorkspaceError> {
+        let layout = &record.layout;
+        let unsaved = |reason: String| WorkspaceError::Unsaved {
+            temp_dir: layout.temp_dir.clone(),
+            reason,
+        };
+
+        // Opened once, without following a symlink anywhere on its path: the
+        // copy reads this handle, so the agent cannot swap the path after the
+        // check.
+        let transcript = match untrusted::open_plain(&layout.temp_dir, &layout.transcript) {
+            Ok(Some(mut file)) => {
+                let staged = files.staged_transcript();
+                File::create(&staged)
+                    .and_then(|mut out| io::copy(&mut file, &mut out))
+                    .and_then(|_| files.sync_staged(&staged))
+                    .map_err(|e| unsaved(format!("staging the transcript: {e}")))?;
+                Part::Staged
+            }
+            Ok(None) => Part::Done {
+                delivery: Delivery::Missing,
+            },
             Err(refusal) => {
                 let reason = refusal.to_string();
                 tracing::warn!(
-                    path = %path.display(),
+                    path = %layout.transcript.display(),
                     "transcript refused, not uploaded, and discarded with the session tree \
                      (it must be a regular file): {reason}"
                 );
-                return Ok(Delivery::Refused { reason });
+                Part::Done {
+                    delivery: Delivery::Refused { reason },
+                }
             }
         };
-        let mut copy = file.try_clone().map_err(io_err(path))?;
+
+        let home = if !is_real_dir(&layout.claude_dir) {
+            // No tree (a reboot cleared the temp dir, or it was removed by
+            // hand): nothing to save, and not "the agent deleted everything".
+            tracing::warn!(dir = %layout.claude_dir.display(), "the session's claude-config is gone; the home is left as it is in the store");
+            Part::Done {
+                delivery: Delivery::Missing,
+            }
+        } else {
+            let base = files.manifest().map_err(io_err(files.dir()))?;
+            let subtree = layout.session_subtree.as_str();
+            let mine = manifest::scan(&layout.claude_dir, Some(subtree))
+                .map_err(io_err(&layout.claude_dir))?;
+            if mine == base && (record.home_etag.is_some() || mine.is_empty()) {
+                Part::Done {
+                    delivery: Delivery::Unchanged,
+                }
+            } else {
+                let staged = files.staged_home();
+                let report = self
+                    .archiver
+                    .pack_file(
+                        &layout.claude_dir,
+                        &staged,
+                        &self.config.pack,
+                        Some(exclude_subtree(subtree)),
+                    )
+                    .await
+                    .map_err(archive_err("packing the claude-home"))?;
+                for s in report.skipped.iter().filter(|s| s.path != subtree) {
+                    tracing::warn!(path = %s.path, reason = ?s.reason, detail = %s.detail, "left out of the home");
+                }
+                files
+                    .sync_staged(&staged)
+                    .map_err(|e| unsaved(format!("syncing the packed home: {e}")))?;
+                Part::Staged
+            }
+        };
+        Ok(Progress {
+            transcript,
+            home,
+            tree_removed: false,
+        })
+    }
+
+    /// Upload the staged transcript as `key`, or queue it: when the upload
+    /// fails, or right away when `behind` says why it must wait.
+    async fn send_transcript(
+        &self,
+        files: &SessionFiles,
+        record: &Record,
+        key: &str,
+        behind: Option<&str>,
+    ) -> Result<Delivery, WorkspaceError> {
+        let staged = files.staged_transcript();
+        if !staged.exists() {
+            // Moved into the outbox just before an interruption.
+            return Ok(queued_earlier(self.outbox.dir()));
+        }
         let uploaded = match behind {
             Some(why) => Err(why.to_owned()),
             None => self
                 .store
-                .put_opened(file, &key, PutCondition::None)
+                .put_file(&staged, key, PutCondition::None)
                 .await
                 .map_err(|e| e.to_string()),
         };
@@ -141,17 +266,10 @@ impl Workspaces {
             Ok(meta) => Ok(Delivery::Uploaded { etag: meta.etag }),
             Err(reason) => {
                 tracing::warn!(key, "transcript queued in the outbox: {reason}");
+                let entry = self.entry(Kind::Transcript, record, key.to_owned(), &reason);
                 let q = self
                     .outbox
-                    .add(
-                        self.entry(Kind::Transcript, state, key, &reason),
-                        None,
-                        |dest| {
-                            // The clone shares the upload's offset: from the start.
-                            copy.seek(SeekFrom::Start(0))?;
-                            io::copy(&mut copy, &mut File::create_new(dest)?).map(|_| ())
-                        },
-                    )
+                    .add(entry, None, |dest| fs::rename(&staged, dest))
                     .map_err(io_err(self.outbox.dir()))?;
                 Ok(Delivery::Queued {
                     reason,
@@ -161,34 +279,31 @@ impl Workspaces {
         }
     }
 
-    /// Publish the home, or queue it: when publishing fails, or right away
-    /// when `behind` says why it must wait.
-    async fn deliver_home(
+    /// Publish the staged home, or queue it: when publishing fails, or right
+    /// away when `behind` says why it must wait. `uncertain`: an earlier
+    /// attempt may have landed, so on a conflict the store's version wins.
+    async fn send_home(
         &self,
-        layout: &Layout,
-        state: &SessionState,
+        files: &SessionFiles,
+        record: &Record,
         behind: Option<&str>,
+        uncertain: bool,
     ) -> Result<Delivery, WorkspaceError> {
-        let base = session::load_manifest(&layout.meta_dir).map_err(io_err(&layout.meta_dir))?;
-        let subtree = layout.session_subtree.as_str();
-        let mine = manifest::scan(&layout.claude_dir, Some(subtree))
-            .map_err(io_err(&layout.claude_dir))?;
-        if mine == base && (state.home_etag.is_some() || mine.is_empty()) {
-            return Ok(Delivery::Unchanged);
+        let staged = files.staged_home();
+        if !staged.exists() {
+            return Ok(queued_earlier(self.outbox.dir()));
         }
-        let start = Start::Dir {
-            root: &layout.claude_dir,
-            exclude: Some(subtree),
-        };
+        let base = files.manifest().map_err(io_err(files.dir()))?;
         let published = match behind {
             Some(why) => Err(why.to_owned()),
             None => self
                 .publish_home(
-                    &state.workspace,
-                    start,
+                    &record.workspace,
+                    Start::Packed(&staged),
                     &base,
-                    state.home_etag.clone(),
-                    &layout.meta_dir,
+                    record.home_etag.clone(),
+                    files.dir(),
+                    uncertain,
                 )
                 .await
                 .map_err(|e| e.to_string()),
@@ -203,34 +318,12 @@ impl Workspaces {
                 },
             }),
             Err(reason) => {
-                let key = self.config.keys.home(&state.workspace);
+                let key = self.config.keys.home(&record.workspace);
                 tracing::warn!(key, "claude-home queued in the outbox: {reason}");
-                crate::workspace::private_dir(self.outbox.dir())
-                    .map_err(io_err(self.outbox.dir()))?;
-                // A unique staging name: concurrent teardowns may queue at once.
-                let staging = tempfile::Builder::new()
-                    .prefix(".payload-")
-                    .tempfile_in(self.outbox.dir())
-                    .map_err(io_err(self.outbox.dir()))?
-                    .into_temp_path();
-                let payload = staging.to_path_buf();
-                let filter = exclude_subtree(subtree);
-                self.archiver
-                    .pack_file(
-                        &layout.claude_dir,
-                        &payload,
-                        &self.config.pack,
-                        Some(filter),
-                    )
-                    .await
-                    .map_err(archive_err("packing the claude-home for the outbox"))?;
+                let entry = self.entry(Kind::Home, record, key, &reason);
                 let q = self
                     .outbox
-                    .add(
-                        self.entry(Kind::Home, state, key, &reason),
-                        Some(&base),
-                        |dest| fs::rename(&payload, dest),
-                    )
+                    .add(entry, Some(&base), |dest| fs::rename(&staged, dest))
                     .map_err(io_err(self.outbox.dir()))?;
                 Ok(Delivery::Queued {
                     reason,
@@ -240,14 +333,14 @@ impl Workspaces {
         }
     }
 
-    fn entry(&self, kind: Kind, state: &SessionState, key: String, reason: &str) -> Entry {
+    fn entry(&self, kind: Kind, record: &Record, key: String, reason: &str) -> Entry {
         Entry {
             kind,
-            workspace: state.workspace.clone(),
-            session: state.session.clone(),
+            workspace: record.workspace.clone(),
+            session: record.session.clone(),
             key,
             base_etag: if kind == Kind::Home {
-                state.home_etag.clone()
+                record.home_etag.clone()
             } else {
                 None
             },
@@ -255,4 +348,27 @@ impl Workspaces {
             last_error: reason.to_owned(),
         }
     }
+}
+
+fn set_part(record: &mut Record, kind: Kind, part: Part) {
+    if let Some(p) = record.teardown.as_mut() {
+        match kind {
+            Kind::Transcript => p.transcript = part,
+            Kind::Home => p.home = part,
+        }
+    }
+}
+
+/// A staged file that is gone was moved into the outbox (the only thing
+/// that moves it) before an interruption.
+fn queued_earlier(outbox: &Path) -> Delivery {
+    Delivery::Queued {
+        reason: "queued before an interruption".into(),
+        entry: outbox.to_path_buf(),
+    }
+}
+
+/// Whether `path` is a directory itself, not a symlink to one.
+fn is_real_dir(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
 }
