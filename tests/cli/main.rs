@@ -5,6 +5,7 @@
 #[path = "../src/s3s.rs"]
 #[allow(dead_code)]
 mod s3s;
+mod survive;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -34,6 +34,7 @@ impl LocalStore {
         for dir in [root.clone(), root.join(TMP_DIR)] {
             private_dir(&dir).map_err(Self::local_err(&dir))?;
         }
+        sweep_stale(&root.join(TMP_DIR));
         Ok(LocalStore { root })
     }
 
@@ -167,6 +168,28 @@ impl LocalStore {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Self::local_err(&path)(e)),
+        }
+    }
+}
+
+/// How long a temp file may sit untouched before it counts as left by a
+/// writer that was killed (a live write touches its file all along).
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Remove temp files that killed writers left (best effort).
+fn sweep_stale(tmp_dir: &Path) {
+    let Ok(rd) = fs::read_dir(tmp_dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let stale = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_AFTER);
+        if stale {
+            let _ = fs::remove_file(e.path());
         }
     }
 }
