@@ -38,13 +38,17 @@ fn persist_synced_with(
 /// one `path` names: the holder before us may have unlinked it (while holding
 /// the lock, see [`SessionLock`]) as we waited, and a lock on an unlinked
 /// inode excludes no one; then it is dropped and the current file locked.
+/// A symlink at `path` is refused (`O_NOFOLLOW`): whoever planted it would
+/// have ccws create or lock a file of its choosing.
 pub fn lock_file(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     loop {
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)?;
         f.lock()?;
         let held = f.metadata()?;
@@ -131,6 +135,17 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(entries(dir.path()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_symlinked_lock_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        let link = dir.path().join(".lock");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = lock_file(&link).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP), "{err}");
+        assert!(!target.exists(), "nothing was created through the link");
     }
 
     #[test]

@@ -302,3 +302,73 @@ fn kill_sweep_loses_nothing_and_replays_nothing_stale() {
         "every finished turn's line, once: {text}"
     );
 }
+
+#[test]
+fn agent_user_runs_the_agent_as_another_user() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        let m = Machine::new();
+        let out = m.run(&[
+            "run",
+            "-w",
+            "w",
+            "-s",
+            "s",
+            "--agent-user",
+            "nobody",
+            "--",
+            "true",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "only root can switch users");
+        return;
+    }
+    let m = Machine::new();
+    use std::os::unix::fs::PermissionsExt;
+    // Others may pass through the test's directory to reach the tree.
+    std::fs::set_permissions(m.path(""), std::fs::Permissions::from_mode(0o711)).unwrap();
+    // A file of the broker's the agent must not read (as ~/.aws/credentials).
+    let secret = m.path("broker-secret");
+    std::fs::write(&secret, "s3cr3t").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let probe = format!(
+        "test \"$(id -u)\" = 65534 || exit 10; \
+         if cat {} 2>/dev/null; then exit 11; fi; \
+         echo from-nobody > \"$CCWS_MEMORY_DIR/n.md\"",
+        secret.display()
+    );
+    let out = m.run(&[
+        "run",
+        "-w",
+        "w",
+        "-s",
+        "s",
+        "--agent-user",
+        "nobody",
+        "--",
+        "sh",
+        "-c",
+        &probe,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the agent ran as nobody and could not read the secret"
+    );
+    assert!(
+        memory_listing(&m, "w").contains("n.md"),
+        "its work was saved"
+    );
+    let out = m.run(&[
+        "run",
+        "-w",
+        "w",
+        "-s",
+        "s",
+        "--agent-user",
+        "no-such-user-x",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such user"));
+}

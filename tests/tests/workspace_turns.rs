@@ -1009,3 +1009,48 @@ async fn a_transcript_that_is_not_a_plain_file_is_refused_not_uploaded() {
         "aws_secret_access_key = SECRET"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_that_cannot_be_saved_is_kept_aside_not_in_the_way() {
+    let b = Backend::local().await;
+    let ws = b.workspaces();
+    let mut owner = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    let w = ws
+        .setup("aside", "s1", Owner::of(owner.id()))
+        .await
+        .unwrap();
+    std::fs::write(w.layout.memory_dir.join("work.md"), "unsaved").unwrap();
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    // Staging the abandoned turn fails (a directory where its packed home goes).
+    let sessions = b.machine.path().join("state/sessions");
+    std::fs::create_dir(sessions.join("s1/home.tar.gz")).unwrap();
+    let w2 = ws.setup("aside", "s1", me()).await.unwrap();
+    assert!(w2.report.recovered.is_none());
+    let kept: Vec<_> = std::fs::read_dir(&sessions)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".kept-s1-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "the record is kept aside");
+    let broker = b.temp_base().join("cc-broker");
+    let tree = std::fs::read_dir(&broker)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".kept-sess_s1-")
+        })
+        .expect("the tree is kept aside");
+    assert_eq!(
+        std::fs::read_to_string(tree.join("claude-config/projects/ws_aside/memory/work.md"))
+            .unwrap(),
+        "unsaved"
+    );
+    ws.teardown("aside", "s1").await.unwrap();
+}

@@ -104,6 +104,12 @@ pub enum Command {
         /// environment; only running it as another user keeps them from it.
         #[arg(long)]
         pass_aws_env: bool,
+        /// Run CMD as this user (name or uid), with its primary group and no
+        /// other groups: the only real isolation of the agent from ccws's
+        /// credentials and the broker's files. Needs root. The session tree
+        /// is handed to that user for the turn.
+        #[arg(long, value_name = "USER")]
+        agent_user: Option<String>,
         /// The command and its arguments.
         #[arg(required = true, last = true, value_name = "CMD")]
         command: Vec<String>,

@@ -24,7 +24,11 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             session,
             command,
             pass_aws_env,
-        } => run_turn(g, &session, &command, pass_aws_env).await,
+            agent_user,
+        } => {
+            let user = agent_user.as_deref().map(AgentUser::lookup).transpose()?;
+            run_turn(g, &session, &command, pass_aws_env, user.as_ref()).await
+        }
         Command::Setup { session, owner_pid } => {
             let ws = workspaces(g)?;
             let owner = Owner::of(owner_pid.unwrap_or_else(std::os::unix::process::parent_id));
@@ -151,6 +155,7 @@ async fn run_turn(
     s: &SessionArgs,
     command: &[String],
     pass_aws_env: bool,
+    user: Option<&AgentUser>,
 ) -> Result<u8, CliError> {
     use tokio::signal::unix::{signal, SignalKind};
 
@@ -160,6 +165,15 @@ async fn run_turn(
         .setup(&s.workspace, &s.session, Owner::of(std::process::id()))
         .await?;
     tracing::info!(dir = %w.layout.temp_dir.display(), "workspace ready");
+    if let Some(user) = user {
+        if let Err(e) = user.hand_over(&w.layout.temp_dir) {
+            let _ = ws.teardown(&s.workspace, &s.session).await;
+            return Err(CliError::Other(format!(
+                "handing the session tree to user {:?}: {e}",
+                user.name
+            )));
+        }
+    }
 
     // Listen before spawning so no signal slips between the two.
     let mut sigint =
@@ -173,6 +187,12 @@ async fn run_turn(
     cmd.process_group(0);
     for (k, v) in w.env() {
         cmd.env(k, v);
+    }
+    if let Some(user) = user {
+        cmd.uid(user.uid).gid(user.gid);
+        cmd.env("HOME", &user.home)
+            .env("USER", &user.name)
+            .env("LOGNAME", &user.name);
     }
     cmd.env(
         "CCWS_SESSION_NEW",
@@ -233,6 +253,92 @@ async fn run_turn(
         }
     }
     Ok(code)
+}
+
+/// The user `ccws run --agent-user` runs the agent as.
+struct AgentUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: PathBuf,
+}
+
+impl AgentUser {
+    /// Look `user` (a name or a uid) up in the password database; only root
+    /// may switch to it.
+    fn lookup(user: &str) -> Result<AgentUser, CliError> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(CliError::Usage(format!(
+                "--agent-user {user}: only root can run the agent as another user; run ccws as root, or leave the option out"
+            )));
+        }
+        let c = std::ffi::CString::new(user)
+            .map_err(|_| CliError::Usage(format!("--agent-user {user:?}: not a user name")))?;
+        // SAFETY: getpwnam/getpwuid return a pointer into static storage (or
+        // NULL), read at once on this thread before any other lookup.
+        let pw = unsafe {
+            let by_name = libc::getpwnam(c.as_ptr());
+            match (by_name.is_null(), user.parse::<u32>()) {
+                (true, Ok(uid)) => libc::getpwuid(uid),
+                _ => by_name,
+            }
+        };
+        if pw.is_null() {
+            return Err(CliError::Usage(format!(
+                "--agent-user {user}: no such user in the password database"
+            )));
+        }
+        // SAFETY: `pw` is non-NULL and its strings are NUL-terminated.
+        let (name, uid, gid, home) = unsafe {
+            let p = &*pw;
+            (
+                std::ffi::CStr::from_ptr(p.pw_name)
+                    .to_string_lossy()
+                    .into_owned(),
+                p.pw_uid,
+                p.pw_gid,
+                PathBuf::from(
+                    std::ffi::CStr::from_ptr(p.pw_dir)
+                        .to_string_lossy()
+                        .into_owned(),
+                ),
+            )
+        };
+        if uid == 0 {
+            return Err(CliError::Usage(format!(
+                "--agent-user {user}: that is root; name an unprivileged user"
+            )));
+        }
+        Ok(AgentUser {
+            name,
+            uid,
+            gid,
+            home,
+        })
+    }
+
+    /// Give the session tree to this user (nothing in it is followed: it is
+    /// ccws's fresh tree), and let it pass through `cc-broker/` to reach it.
+    fn hand_over(&self, tree: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(broker) = tree.parent() {
+            std::fs::set_permissions(broker, std::fs::Permissions::from_mode(0o711))?;
+        }
+        fn walk(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+            std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+            for e in std::fs::read_dir(dir)? {
+                let e = e?;
+                if e.file_type()?.is_dir() {
+                    walk(&e.path(), uid, gid)?;
+                } else {
+                    std::os::unix::fs::lchown(e.path(), Some(uid), Some(gid))?;
+                }
+            }
+            Ok(())
+        }
+        walk(tree, self.uid, self.gid)
+    }
 }
 
 fn forward(pid: Option<u32>, sig: libc::c_int) {

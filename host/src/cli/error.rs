@@ -20,9 +20,21 @@ pub enum CliError {
     /// A workspace operation failed.
     #[error("{0}")]
     Workspace(#[from] WorkspaceError),
+    /// The command line asks for something that cannot be done.
+    #[error("{0}")]
+    Usage(String),
     /// Anything else, with context.
     #[error("{0}")]
     Other(String),
+}
+
+/// Whether an archive failure was the store's: the bytes stopped coming
+/// (a transport failure, a lying Content-Length), not a bad archive.
+fn from_the_store(e: &HostError) -> bool {
+    matches!(
+        e,
+        HostError::Stream(_) | HostError::Archive(ccws::archive::ArchiveError::Stream { .. })
+    )
 }
 
 impl CliError {
@@ -31,14 +43,17 @@ impl CliError {
         match self {
             CliError::Settings(_) => 3,
             CliError::Store(_) => 4,
+            CliError::Archive(e) if from_the_store(e) => 4,
             CliError::Archive(_) => 5,
             CliError::Workspace(e) => match e {
+                WorkspaceError::Archive { source, .. } if from_the_store(source) => 4,
                 WorkspaceError::InvalidId { .. } | WorkspaceError::TempBase { .. } => 3,
                 WorkspaceError::Store { .. } | WorkspaceError::TooManyConflicts { .. } => 4,
                 WorkspaceError::Archive { .. } => 5,
                 WorkspaceError::Unsaved { .. } => 6,
                 _ => 1,
             },
+            CliError::Usage(_) => 2,
             CliError::Other(_) => 1,
         }
     }

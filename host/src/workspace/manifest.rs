@@ -77,10 +77,14 @@ fn walk(dir: &Path, prefix: &str, exclude: Option<&str>, out: &mut Manifest) -> 
 }
 
 /// Whether `e` says the entry changed under the scan (gone, or swapped for
-/// a symlink or a non-regular file).
+/// a symlink or a non-regular file), or cannot be named by a path.
 fn vanished(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound
-        || matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR))
+        || matches!(
+            e.raw_os_error(),
+            // ENAMETOOLONG: deeper than a path can name; pack leaves it out too.
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) | Some(libc::ENAMETOOLONG)
+        )
         || e.kind() == io::ErrorKind::InvalidData
 }
 

@@ -118,7 +118,27 @@ impl Workspaces {
             pid = record.owner.pid,
             "finishing an earlier turn of this session first (its owner is gone)"
         );
-        self.finish(files, record).await.map(Some)
+        let tree = record.layout.temp_dir.clone();
+        match self.finish(files, record).await {
+            Ok(report) => Ok(Some(report)),
+            // What cannot be saved must not block every later turn of the
+            // session: it is kept aside, whole, for a person to look at.
+            Err(e) => {
+                let kept = keep_aside(files.dir()).and_then(|r| Ok((r, keep_aside(&tree)?)));
+                match kept {
+                    Ok((record_at, tree_at)) => {
+                        tracing::error!(
+                            "the earlier turn of this session could not be saved ({e}); it is kept \
+                             aside: its record at {}, its tree at {}",
+                            record_at.display(),
+                            tree_at.display()
+                        );
+                        Ok(None)
+                    }
+                    Err(_) => Err(e),
+                }
+            }
+        }
     }
 
     async fn populate(
@@ -332,6 +352,23 @@ impl std::fmt::Display for Unusable {
             Unusable::Store(e) => e.fmt(f),
             Unusable::Home(r) => f.write_str(r),
         }
+    }
+}
+
+/// Rename `path` to `.kept-<name>-<nanos>` beside it; returns the new path
+/// (a missing `path` is fine).
+fn keep_aside(path: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut name = std::ffi::OsString::from(".kept-");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(format!("-{nanos}"));
+    let to = path.with_file_name(name);
+    match fs::rename(path, &to) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(to),
     }
 }
 
