@@ -1054,3 +1054,57 @@ async fn a_turn_that_cannot_be_saved_is_kept_aside_not_in_the_way() {
     );
     ws.teardown("aside", "s1").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_cannot_publish_a_home_that_later_setups_cannot_use() {
+    let b = Backend::local().await;
+    let ws = b.workspaces();
+    let w = ws.setup("brick", "s1", me()).await.unwrap();
+    std::fs::write(w.layout.memory_dir.join("keep.md"), "kept").unwrap();
+    ws.teardown("brick", "s1").await.unwrap();
+    // The agent replaces the memory directory with a file, and adds a file.
+    let w = ws.setup("brick", "s2", me()).await.unwrap();
+    std::fs::remove_dir_all(&w.layout.memory_dir).unwrap();
+    std::fs::write(&w.layout.memory_dir, "x").unwrap();
+    std::fs::write(w.layout.claude_dir.join("settings.json"), "{}").unwrap();
+    ws.teardown("brick", "s2").await.unwrap();
+    // The next setup reads the published home itself, not a fallback.
+    let w = ws.setup("brick", "s3", me()).await.unwrap();
+    assert!(
+        matches!(w.report.home, HomeSource::Store { .. }),
+        "{:?}",
+        w.report.home
+    );
+    assert!(w.layout.memory_dir.is_dir());
+    assert!(w.layout.claude_dir.join("settings.json").is_file());
+    // (The memory file was deleted with its directory: the agent's choice.)
+    assert!(!w.layout.memory_dir.join("keep.md").exists());
+    ws.teardown("brick", "s3").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_never_reads_through_a_symlink_the_agent_planted() {
+    let b = Backend::local().await;
+    let ws = b.workspaces();
+    let secret = b.machine.path().join("broker-secret");
+    std::fs::write(&secret, "s3cr3t").unwrap();
+    let w0 = ws.setup("leak", "s0", me()).await.unwrap();
+    std::fs::write(w0.layout.memory_dir.join("a.md"), "a").unwrap();
+    ws.teardown("leak", "s0").await.unwrap();
+    // Two sessions start from the same home; s2 loses the race and merges.
+    let w1 = ws.setup("leak", "s1", me()).await.unwrap();
+    let w2 = ws.setup("leak", "s2", me()).await.unwrap();
+    std::fs::write(w1.layout.memory_dir.join("b.md"), "b").unwrap();
+    std::fs::write(w2.layout.memory_dir.join("c.md"), "c").unwrap();
+    std::os::unix::fs::symlink(&secret, w2.layout.memory_dir.join("leak.md")).unwrap();
+    ws.teardown("leak", "s1").await.unwrap();
+    let r = ws.teardown("leak", "s2").await.unwrap();
+    assert!(matches!(r.home, Delivery::Merged { .. }), "{r:?}");
+    let (_d, home) = stored_home(&ws, "leak").await;
+    assert!(home.contains_key("projects/ws_leak/memory/b.md"));
+    assert!(home.contains_key("projects/ws_leak/memory/c.md"));
+    assert!(!home.contains_key("projects/ws_leak/memory/leak.md"));
+    assert!(home
+        .values()
+        .all(|v| v.as_ref().is_none_or(|(data, _)| data != b"s3cr3t")));
+}

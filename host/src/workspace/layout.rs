@@ -44,6 +44,27 @@ impl Layout {
     }
 }
 
+impl Layout {
+    /// The paths below `claude_dir` (relative, `/`-separated) that Setup
+    /// creates as directories: `projects` down to the memory directory.
+    pub fn must_be_dirs(&self) -> Vec<String> {
+        let rel = self
+            .memory_dir
+            .strip_prefix(&self.claude_dir)
+            .unwrap_or(&self.memory_dir);
+        let mut out = Vec::new();
+        let mut at = String::new();
+        for part in rel.components() {
+            if !at.is_empty() {
+                at.push('/');
+            }
+            at.push_str(&part.as_os_str().to_string_lossy());
+            out.push(at.clone());
+        }
+        out
+    }
+}
+
 /// Claude Code's project directory name: the project path with every
 /// character outside `[A-Za-z0-9]` replaced by `-`.
 pub fn project_hash(project_dir: &Path) -> String {
@@ -132,6 +153,15 @@ mod tests {
         assert_eq!(
             l.transcript,
             Path::new("/tmp/cc-broker/sess_s.1/claude-config/projects/-tmp-cc-broker-sess-s-1-project/s.1.jsonl")
+        );
+    }
+
+    #[test]
+    fn the_directories_setup_creates() {
+        let l = Layout::new(Path::new("/tmp"), "w1", "s");
+        assert_eq!(
+            l.must_be_dirs(),
+            ["projects", "projects/ws_w1", "projects/ws_w1/memory"]
         );
     }
 

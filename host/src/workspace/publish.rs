@@ -284,13 +284,26 @@ impl Workspaces {
 
 /// A pack filter that leaves out the subtree `sub` (relative to the root).
 pub(super) fn exclude_subtree(sub: &str) -> FilterFn {
+    home_filter(sub, &[])
+}
+
+/// The filter a session's home is packed with: it leaves out the session's
+/// own subtree `sub`, and anything but a directory at the paths in
+/// `dirs_only` (such as `projects` and the memory directory, which every
+/// later setup must be able to create below), so that one turn cannot
+/// publish a home that no later setup can use.
+pub(super) fn home_filter(sub: &str, dirs_only: &[String]) -> FilterFn {
     let sub = sub.to_owned();
-    Box::new(move |rel: &str, _kind: EntryKind| {
+    let dirs_only = dirs_only.to_vec();
+    Box::new(move |rel: &str, kind: EntryKind| {
         if rel == sub {
-            Verdict::Exclude
-        } else {
-            Verdict::Keep
+            return Verdict::Exclude;
         }
+        if kind != EntryKind::Directory && dirs_only.iter().any(|d| d == rel) {
+            tracing::warn!(path = rel, "left out of the home: it must be a directory");
+            return Verdict::Exclude;
+        }
+        Verdict::Keep
     })
 }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use super::journal::{Part, Progress, Record, SessionFiles};
 use super::manifest;
 use super::outbox::{Entry, Kind};
-use super::publish::{exclude_subtree, Start};
+use super::publish::{home_filter, Start};
 use super::untrusted;
 use super::{
     archive_err, discard_tree, io_err, Delivery, TeardownReport, WorkspaceError, Workspaces,
@@ -220,7 +220,7 @@ impl Workspaces {
                         &layout.claude_dir,
                         &staged,
                         &self.config.pack,
-                        Some(exclude_subtree(subtree)),
+                        Some(home_filter(subtree, &layout.must_be_dirs())),
                     )
                     .await
                     .map_err(archive_err("packing the claude-home"))?;
