@@ -1,15 +1,8 @@
-//! Publishing a claude-home: stream the guest's pack straight into the store
-//! under an ETag condition, and on a lost race merge onto the newer home and
-//! try again. Also the outbox flush, which publishes the same way.
+//! Publishing a claude-home: upload a packed home under an ETag condition,
+//! and on a lost race merge onto the newer home and try again. Also the
+//! outbox flush, which publishes the same way.
 
-use std::future::Future;
-use std::io;
 use std::path::Path;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
-
-use tokio::io::{AsyncRead, ReadBuf};
-use tokio::sync::oneshot;
 
 use super::manifest::{self, Manifest};
 use super::merge::{self, MergeReport, Winner};
@@ -18,9 +11,6 @@ use super::{archive_err, io_err, store_err, FlushReport, WorkspaceError, Workspa
 use crate::archive::{EntryKind, FilterFn, Verdict};
 use crate::s3::{ObjectMeta, PutCondition};
 
-/// Pipe size between the guest's pack and the upload.
-const PIPE: usize = 1 << 20;
-
 /// A home that reached the store.
 pub(super) struct Published {
     pub meta: ObjectMeta,
@@ -28,22 +18,16 @@ pub(super) struct Published {
     pub merge: Option<MergeReport>,
 }
 
-/// Where the first attempt's bytes come from: an already-packed home
-/// (staged by Teardown, or queued); on conflict it is unpacked to merge.
-pub(super) enum Start<'a> {
-    /// This packed home.
-    Packed(&'a Path),
-}
-
 impl Workspaces {
-    /// Publish a home for `workspace` built on `base` / `etag`, merging onto
-    /// newer homes as needed (`theirs_may_be_newer`: the store's side of a
-    /// conflict wins). `scratch` holds temporary trees. A published home is
-    /// also copied on the server as the workspace's last good home.
+    /// Publish the packed home `packed` (staged by Teardown, or queued) for
+    /// `workspace`, built on `base` / `etag`, merging onto newer homes as
+    /// needed (`theirs_may_be_newer`: the store's side of a conflict wins).
+    /// `scratch` holds temporary trees. A published home is also copied on
+    /// the server as the workspace's last good home.
     pub(super) async fn publish_home(
         &self,
         workspace: &str,
-        start: Start<'_>,
+        packed: &Path,
         base: &Manifest,
         etag: Option<String>,
         scratch: &Path,
@@ -51,7 +35,7 @@ impl Workspaces {
     ) -> Result<Published, WorkspaceError> {
         let key = self.config.keys.home(workspace);
         let published = self
-            .publish_merging(workspace, start, base, etag, scratch, theirs_may_be_newer)
+            .publish_merging(workspace, packed, base, etag, scratch, theirs_may_be_newer)
             .await?;
         let good = self.config.keys.home_good(workspace);
         if let Err(e) = self.store.copy(&key, &good).await {
@@ -63,7 +47,7 @@ impl Workspaces {
     async fn publish_merging(
         &self,
         workspace: &str,
-        start: Start<'_>,
+        packed: &Path,
         base: &Manifest,
         mut etag: Option<String>,
         scratch: &Path,
@@ -79,13 +63,11 @@ impl Workspaces {
             Some(e) => PutCondition::IfMatch(e.clone()),
             None => PutCondition::IfNoneMatchAny,
         };
-        let first = match start {
-            Start::Packed(file) => self
-                .store
-                .put_file(file, &key, cond(&etag))
-                .await
-                .map_err(store_err(format!("uploading {key}"))),
-        };
+        let first = self
+            .store
+            .put_file(packed, &key, cond(&etag))
+            .await
+            .map_err(store_err(format!("uploading {key}")));
         match first {
             Ok(meta) => {
                 return Ok(Published {
@@ -98,22 +80,17 @@ impl Workspaces {
             Err(e) => return Err(e),
         }
 
-        // Lost the race: work out this session's own tree and changes.
-        let unpacked;
-        let (mine_root, exclude) = match start {
-            Start::Packed(file) => {
-                unpacked = tempfile::Builder::new()
-                    .prefix("mine-")
-                    .tempdir_in(scratch)
-                    .map_err(io_err(scratch))?;
-                self.archiver
-                    .unpack_file(file, unpacked.path(), &self.config.unpack, None)
-                    .await
-                    .map_err(archive_err("unpacking the queued home"))?;
-                (unpacked.path().to_path_buf(), None)
-            }
-        };
-        let mine = manifest::scan(&mine_root, exclude).map_err(io_err(&mine_root))?;
+        // Lost the race: this session's tree and changes, from its archive.
+        let unpacked = tempfile::Builder::new()
+            .prefix("mine-")
+            .tempdir_in(scratch)
+            .map_err(io_err(scratch))?;
+        let mine_root = unpacked.path();
+        self.archiver
+            .unpack_file(packed, mine_root, &self.config.unpack, None)
+            .await
+            .map_err(archive_err("unpacking this session's packed home"))?;
+        let mine = manifest::scan(mine_root, None).map_err(io_err(mine_root))?;
         for attempt in 2..=self.config.merge_attempts.max(1) + 1 {
             let theirs = tempfile::Builder::new()
                 .prefix("theirs-")
@@ -131,7 +108,7 @@ impl Workspaces {
                 Err(e) if e.is_not_found() => None,
                 Err(e) => return Err(store_err(format!("downloading {key}"))(e)),
             };
-            let report = merge::apply(base, &mine_root, &mine, theirs.path(), winner)
+            let report = merge::apply(base, mine_root, &mine, theirs.path(), winner)
                 .map_err(io_err(theirs.path()))?;
             tracing::info!(
                 workspace,
@@ -141,10 +118,7 @@ impl Workspaces {
                 conflicts = report.conflicts.len(),
                 "merged this session's changes onto a newer claude-home"
             );
-            match self
-                .put_packed(theirs.path(), None, &key, cond(&etag))
-                .await
-            {
+            match self.put_packed(theirs.path(), &key, cond(&etag)).await {
                 Ok(meta) => {
                     return Ok(Published {
                         meta,
@@ -164,42 +138,34 @@ impl Workspaces {
         })
     }
 
-    /// Pack `root` in the guest and stream it into the store as `key`. A pack
-    /// failure fails the upload (never a truncated object).
-    pub(super) async fn put_packed(
+    /// Pack the merged tree `root` (ccws's own scratch directory) into a
+    /// file beside it and upload that file as `key` under `cond`: the upload
+    /// starts only from a whole archive.
+    async fn put_packed(
         &self,
         root: &Path,
-        exclude: Option<&str>,
         key: &str,
         cond: PutCondition,
     ) -> Result<ObjectMeta, WorkspaceError> {
-        let (writer, reader) = tokio::io::duplex(PIPE);
-        let (done_tx, done_rx) = oneshot::channel();
-        let filter = exclude.map(exclude_subtree);
-        let archiver = self.archiver.clone();
-        let options = self.config.pack.clone();
-        let root_owned = root.to_path_buf();
-        let packer = tokio::spawn(async move {
-            let res = archiver.pack(&root_owned, writer, &options, filter).await;
-            let signal = res.as_ref().map(|_| ()).map_err(|e| e.to_string());
-            let _ = done_tx.send(signal);
-            res
-        });
-        let guarded = UntilPacked {
-            inner: reader,
-            done: done_rx,
-        };
-        let put = self.store.put_stream(key, guarded, cond).await;
-        let packed = packer.await.map_err(|e| WorkspaceError::Io {
-            path: root.to_path_buf(),
-            source: io::Error::other(e),
-        })?;
-        // A pack error is the root cause of a failed upload: report it first.
-        let (report, _) = packed.map_err(archive_err(format!("packing {}", root.display())))?;
+        let scratch = root.parent().unwrap_or(root);
+        let packed = tempfile::Builder::new()
+            .prefix("merged-")
+            .suffix(".tar.gz")
+            .tempfile_in(scratch)
+            .map_err(io_err(scratch))?
+            .into_temp_path();
+        let report = self
+            .archiver
+            .pack_file(root, &packed, &self.config.pack, None)
+            .await
+            .map_err(archive_err(format!("packing {}", root.display())))?;
         for s in &report.skipped {
             tracing::debug!(path = %s.path, reason = ?s.reason, detail = %s.detail, "left out of the home");
         }
-        put.map_err(store_err(format!("uploading {key}")))
+        self.store
+            .put_file(&packed, key, cond)
+            .await
+            .map_err(store_err(format!("uploading {key}")))
     }
 
     /// Deliver queued uploads (all, or one workspace's), oldest first.
@@ -269,7 +235,7 @@ impl Workspaces {
                 // and an earlier delivery may have landed: theirs wins.
                 self.publish_home(
                     &q.entry.workspace,
-                    Start::Packed(&q.payload()),
+                    &q.payload(),
                     &base,
                     q.entry.base_etag.clone(),
                     &q.dir,
@@ -280,11 +246,6 @@ impl Workspaces {
         }
         Ok(())
     }
-}
-
-/// A pack filter that leaves out the subtree `sub` (relative to the root).
-pub(super) fn exclude_subtree(sub: &str) -> FilterFn {
-    home_filter(sub, &[])
 }
 
 /// The filter a session's home is packed with: it leaves out the session's
@@ -305,30 +266,4 @@ pub(super) fn home_filter(sub: &str, dirs_only: &[String]) -> FilterFn {
         }
         Verdict::Keep
     })
-}
-
-/// Yields the pipe's bytes, but turns its end into an error unless the pack
-/// that feeds it succeeded: an upload must never commit a truncated archive.
-struct UntilPacked<R> {
-    inner: R,
-    done: oneshot::Receiver<Result<(), String>>,
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for UntilPacked<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
-        if buf.filled().len() > before {
-            return Poll::Ready(Ok(()));
-        }
-        match ready!(Pin::new(&mut self.done).poll(cx)) {
-            Ok(Ok(())) => Poll::Ready(Ok(())),
-            Ok(Err(e)) => Poll::Ready(Err(io::Error::other(format!("packing failed: {e}")))),
-            Err(_) => Poll::Ready(Err(io::Error::other("packing stopped before finishing"))),
-        }
-    }
 }

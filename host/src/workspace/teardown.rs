@@ -11,7 +11,7 @@ use std::path::Path;
 use super::journal::{Part, Progress, Record, SessionFiles};
 use super::manifest;
 use super::outbox::{Entry, Kind};
-use super::publish::{home_filter, Start};
+use super::publish::home_filter;
 use super::untrusted;
 use super::{
     archive_err, discard_tree, io_err, Delivery, TeardownReport, WorkspaceError, Workspaces,
@@ -299,7 +299,7 @@ impl Workspaces {
             None => self
                 .publish_home(
                     &record.workspace,
-                    Start::Packed(&staged),
+                    &staged,
                     &base,
                     record.home_etag.clone(),
                     files.dir(),
