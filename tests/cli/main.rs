@@ -202,10 +202,9 @@ fn sigterm_is_forwarded_and_teardown_still_runs() {
         "-s",
         "t",
         "--",
-        "grep",
-        "-q",
-        "before-term",
-        "../claude-config/projects/ws_w/memory/note.md",
+        "sh",
+        "-c",
+        "grep -q before-term \"$CCWS_MEMORY_DIR/note.md\"",
     ]);
     assert_eq!(out.status.code(), Some(0));
 }
@@ -499,10 +498,9 @@ async fn turns_and_objects_against_s3s_fs() {
         "-s",
         "s2",
         "--",
-        "grep",
-        "-q",
-        "via-s3",
-        "../claude-config/projects/ws_w/memory/note.md",
+        "sh",
+        "-c",
+        "grep -q via-s3 \"$CCWS_MEMORY_DIR/note.md\"",
     ]);
     assert_eq!(out.status.code(), Some(0));
 

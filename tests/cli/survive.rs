@@ -266,8 +266,9 @@ fn kill_sweep_loses_nothing_and_replays_nothing_stale() {
         "-s",
         "check",
         "--",
-        "cat",
-        "../claude-config/projects/ws_K/memory/last.md",
+        "sh",
+        "-c",
+        "cat \"$CCWS_MEMORY_DIR/last.md\"",
     ]);
     let last = String::from_utf8_lossy(&last.stdout).trim().to_owned();
     // Every object in the store is whole: the home unpacks (the check turns

@@ -183,9 +183,11 @@ async fn full_turn_round_trip_on_both_stores() {
                 std::fs::read_to_string(w2.layout.memory_dir.join("notes.md")).unwrap(),
                 "remember the milk"
             );
-            assert!(
-                !w2.layout.transcript.with_file_name("scratch.txt").exists(),
-                "{name}"
+            assert_eq!(
+                std::fs::read_to_string(w2.layout.transcript.with_file_name("scratch.txt"))
+                    .unwrap(),
+                "session-only",
+                "{name}: the session's own files travel with it"
             );
             let snap = tree::snapshot(&w2.layout.claude_dir);
             assert!(
@@ -309,6 +311,7 @@ async fn server_away_at_teardown_queues_then_next_setup_recovers() {
     .unwrap();
     std::fs::create_dir_all(w.layout.transcript.parent().unwrap()).unwrap();
     std::fs::write(&w.layout.transcript, "line\n").unwrap();
+    tree::write(&w.layout.claude_dir, "todos/s1-agent-s1.json", b"[]");
 
     // The server goes away: every request fails.
     proxy.push(Rule::any(Fault::Reset, 10_000));
@@ -317,9 +320,10 @@ async fn server_away_at_teardown_queues_then_next_setup_recovers() {
         .unwrap()
         .unwrap();
     assert!(matches!(r.transcript, Delivery::Queued { .. }), "{r:?}");
+    assert!(matches!(r.state, Delivery::Queued { .. }), "{r:?}");
     assert!(matches!(r.home, Delivery::Queued { .. }), "{r:?}");
     assert!(r.removed, "the turn still ends cleanly");
-    assert_eq!(ws.outbox().list().unwrap().len(), 2);
+    assert_eq!(ws.outbox().list().unwrap().len(), 3);
 
     // While still down, a new session of the workspace starts from the queued state.
     let w2 = with_timeout(ws.setup("down", "s1", me()))
@@ -332,6 +336,11 @@ async fn server_away_at_teardown_queues_then_next_setup_recovers() {
         std::fs::read_to_string(&w2.layout.transcript).unwrap(),
         "line\n"
     );
+    assert!(w2
+        .layout
+        .claude_dir
+        .join("todos/s1-agent-s1.json")
+        .is_file());
     std::fs::remove_dir_all(&w2.layout.temp_dir).unwrap();
 
     // The server is back: the next setup delivers the outbox first.
@@ -340,7 +349,7 @@ async fn server_away_at_teardown_queues_then_next_setup_recovers() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(w3.report.flushed.delivered, 2, "{:?}", w3.report.flushed);
+    assert_eq!(w3.report.flushed.delivered, 3, "{:?}", w3.report.flushed);
     assert!(ws.outbox().list().unwrap().is_empty());
     assert_eq!(
         std::fs::read_to_string(w3.layout.memory_dir.join("m.md")).unwrap(),
@@ -1107,4 +1116,198 @@ async fn a_merge_never_reads_through_a_symlink_the_agent_planted() {
     assert!(home
         .values()
         .all(|v| v.as_ref().is_none_or(|(data, _)| data != b"s3cr3t")));
+}
+
+/// What Claude Code writes for session `id` outside its transcript.
+fn session_files(claude_dir: &Path, project: &str, id: &str) -> Vec<String> {
+    let rels = vec![
+        format!("todos/{id}-agent-{id}.json"),
+        format!("file-history/{id}/3f2a@v1"),
+        format!("debug/{id}.txt"),
+        format!("session-env/{id}/hook-0.sh"),
+        format!("projects/{project}/{id}/subagents/agent-a1.jsonl"),
+        format!("projects/{project}/{id}/tool-results/toolu_1.txt"),
+    ];
+    for rel in &rels {
+        tree::write(claude_dir, rel, format!("{rel} of {id}").as_bytes());
+    }
+    rels
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessions_own_files_travel_with_it_not_with_the_home() {
+    for (name, b) in Backend::both().await {
+        with_timeout(async {
+            let ws = b.workspaces();
+            let id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+            let w = ws.setup("own", id, me()).await.unwrap();
+            let rels = session_files(&w.layout.claude_dir, w.layout.project_name(), id);
+            std::fs::write(&w.layout.transcript, "{}\n").unwrap();
+            tree::write(&w.layout.claude_dir, "settings.json", b"{}");
+            let r = ws.teardown("own", id).await.unwrap();
+            assert!(
+                matches!(r.state, Delivery::Uploaded { .. }),
+                "{name}: {r:?}"
+            );
+
+            let (_d, home) = stored_home(&ws, "own").await;
+            assert!(home.contains_key("settings.json"), "{name}");
+            for rel in &rels {
+                assert!(
+                    !home.contains_key(rel),
+                    "{name}: {rel} is in the shared home"
+                );
+            }
+            // Another session does not see them; this one's next turn does.
+            let other = ws.setup("own", "other", me()).await.unwrap();
+            for rel in &rels {
+                assert!(!other.layout.claude_dir.join(rel).exists(), "{name}: {rel}");
+            }
+            ws.teardown("own", "other").await.unwrap();
+            let w2 = ws.setup("own", id, me()).await.unwrap();
+            for rel in &rels {
+                assert_eq!(
+                    std::fs::read_to_string(w2.layout.claude_dir.join(rel)).unwrap(),
+                    format!("{rel} of {id}"),
+                    "{name}"
+                );
+            }
+            // Nothing changed: nothing is sent.
+            let r = ws.teardown("own", id).await.unwrap();
+            assert_eq!(r.state, Delivery::Unchanged, "{name}");
+            assert_eq!(r.home, Delivery::Unchanged, "{name}");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{name}: timed out"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_that_carries_sessions_files_is_migrated() {
+    let b = Backend::local().await;
+    let ws = b.workspaces();
+    let keys = ws.config().keys.clone();
+    let x = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
+    let y = "6ba7b811-9dad-11d1-80b4-00c04fd430c8";
+    // A home written the old way: other sessions' files in it, and one
+    // session's whole project directory (transcript, per-project memory).
+    let old = b.machine.path().join("old-home");
+    let px = format!("-tmp-cc-broker-sess-{x}-project");
+    let mut rels = session_files(&old, &px, x);
+    rels.extend(session_files(&old, "-home-me-src-app", y));
+    tree::write(&old, &format!("projects/{px}/{x}.jsonl"), b"{\"x\":1}\n");
+    tree::write(&old, &format!("projects/{px}/memory/fact.md"), b"a fact");
+    tree::write(&old, "projects/ws_mig/memory/MEMORY.md", b"index");
+    tree::write(&old, ".claude.json", b"{}");
+    let packed = b.machine.path().join("old.tar.gz");
+    archiver()
+        .pack_file(&old, &packed, &Default::default(), None)
+        .await
+        .unwrap();
+    ws.store()
+        .put_file(&packed, &keys.home("mig"), PutCondition::None)
+        .await
+        .unwrap();
+
+    let w = ws.setup("mig", "s1", me()).await.unwrap();
+    // The old per-project memory joined the workspace's.
+    assert_eq!(
+        std::fs::read(w.layout.memory_dir.join("fact.md")).unwrap(),
+        b"a fact"
+    );
+    assert_eq!(
+        std::fs::read(w.layout.memory_dir.join("MEMORY.md")).unwrap(),
+        b"index"
+    );
+    let r = ws.teardown("mig", "s1").await.unwrap();
+    assert!(matches!(r.home, Delivery::Uploaded { .. }), "{r:?}");
+    let (_d, home) = stored_home(&ws, "mig").await;
+    let leftovers: Vec<_> = home
+        .keys()
+        .filter(|k| {
+            k.contains(x)
+                || (k.contains(y) && !k.contains("-home-me-src-app"))
+                || k.contains("-project")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(home.contains_key("projects/ws_mig/memory/fact.md"));
+    // x's transcript was stored, as the store had none.
+    let t = ws.store().get(&keys.transcript("mig", x)).await.unwrap();
+    assert_eq!(t.meta.size, 8);
+    // Each session finds its own files at its next turn.
+    let wx = ws.setup("mig", x, me()).await.unwrap();
+    for rel in [
+        format!("todos/{x}-agent-{x}.json"),
+        format!("file-history/{x}/3f2a@v1"),
+    ] {
+        assert!(wx.layout.claude_dir.join(&rel).is_file(), "{rel}");
+    }
+    let subagent = wx
+        .layout
+        .claude_dir
+        .join(&wx.layout.session_subtree)
+        .join(format!("{x}/subagents/agent-a1.jsonl"));
+    assert!(
+        subagent.is_file(),
+        "moved into this turn's project directory"
+    );
+    assert_eq!(
+        std::fs::read(&wx.layout.transcript).unwrap(),
+        b"{\"x\":1}\n"
+    );
+    ws.teardown("mig", x).await.unwrap();
+    // A project directory that is no ccws session's stays in the home;
+    // y's todos etc. moved.
+    let (_d, home) = stored_home(&ws, "mig").await;
+    assert!(!home.contains_key(&format!("todos/{y}-agent-{y}.json")));
+    let keys: Vec<_> = home.keys().collect();
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("projects/-home-me-src-app/")),
+        "{keys:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_is_pointed_at_the_workspaces_memory() {
+    let b = Backend::local().await;
+    let ws = b.workspaces();
+    let a = ws.setup("mem", "a", me()).await.unwrap();
+    let settings: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&a.layout.local_settings).unwrap()).unwrap();
+    assert_eq!(
+        settings["autoMemoryDirectory"].as_str().map(Path::new),
+        Some(a.layout.memory_dir.as_path())
+    );
+    // The memory directory is where Claude Code keeps the project's memory
+    // by default: projects/<project>/memory.
+    assert_eq!(
+        a.layout.memory_dir,
+        a.layout
+            .claude_dir
+            .join(&a.layout.session_subtree)
+            .join("memory")
+    );
+    std::fs::write(a.layout.memory_dir.join("MEMORY.md"), "- learned in a\n").unwrap();
+    ws.teardown("mem", "a").await.unwrap();
+    let bb = ws.setup("mem", "b", me()).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(bb.layout.memory_dir.join("MEMORY.md")).unwrap(),
+        "- learned in a\n",
+        "a new session sees the workspace's memory"
+    );
+    // Someone writes at the home's own place for the memory during the turn:
+    // both survive.
+    let shared = bb.layout.claude_dir.join(&bb.layout.shared_memory);
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("MEMORY.md"), "written at the old place").unwrap();
+    std::fs::write(bb.layout.memory_dir.join("MEMORY.md"), "- learned in b\n").unwrap();
+    ws.teardown("mem", "b").await.unwrap();
+    let (_d, home) = stored_home(&ws, "mem").await;
+    let names: Vec<_> = home
+        .keys()
+        .filter(|k| k.starts_with("projects/ws_mem/memory/"))
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
 }

@@ -21,7 +21,9 @@ use crate::durable::{lock_file, persist_synced, private_dir};
 
 const RECORD: &str = "session.json";
 const MANIFEST: &str = "manifest.json";
+const STATE_MANIFEST: &str = "state-manifest.json";
 const HOME: &str = "home.tar.gz";
+const STATE: &str = "state.tar.gz";
 const TRANSCRIPT: &str = "transcript.jsonl";
 
 /// How far one of Teardown's two uploads got.
@@ -45,10 +47,22 @@ pub(crate) enum Part {
 pub(crate) struct Progress {
     /// The transcript.
     pub transcript: Part,
+    /// The session's own files besides the transcript.
+    #[serde(default = "Part::nothing")]
+    pub state: Part,
     /// The claude-home.
     pub home: Part,
     /// Whether the session tree is gone.
     pub tree_removed: bool,
+}
+
+impl Part {
+    /// Done, with nothing to send.
+    pub fn nothing() -> Part {
+        Part::Done {
+            delivery: Delivery::Missing,
+        }
+    }
 }
 
 /// What ccws knows of a set-up session.
@@ -66,6 +80,10 @@ pub(crate) struct Record {
     pub created: u64,
     /// The session tree's paths.
     pub layout: Layout,
+    /// Other sessions whose files Setup found in the home and moved to
+    /// their own objects: the home is published without them.
+    #[serde(default)]
+    pub moved: Vec<String>,
     /// Teardown's progress; `None` while the agent may still run.
     pub teardown: Option<Progress>,
 }
@@ -107,6 +125,21 @@ impl SessionFiles {
     /// The manifest of the home Setup unpacked.
     pub fn manifest(&self) -> io::Result<Manifest> {
         Ok(read_json(&self.dir.join(MANIFEST))?.unwrap_or_default())
+    }
+
+    /// The manifest of the session's own files Setup restored.
+    pub fn state_manifest(&self) -> io::Result<Manifest> {
+        Ok(read_json(&self.dir.join(STATE_MANIFEST))?.unwrap_or_default())
+    }
+
+    /// Write the session-state manifest durably.
+    pub fn save_state_manifest(&self, manifest: &Manifest) -> io::Result<()> {
+        self.write_durably(STATE_MANIFEST, manifest)
+    }
+
+    /// Where Teardown stages the session's own files, packed.
+    pub fn staged_state(&self) -> PathBuf {
+        self.dir.join(STATE)
     }
 
     /// Where Teardown stages the packed home.
@@ -168,6 +201,7 @@ mod tests {
             home_etag: Some("e1".into()),
             created: 1,
             layout: Layout::new(base, "w", "s"),
+            moved: Vec::new(),
             teardown: None,
         }
     }
@@ -185,6 +219,7 @@ mod tests {
             transcript: Part::Done {
                 delivery: Delivery::Missing,
             },
+            state: Part::nothing(),
             home: Part::Sending,
             tree_removed: false,
         });

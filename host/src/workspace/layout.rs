@@ -9,15 +9,24 @@ pub struct Layout {
     pub temp_dir: PathBuf,
     /// `<temp_dir>/claude-config`: the agent's `CLAUDE_CONFIG_DIR`.
     pub claude_dir: PathBuf,
-    /// `<temp_dir>/project`: the agent's working directory, kept empty.
+    /// `<temp_dir>/project`: the agent's working directory (it fixes the
+    /// project directory's name); holds only `.claude/settings.local.json`.
     pub project_dir: PathBuf,
-    /// `<claude_dir>/projects/ws_<workspace>/memory`: the auto-memory directory.
+    /// `<claude_dir>/projects/<project>/memory`: the workspace's auto-memory
+    /// during the turn, where Claude Code keeps a project's memory by
+    /// default (and where ccws's local settings point it).
     pub memory_dir: PathBuf,
-    /// `<claude_dir>/projects/<project hash>/<session>.jsonl`: the transcript.
+    /// `<claude_dir>/projects/<project>/<session>.jsonl`: the transcript.
     pub transcript: PathBuf,
-    /// `projects/<project hash>`: this session's own subtree, relative to
-    /// `claude_dir`; stored separately, so never packed into the home.
+    /// `projects/<project>`: this session's own project directory, relative
+    /// to `claude_dir`; stored with the session, never in the home.
     pub session_subtree: String,
+    /// `projects/ws_<workspace>/memory`: where the home keeps the
+    /// workspace's auto-memory, relative to `claude_dir`.
+    pub shared_memory: String,
+    /// `<project_dir>/.claude/settings.local.json`: Claude Code's local
+    /// settings for this working directory, written by Setup.
+    pub local_settings: PathBuf,
 }
 
 impl Layout {
@@ -29,36 +38,37 @@ impl Layout {
         let hash = project_hash(&project_dir);
         let session_subtree = format!("projects/{hash}");
         Layout {
-            memory_dir: claude_dir
-                .join("projects")
-                .join(format!("ws_{workspace}"))
-                .join("memory"),
+            memory_dir: claude_dir.join(&session_subtree).join("memory"),
             transcript: claude_dir
                 .join(&session_subtree)
                 .join(format!("{session}.jsonl")),
             session_subtree,
+            shared_memory: format!("projects/ws_{workspace}/memory"),
+            local_settings: project_dir.join(".claude").join("settings.local.json"),
             temp_dir,
             claude_dir,
             project_dir,
         }
     }
-}
 
-impl Layout {
-    /// The paths below `claude_dir` (relative, `/`-separated) that Setup
-    /// creates as directories: `projects` down to the memory directory.
+    /// The session's project directory name (`projects/<this>`).
+    pub fn project_name(&self) -> &str {
+        self.session_subtree
+            .strip_prefix("projects/")
+            .unwrap_or(&self.session_subtree)
+    }
+
+    /// The paths below `claude_dir` (relative, `/`-separated) that the home
+    /// must hold as directories if at all: `projects` down to the shared
+    /// memory directory.
     pub fn must_be_dirs(&self) -> Vec<String> {
-        let rel = self
-            .memory_dir
-            .strip_prefix(&self.claude_dir)
-            .unwrap_or(&self.memory_dir);
         let mut out = Vec::new();
         let mut at = String::new();
-        for part in rel.components() {
+        for part in self.shared_memory.split('/') {
             if !at.is_empty() {
                 at.push('/');
             }
-            at.push_str(&part.as_os_str().to_string_lossy());
+            at.push_str(part);
             out.push(at.clone());
         }
         out
@@ -120,6 +130,15 @@ impl Keys {
         )
     }
 
+    /// One session's own files besides its transcript (subagents, tool
+    /// results, todos, file history, debug log, session environment).
+    pub fn session_state(&self, workspace: &str, session: &str) -> String {
+        format!(
+            "{}workspaces/{workspace}/sessions/{session}/state.tar.gz",
+            self.prefix
+        )
+    }
+
     /// One session's transcript.
     pub fn transcript(&self, workspace: &str, session: &str) -> String {
         format!(
@@ -144,7 +163,14 @@ mod tests {
         assert_eq!(l.project_dir, Path::new("/tmp/cc-broker/sess_s.1/project"));
         assert_eq!(
             l.memory_dir,
-            Path::new("/tmp/cc-broker/sess_s.1/claude-config/projects/ws_w1/memory")
+            Path::new(
+                "/tmp/cc-broker/sess_s.1/claude-config/projects/-tmp-cc-broker-sess-s-1-project/memory"
+            )
+        );
+        assert_eq!(l.shared_memory, "projects/ws_w1/memory");
+        assert_eq!(
+            l.local_settings,
+            Path::new("/tmp/cc-broker/sess_s.1/project/.claude/settings.local.json")
         );
         assert_eq!(
             l.session_subtree,

@@ -31,14 +31,25 @@ pub type Manifest = BTreeMap<String, Item>;
 
 /// Scan `root`, leaving out the subtree `exclude` (relative) if given.
 pub fn scan(root: &Path, exclude: Option<&str>) -> io::Result<Manifest> {
+    scan_where(root, &|rel: &str| exclude != Some(rel))
+}
+
+/// Scan `root`, taking only the paths `keep` accepts (a directory it
+/// refuses is left out with its subtree).
+pub fn scan_where(root: &Path, keep: &dyn Fn(&str) -> bool) -> io::Result<Manifest> {
     let mut out = Manifest::new();
     if root.exists() {
-        walk(root, "", exclude, &mut out)?;
+        walk(root, "", keep, &mut out)?;
     }
     Ok(out)
 }
 
-fn walk(dir: &Path, prefix: &str, exclude: Option<&str>, out: &mut Manifest) -> io::Result<()> {
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    keep: &dyn Fn(&str) -> bool,
+    out: &mut Manifest,
+) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
@@ -49,7 +60,7 @@ fn walk(dir: &Path, prefix: &str, exclude: Option<&str>, out: &mut Manifest) -> 
         } else {
             format!("{prefix}/{name}")
         };
-        if exclude == Some(rel.as_str()) {
+        if !keep(&rel) {
             continue;
         }
         let ft = match entry.file_type() {
@@ -59,7 +70,7 @@ fn walk(dir: &Path, prefix: &str, exclude: Option<&str>, out: &mut Manifest) -> 
         };
         if ft.is_dir() {
             out.insert(rel.clone(), Item::Dir);
-            match walk(&entry.path(), &rel, exclude, out) {
+            match walk(&entry.path(), &rel, keep, out) {
                 Err(e) if vanished(&e) => {}
                 r => r?,
             }

@@ -12,6 +12,7 @@ pub mod layout;
 pub mod manifest;
 pub mod merge;
 pub mod outbox;
+mod owned;
 mod publish;
 pub mod session;
 mod setup;
@@ -301,6 +302,8 @@ pub enum Delivery {
 pub struct TeardownReport {
     /// The transcript.
     pub transcript: Delivery,
+    /// The session's own files besides the transcript.
+    pub state: Delivery,
     /// The claude-home.
     pub home: Delivery,
     /// Whether the temp tree was removed.
@@ -310,8 +313,9 @@ pub struct TeardownReport {
 impl TeardownReport {
     /// Whether everything reached the store (nothing queued).
     pub fn delivered(&self) -> bool {
-        !matches!(self.transcript, Delivery::Queued { .. })
-            && !matches!(self.home, Delivery::Queued { .. })
+        ![&self.transcript, &self.state, &self.home]
+            .iter()
+            .any(|d| matches!(d, Delivery::Queued { .. }))
     }
 }
 

@@ -27,8 +27,21 @@ const LOCK: &str = ".lock";
 pub enum Kind {
     /// A session transcript (uploaded as is).
     Transcript,
+    /// A session's own files besides its transcript, packed (uploaded as is).
+    State,
     /// A packed claude-home (uploaded conditionally, merged on conflict).
     Home,
+}
+
+impl Kind {
+    /// What it holds, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Transcript => "transcript",
+            Kind::State => "session files",
+            Kind::Home => "claude-home",
+        }
+    }
 }
 
 /// An entry's description.

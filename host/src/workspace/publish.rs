@@ -7,6 +7,7 @@ use std::path::Path;
 use super::manifest::{self, Manifest};
 use super::merge::{self, MergeReport, Winner};
 use super::outbox::{Kind, Queued};
+use super::owned;
 use super::{archive_err, io_err, store_err, FlushReport, WorkspaceError, Workspaces};
 use crate::archive::{EntryKind, FilterFn, Verdict};
 use crate::s3::{ObjectMeta, PutCondition};
@@ -181,7 +182,7 @@ impl Workspaces {
         let _lock = self.outbox.lock().map_err(io_err(self.outbox.dir()))?;
         // Re-read under the lock: another process may have delivered some.
         let entries = self.outbox.list().map_err(io_err(self.outbox.dir()))?;
-        // Homes are blocked per workspace, transcripts per key: once an
+        // Homes are blocked per workspace, a session's objects per key: once an
         // older one is stuck, a newer one must not land before it (it would
         // be overwritten, or its changes undone, when the older one does).
         let mut blocked_homes: Vec<String> = Vec::new();
@@ -192,7 +193,7 @@ impl Workspaces {
             }
             let blocked = match q.entry.kind {
                 Kind::Home => blocked_homes.contains(&q.entry.workspace),
-                Kind::Transcript => blocked_keys.contains(&q.entry.key),
+                Kind::Transcript | Kind::State => blocked_keys.contains(&q.entry.key),
             };
             if blocked {
                 // An older entry for the same object is stuck: keep the order.
@@ -211,7 +212,7 @@ impl Workspaces {
                     let _ = q.note_failure(&why);
                     match q.entry.kind {
                         Kind::Home => blocked_homes.push(q.entry.workspace.clone()),
-                        Kind::Transcript => blocked_keys.push(q.entry.key.clone()),
+                        Kind::Transcript | Kind::State => blocked_keys.push(q.entry.key.clone()),
                     }
                     report.errors.push(format!("{}: {why}", q.entry.key));
                     report.remaining += 1;
@@ -223,7 +224,7 @@ impl Workspaces {
 
     async fn deliver(&self, q: &Queued) -> Result<(), WorkspaceError> {
         match q.entry.kind {
-            Kind::Transcript => {
+            Kind::Transcript | Kind::State => {
                 self.store
                     .put_file(&q.payload(), &q.entry.key, PutCondition::None)
                     .await
@@ -248,16 +249,26 @@ impl Workspaces {
     }
 }
 
-/// The filter a session's home is packed with: it leaves out the session's
-/// own subtree `sub`, and anything but a directory at the paths in
-/// `dirs_only` (such as `projects` and the memory directory, which every
-/// later setup must be able to create below), so that one turn cannot
+/// The filter a session's home is packed with: shared paths only (not the
+/// session `id`'s own, whose project directory is `projects/<project>`, nor
+/// those of the sessions `moved` out of the home), and at the paths in
+/// `dirs_only` (`projects` down to the memory directory, which every later
+/// setup works with) nothing but a directory, so that one turn cannot
 /// publish a home that no later setup can use.
-pub(super) fn home_filter(sub: &str, dirs_only: &[String]) -> FilterFn {
-    let sub = sub.to_owned();
-    let dirs_only = dirs_only.to_vec();
+pub(super) fn home_filter(
+    id: &str,
+    project: &str,
+    moved: &[String],
+    dirs_only: &[String],
+) -> FilterFn {
+    let (id, project, moved, dirs_only) = (
+        id.to_owned(),
+        project.to_owned(),
+        moved.to_vec(),
+        dirs_only.to_vec(),
+    );
     Box::new(move |rel: &str, kind: EntryKind| {
-        if rel == sub {
+        if !owned::in_home(rel, &id, &project, &moved) {
             return Verdict::Exclude;
         }
         if kind != EntryKind::Directory && dirs_only.iter().any(|d| d == rel) {

@@ -10,12 +10,15 @@ use tokio::io::AsyncRead;
 use super::journal::{Record, SessionFiles};
 use super::manifest;
 use super::outbox::Kind;
+use super::owned::{self, PathOwner};
 use super::session::Owner;
+use super::untrusted;
 use super::{
     archive_err, discard_tree, io_err, private_dir, store_err, sweep_trash, HomeSource, Layout,
     SetupReport, TranscriptSource, Workspace, WorkspaceError, Workspaces,
 };
-use crate::archive::{ArchiveError, HostError, Report};
+use crate::archive::{ArchiveError, EntryKind, HostError, Report, Verdict};
+use crate::s3::PutCondition;
 
 impl Workspaces {
     /// Set up `session` of `workspace`, owned by the process `owner` (the
@@ -169,6 +172,29 @@ impl Workspaces {
             self.restore_home(layout, workspace).await?
         };
         self.strip_own_subtree(layout)?;
+        // What Teardown compares the home against: the home as it came, so
+        // that what moves out of it below counts as a change to publish.
+        let project = layout.project_name().to_owned();
+        let manifest = manifest::scan_where(&layout.claude_dir, &|rel| {
+            owned::in_home(rel, session, &project, &[])
+        })
+        .map_err(io_err(&layout.claude_dir))?;
+        files
+            .save_manifest(&manifest)
+            .map_err(io_err(files.dir()))?;
+        let moved = self
+            .move_out_others(layout, workspace, session, files)
+            .await?;
+        let queued_state = queued
+            .iter()
+            .rev()
+            .find(|q| {
+                q.entry.kind == Kind::State
+                    && q.entry.key == self.config.keys.session_state(workspace, session)
+            })
+            .map(|q| q.payload());
+        self.restore_state(layout, workspace, session, queued_state.as_deref())
+            .await?;
 
         // The transcript.
         let tkey = self.config.keys.transcript(workspace, session);
@@ -190,12 +216,27 @@ impl Workspaces {
             }
         };
 
-        private_dir(&layout.memory_dir).map_err(io_err(&layout.memory_dir))?;
-        let manifest = manifest::scan(&layout.claude_dir, Some(&layout.session_subtree))
-            .map_err(io_err(&layout.claude_dir))?;
+        // And the session's own files as restored.
+        let state = manifest::scan_where(&layout.claude_dir, &|rel| {
+            owned::is_sessions(rel, session, &project) || owned::is_way_to(rel)
+        })
+        .map_err(io_err(&layout.claude_dir))?;
         files
-            .save_manifest(&manifest)
+            .save_state_manifest(&state)
             .map_err(io_err(files.dir()))?;
+
+        // The workspace's memory moves to where Claude Code keeps this
+        // project's memory by default, and the local settings point there
+        // too; Teardown moves it back into the home's place.
+        let memory_rel = format!("{}/memory", layout.session_subtree);
+        let moved_memory =
+            untrusted::move_within(&layout.claude_dir, &layout.shared_memory, &memory_rel)
+                .map_err(io_err(&layout.memory_dir))?;
+        if !moved_memory {
+            private_dir(&layout.memory_dir).map_err(io_err(&layout.memory_dir))?;
+        }
+        write_local_settings(layout)?;
+
         let record = Record {
             workspace: workspace.to_owned(),
             session: session.to_owned(),
@@ -206,6 +247,7 @@ impl Workspaces {
                 .unwrap_or_default()
                 .as_secs(),
             layout: layout.clone(),
+            moved,
             teardown: None,
         };
         // Last: from here on, the session exists for ccws.
@@ -302,22 +344,11 @@ impl Workspaces {
         for s in &r.skipped {
             tracing::warn!(path = %s.path, reason = ?s.reason, "claude-home entry not restored");
         }
-        // What Setup creates below must be directories.
-        let memory = layout
-            .memory_dir
-            .strip_prefix(&layout.claude_dir)
-            .unwrap_or(&layout.memory_dir);
-        let mut at = layout.claude_dir.clone();
-        for part in memory.components() {
-            at.push(part);
-            match fs::symlink_metadata(&at) {
+        // What Setup works with below must be directories.
+        for rel in layout.must_be_dirs() {
+            match fs::symlink_metadata(layout.claude_dir.join(&rel)) {
                 Ok(md) if md.is_dir() => {}
-                Ok(_) => {
-                    return Err(Unusable::Home(format!(
-                        "{} is not a directory",
-                        at.strip_prefix(&layout.claude_dir).unwrap_or(&at).display()
-                    )))
-                }
+                Ok(_) => return Err(Unusable::Home(format!("{rel} is not a directory"))),
                 Err(_) => break,
             }
         }
@@ -336,6 +367,241 @@ impl Workspaces {
         tracing::warn!(path = %layout.session_subtree, "the home carried this session's own subtree; it is not used");
         removed.map_err(io_err(&own))
     }
+}
+
+impl Workspaces {
+    /// The session's own files, from its own object, unpacked with a filter
+    /// that takes nothing but this session's paths. One that was stored
+    /// under an earlier temp base (another project directory name) is moved
+    /// to this turn's project directory.
+    async fn restore_state(
+        &self,
+        layout: &Layout,
+        workspace: &str,
+        session: &str,
+        queued: Option<&std::path::Path>,
+    ) -> Result<(), WorkspaceError> {
+        let key = self.config.keys.session_state(workspace, session);
+        let project = layout.project_name().to_owned();
+        let id = session.to_owned();
+        let filter = Box::new(move |rel: &str, _kind: EntryKind| {
+            if owned::is_sessions(rel, &id, &project) || owned::is_way_to(rel) {
+                Verdict::Keep
+            } else {
+                Verdict::Exclude
+            }
+        });
+        // A newer copy still queued on this machine wins over the store's.
+        let r = if let Some(payload) = queued {
+            self.archiver
+                .unpack_file(
+                    payload,
+                    &layout.claude_dir,
+                    &self.config.unpack,
+                    Some(filter),
+                )
+                .await
+                .map_err(archive_err("unpacking the queued session files"))?
+        } else {
+            let obj = match self.store.get(&key).await {
+                Ok(obj) => obj,
+                Err(e) if e.is_not_found() => return Ok(()),
+                Err(e) => return Err(store_err(format!("downloading {key}"))(e)),
+            };
+            self.archiver
+                .unpack(
+                    obj.body,
+                    &layout.claude_dir,
+                    &self.config.unpack,
+                    Some(filter),
+                )
+                .await
+                .map_err(archive_err(format!("downloading and unpacking {key}")))?
+        };
+        for s in r
+            .skipped
+            .iter()
+            .filter(|s| s.reason != crate::archive::SkipReason::Excluded)
+        {
+            tracing::warn!(path = %s.path, reason = ?s.reason, "session file not restored");
+        }
+        // Project directories of this session under earlier temp bases.
+        let projects = layout.claude_dir.join("projects");
+        for e in fs::read_dir(&projects).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name != layout.project_name() && owned::project_session(&name) == Some(session) {
+                let from = format!("projects/{name}");
+                let moved =
+                    untrusted::move_within(&layout.claude_dir, &from, &layout.session_subtree)
+                        .map_err(io_err(&projects))?;
+                if !moved {
+                    tracing::warn!(path = from, "an earlier project directory of this session could not be moved into place");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Other sessions' own files that a home still carries (homes written
+    /// before sessions kept their files apart): each session's are packed
+    /// and stored as that session's own object (unless it has one already),
+    /// its transcript too when the store has none, its old per-project
+    /// memory joins the workspace's, and then they are removed from this
+    /// tree, so that the home is published without them. A session whose
+    /// files cannot be stored keeps them in the home until a later turn.
+    /// Returns the sessions moved.
+    async fn move_out_others(
+        &self,
+        layout: &Layout,
+        workspace: &str,
+        session: &str,
+        files: &SessionFiles,
+    ) -> Result<Vec<String>, WorkspaceError> {
+        use std::collections::BTreeMap;
+        let root = &layout.claude_dir;
+        let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for top in owned::SESSION_ROOTS {
+            let dir = root.join(top);
+            if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            for e in fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
+                let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                let rel = format!("{top}/{name}");
+                let id = match owned::owner(&rel) {
+                    PathOwner::Session(id) if id != session => id.to_owned(),
+                    PathOwner::Project(p) if p != layout.project_name() => {
+                        match owned::project_session(p) {
+                            Some(id) if id != session => id.to_owned(),
+                            _ => continue,
+                        }
+                    }
+                    _ => continue,
+                };
+                if super::ids::validate("session", &id).is_ok() {
+                    found.entry(id).or_default().push(rel);
+                }
+            }
+        }
+        let mut moved = Vec::new();
+        for (id, rels) in found {
+            match self.move_out(layout, workspace, &id, &rels, files).await {
+                Ok(()) => moved.push(id),
+                Err(e) => tracing::warn!(
+                    other = id,
+                    "another session's files in the home stay there for now: {e}"
+                ),
+            }
+        }
+        if !moved.is_empty() {
+            tracing::info!(
+                sessions = moved.len(),
+                "moved other sessions' files out of the home into their own objects"
+            );
+        }
+        Ok(moved)
+    }
+
+    async fn move_out(
+        &self,
+        layout: &Layout,
+        workspace: &str,
+        id: &str,
+        rels: &[String],
+        files: &SessionFiles,
+    ) -> Result<(), WorkspaceError> {
+        let root = &layout.claude_dir;
+        let keys = &self.config.keys;
+        // Its transcript, where a home carried one and the store has none.
+        for rel in rels.iter().filter(|r| r.starts_with("projects/")) {
+            let t = root.join(rel).join(format!("{id}.jsonl"));
+            if fs::symlink_metadata(&t).is_ok_and(|m| m.is_file()) {
+                let key = keys.transcript(workspace, id);
+                match self
+                    .store
+                    .put_file(&t, &key, PutCondition::IfNoneMatchAny)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.is_precondition_failed() => {}
+                    Err(e) => return Err(store_err(format!("uploading {key}"))(e)),
+                }
+            }
+            // Its old per-project memory joins the workspace's.
+            let memory = root.join(rel).join("memory");
+            for e in fs::read_dir(&memory).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let from = format!("{rel}/memory/{name}");
+                let to = format!("{}/{name}", layout.shared_memory);
+                if !untrusted::move_within(root, &from, &to).map_err(io_err(&memory))? {
+                    let to = format!("{}/{id}-{name}", layout.shared_memory);
+                    untrusted::move_within(root, &from, &to).map_err(io_err(&memory))?;
+                }
+            }
+        }
+        let staged = files.dir().join(format!("moved-{id}.tar.gz"));
+        let wanted: Vec<String> = rels.to_vec();
+        let filter = Box::new(move |rel: &str, _kind: EntryKind| {
+            let keep = owned::is_way_to(rel)
+                || wanted.iter().any(|w| {
+                    rel == w
+                        || rel
+                            .strip_prefix(w.as_str())
+                            .is_some_and(|r| r.starts_with('/'))
+                });
+            if keep {
+                Verdict::Keep
+            } else {
+                Verdict::Exclude
+            }
+        });
+        self.archiver
+            .pack_file(root, &staged, &self.config.pack, Some(filter))
+            .await
+            .map_err(archive_err(format!("packing session {id}'s files")))?;
+        let key = keys.session_state(workspace, id);
+        let put = self
+            .store
+            .put_file(&staged, &key, PutCondition::IfNoneMatchAny)
+            .await;
+        let _ = fs::remove_file(&staged);
+        match put {
+            Ok(_) => {}
+            // It has its own already: what the home carried is older.
+            Err(e) if e.is_precondition_failed() => {}
+            Err(e) => return Err(store_err(format!("uploading {key}"))(e)),
+        }
+        for rel in rels {
+            let path = root.join(rel);
+            let res = match fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
+                Ok(_) => fs::remove_file(&path),
+                Err(_) => Ok(()),
+            };
+            res.map_err(io_err(&path))?;
+        }
+        Ok(())
+    }
+}
+
+/// Point Claude Code's auto-memory at the session's memory directory, in
+/// the local settings of its working directory (`autoMemoryDirectory` is
+/// honoured from local settings, not from a project's shared ones); kept
+/// out of the shared `settings.json`, whose absolute path would be wrong
+/// for every other session.
+fn write_local_settings(layout: &Layout) -> Result<(), WorkspaceError> {
+    let path = &layout.local_settings;
+    if let Some(dir) = path.parent() {
+        private_dir(dir).map_err(io_err(dir))?;
+    }
+    let settings = serde_json::json!({ "autoMemoryDirectory": layout.memory_dir });
+    let bytes = serde_json::to_vec_pretty(&settings).map_err(|e| WorkspaceError::Io {
+        path: path.clone(),
+        source: e.into(),
+    })?;
+    fs::write(path, bytes).map_err(io_err(path))
 }
 
 /// Why a home could not be unpacked.

@@ -11,16 +11,21 @@ use std::path::Path;
 use super::journal::{Part, Progress, Record, SessionFiles};
 use super::manifest;
 use super::outbox::{Entry, Kind};
+use super::owned;
 use super::publish::home_filter;
 use super::untrusted;
 use super::{
-    archive_err, discard_tree, io_err, Delivery, TeardownReport, WorkspaceError, Workspaces,
+    archive_err, discard_tree, io_err, Delivery, Layout, TeardownReport, WorkspaceError, Workspaces,
 };
+use crate::archive::{EntryKind, SkipReason, Verdict};
 use crate::s3::PutCondition;
 
 /// Why a home is queued without trying to upload it.
 const HOME_BEHIND: &str =
     "an older claude-home of this workspace is still queued; queued behind it";
+/// Why a session's own files are queued without trying to upload them.
+const STATE_BEHIND: &str =
+    "an older copy of this session's files is still queued; queued behind it";
 /// Why a transcript is queued without trying to upload it.
 const TRANSCRIPT_BEHIND: &str =
     "an older copy of this transcript is still queued; queued behind it";
@@ -101,14 +106,23 @@ impl Workspaces {
             .iter()
             .any(|q| q.entry.kind == Kind::Transcript && q.entry.key == tkey)
             .then_some(TRANSCRIPT_BEHIND);
+        let skey = self
+            .config
+            .keys
+            .session_state(&record.workspace, &record.session);
+        let state_behind = queued
+            .iter()
+            .any(|q| q.entry.kind == Kind::State && q.entry.key == skey)
+            .then_some(STATE_BEHIND);
         let home_behind = queued
             .iter()
             .any(|q| q.entry.kind == Kind::Home && q.entry.workspace == record.workspace)
             .then_some(HOME_BEHIND);
 
-        for kind in [Kind::Transcript, Kind::Home] {
+        for kind in [Kind::Transcript, Kind::State, Kind::Home] {
             let part = match (kind, &record.teardown) {
                 (Kind::Transcript, Some(p)) => p.transcript.clone(),
+                (Kind::State, Some(p)) => p.state.clone(),
                 (Kind::Home, Some(p)) => p.home.clone(),
                 (_, None) => unreachable!("staged above"),
             };
@@ -123,6 +137,21 @@ impl Workspaces {
                 Kind::Transcript => {
                     self.send_transcript(files, &record, &tkey, transcript_behind)
                         .await
+                }
+                Kind::State => {
+                    let key = self
+                        .config
+                        .keys
+                        .session_state(&record.workspace, &record.session);
+                    self.send_file(
+                        files,
+                        &record,
+                        Kind::State,
+                        &files.staged_state(),
+                        &key,
+                        state_behind,
+                    )
+                    .await
                 }
                 Kind::Home => self.send_home(files, &record, home_behind, uncertain).await,
             }
@@ -145,6 +174,7 @@ impl Workspaces {
         };
         let report = TeardownReport {
             transcript: done(progress.transcript),
+            state: done(progress.state),
             home: done(progress.home),
             removed,
         };
@@ -196,48 +226,130 @@ impl Workspaces {
             }
         };
 
-        let home = if !is_real_dir(&layout.claude_dir) {
+        if !is_real_dir(&layout.claude_dir) {
             // No tree (a reboot cleared the temp dir, or it was removed by
             // hand): nothing to save, and not "the agent deleted everything".
             tracing::warn!(dir = %layout.claude_dir.display(), "the session's claude-config is gone; the home is left as it is in the store");
+            return Ok(Progress {
+                transcript,
+                state: Part::nothing(),
+                home: Part::nothing(),
+                tree_removed: false,
+            });
+        }
+        self.return_memory(layout)?;
+        let project = layout.project_name().to_owned();
+        let id = record.session.clone();
+
+        // The session's own files.
+        let base = files.state_manifest().map_err(io_err(files.dir()))?;
+        let mine = manifest::scan_where(&layout.claude_dir, &|rel| {
+            owned::is_sessions(rel, &id, &project) || owned::is_way_to(rel)
+        })
+        .map_err(io_err(&layout.claude_dir))?;
+        let state = if mine == base {
             Part::Done {
-                delivery: Delivery::Missing,
+                delivery: Delivery::Unchanged,
             }
         } else {
-            let base = files.manifest().map_err(io_err(files.dir()))?;
-            let subtree = layout.session_subtree.as_str();
-            let mine = manifest::scan(&layout.claude_dir, Some(subtree))
-                .map_err(io_err(&layout.claude_dir))?;
-            if mine == base && (record.home_etag.is_some() || mine.is_empty()) {
-                Part::Done {
-                    delivery: Delivery::Unchanged,
+            let staged = files.staged_state();
+            let (id, project) = (id.clone(), project.clone());
+            let filter = Box::new(move |rel: &str, _kind: EntryKind| {
+                if owned::is_sessions(rel, &id, &project) || owned::is_way_to(rel) {
+                    Verdict::Keep
+                } else {
+                    Verdict::Exclude
                 }
-            } else {
-                let staged = files.staged_home();
-                let report = self
-                    .archiver
-                    .pack_file(
-                        &layout.claude_dir,
-                        &staged,
-                        &self.config.pack,
-                        Some(home_filter(subtree, &layout.must_be_dirs())),
-                    )
-                    .await
-                    .map_err(archive_err("packing the claude-home"))?;
-                for s in report.skipped.iter().filter(|s| s.path != subtree) {
-                    tracing::warn!(path = %s.path, reason = ?s.reason, detail = %s.detail, "left out of the home");
-                }
-                files
-                    .sync_staged(&staged)
-                    .map_err(|e| unsaved(format!("syncing the packed home: {e}")))?;
-                Part::Staged
+            });
+            self.archiver
+                .pack_file(&layout.claude_dir, &staged, &self.config.pack, Some(filter))
+                .await
+                .map_err(archive_err("packing the session's own files"))?;
+            files
+                .sync_staged(&staged)
+                .map_err(|e| unsaved(format!("syncing the session's packed files: {e}")))?;
+            Part::Staged
+        };
+
+        // The home: everything shared.
+        let base = files.manifest().map_err(io_err(files.dir()))?;
+        let moved = record.moved.clone();
+        let mine = manifest::scan_where(&layout.claude_dir, &|rel| {
+            owned::in_home(rel, &id, &project, &moved)
+        })
+        .map_err(io_err(&layout.claude_dir))?;
+        let home = if mine == base && (record.home_etag.is_some() || mine.is_empty()) {
+            Part::Done {
+                delivery: Delivery::Unchanged,
             }
+        } else {
+            let staged = files.staged_home();
+            let filter = home_filter(&id, &project, &record.moved, &layout.must_be_dirs());
+            let report = self
+                .archiver
+                .pack_file(&layout.claude_dir, &staged, &self.config.pack, Some(filter))
+                .await
+                .map_err(archive_err("packing the claude-home"))?;
+            for s in report
+                .skipped
+                .iter()
+                .filter(|s| s.reason != SkipReason::Excluded)
+            {
+                tracing::warn!(path = %s.path, reason = ?s.reason, detail = %s.detail, "left out of the home");
+            }
+            files
+                .sync_staged(&staged)
+                .map_err(|e| unsaved(format!("syncing the packed home: {e}")))?;
+            Part::Staged
         };
         Ok(Progress {
             transcript,
+            state,
             home,
             tree_removed: false,
         })
+    }
+
+    /// Move the workspace's memory back from the session's project
+    /// directory to the home's place for it (Setup moved it there). The
+    /// agent is done, but its tree is still untrusted: both places are
+    /// reached without following a symlink, and nothing is overwritten:
+    /// what someone wrote at the home's place meanwhile is kept, and a
+    /// file of the same name from the session's memory joins it renamed.
+    fn return_memory(&self, layout: &Layout) -> Result<(), WorkspaceError> {
+        let root = &layout.claude_dir;
+        let from = format!("{}/memory", layout.session_subtree);
+        let to = &layout.shared_memory;
+        let err = io_err(&layout.memory_dir);
+        if untrusted::move_within(root, &from, to).map_err(err)? {
+            return Ok(());
+        }
+        let Some(dir) =
+            untrusted::open_dir(root, &from, false).map_err(io_err(&layout.memory_dir))?
+        else {
+            return Ok(());
+        };
+        drop(dir);
+        let names: Vec<String> = fs::read_dir(&layout.memory_dir)
+            .map_err(io_err(&layout.memory_dir))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        for name in names {
+            let src = format!("{from}/{name}");
+            let moved = untrusted::move_within(root, &src, &format!("{to}/{name}"))
+                .map_err(io_err(&layout.memory_dir))?;
+            if !moved {
+                let session = layout
+                    .temp_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                untrusted::move_within(root, &src, &format!("{to}/{session}-{name}"))
+                    .map_err(io_err(&layout.memory_dir))?;
+            }
+        }
+        Ok(())
     }
 
     /// Upload the staged transcript as `key`, or queue it: when the upload
@@ -250,6 +362,22 @@ impl Workspaces {
         behind: Option<&str>,
     ) -> Result<Delivery, WorkspaceError> {
         let staged = files.staged_transcript();
+        self.send_file(files, record, Kind::Transcript, &staged, key, behind)
+            .await
+    }
+
+    /// Upload the staged file `staged` as `key` (the session's own: no
+    /// condition), or queue it as `kind`: when the upload fails, or right
+    /// away when `behind` says why it must wait.
+    async fn send_file(
+        &self,
+        _files: &SessionFiles,
+        record: &Record,
+        kind: Kind,
+        staged: &Path,
+        key: &str,
+        behind: Option<&str>,
+    ) -> Result<Delivery, WorkspaceError> {
         if !staged.exists() {
             // Moved into the outbox just before an interruption.
             return Ok(queued_earlier(self.outbox.dir()));
@@ -258,18 +386,18 @@ impl Workspaces {
             Some(why) => Err(why.to_owned()),
             None => self
                 .store
-                .put_file(&staged, key, PutCondition::None)
+                .put_file(staged, key, PutCondition::None)
                 .await
                 .map_err(|e| e.to_string()),
         };
         match uploaded {
             Ok(meta) => Ok(Delivery::Uploaded { etag: meta.etag }),
             Err(reason) => {
-                tracing::warn!(key, "transcript queued in the outbox: {reason}");
-                let entry = self.entry(Kind::Transcript, record, key.to_owned(), &reason);
+                tracing::warn!(key, "{} queued in the outbox: {reason}", kind.describe());
+                let entry = self.entry(kind, record, key.to_owned(), &reason);
                 let q = self
                     .outbox
-                    .add(entry, None, |dest| fs::rename(&staged, dest))
+                    .add(entry, None, |dest| fs::rename(staged, dest))
                     .map_err(io_err(self.outbox.dir()))?;
                 Ok(Delivery::Queued {
                     reason,
@@ -354,6 +482,7 @@ fn set_part(record: &mut Record, kind: Kind, part: Part) {
     if let Some(p) = record.teardown.as_mut() {
         match kind {
             Kind::Transcript => p.transcript = part,
+            Kind::State => p.state = part,
             Kind::Home => p.home = part,
         }
     }

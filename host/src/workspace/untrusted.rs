@@ -149,6 +149,100 @@ pub fn read_small(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
     Ok(Some(bytes))
 }
 
+/// Open the directory `root/rel` (`rel` relative, `/`-separated) one
+/// component at a time, never following a symlink; with `create`, missing
+/// directories are made (mode 0700). `Ok(None)`: not there (or not a
+/// directory), and not created.
+pub fn open_dir(root: &Path, rel: &str, create: bool) -> io::Result<Option<OwnedFd>> {
+    let mut dir: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(root)?
+        .into();
+    for part in rel.split('/').filter(|p| !p.is_empty()) {
+        if part == "." || part == ".." {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{rel}: not a plain relative path"),
+            ));
+        }
+        let name =
+            CString::new(part).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let open = |dir: &OwnedFd| {
+            // SAFETY: a live directory descriptor and a NUL-terminated name.
+            unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            }
+        };
+        let mut fd = open(&dir);
+        if fd < 0 && create && io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) {
+            // SAFETY: as above; mkdirat creates a directory, nothing more.
+            if unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o700) } != 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EEXIST) {
+                    return Err(e);
+                }
+            }
+            fd = open(&dir);
+        }
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP) => Ok(None),
+                _ => Err(e),
+            };
+        }
+        // SAFETY: `openat` returned a new descriptor that nothing else owns.
+        dir = unsafe { OwnedFd::from_raw_fd(fd) };
+    }
+    Ok(Some(dir))
+}
+
+/// Move the entry `from` to `to` (both relative to `root`, `/`-separated)
+/// with one `renameat`, both parents reached without following a symlink
+/// (the destination's parents are created); a symlink at `from` itself is
+/// moved as the link it is. `Ok(false)`: nothing at `from`, or something
+/// already at `to` (then nothing is moved).
+pub fn move_within(root: &Path, from: &str, to: &str) -> io::Result<bool> {
+    let split = |rel: &str| -> io::Result<(String, CString)> {
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        let name =
+            CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok((parent.to_owned(), name))
+    };
+    let (from_parent, from_name) = split(from)?;
+    let (to_parent, to_name) = split(to)?;
+    let Some(src) = open_dir(root, &from_parent, false)? else {
+        return Ok(false);
+    };
+    let Some(dst) = open_dir(root, &to_parent, true)? else {
+        return Ok(false);
+    };
+    // SAFETY: two live directory descriptors and NUL-terminated names;
+    // RENAME_NOREPLACE never overwrites what is at the destination.
+    let rc = unsafe {
+        libc::renameat2(
+            src.as_raw_fd(),
+            from_name.as_ptr(),
+            dst.as_raw_fd(),
+            to_name.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::EEXIST) => Ok(false),
+        _ => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +260,34 @@ mod tests {
         let mut s = String::new();
         f.read_to_string(&mut s).unwrap();
         s
+    }
+
+    #[test]
+    fn moves_stay_inside_the_root_whatever_the_agent_planted() {
+        let (root, _) = tree();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("projects/p/memory")).unwrap();
+        std::fs::write(r.join("projects/p/memory/m.md"), b"m").unwrap();
+        assert!(move_within(r, "projects/p/memory", "projects/ws_w/memory").unwrap());
+        assert_eq!(
+            std::fs::read(r.join("projects/ws_w/memory/m.md")).unwrap(),
+            b"m"
+        );
+        assert!(
+            !move_within(r, "projects/p/memory", "projects/ws_w/memory").unwrap(),
+            "nothing left to move"
+        );
+        // A symlinked destination parent is not followed.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(r.join("projects/q/memory")).unwrap();
+        symlink(outside.path(), r.join("projects/ws_x")).unwrap();
+        assert!(!move_within(r, "projects/q/memory", "projects/ws_x/memory").unwrap());
+        assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+        assert!(r.join("projects/q/memory").is_dir());
+        // Nothing is overwritten.
+        std::fs::create_dir_all(r.join("a/memory")).unwrap();
+        std::fs::create_dir_all(r.join("b/memory")).unwrap();
+        assert!(!move_within(r, "a/memory", "b/memory").unwrap());
     }
 
     #[test]
