@@ -11,6 +11,11 @@ fn main() -> ExitCode {
     // of this user may read ccws's memory or environment (/proc, ptrace),
     // and the credential variables are wiped from its environment block.
     let hardened = ccws::harden::forbid_inspection();
+    // Everything ccws creates, and the agent it starts, is private to this
+    // user: a home restored from the store never comes back readable by
+    // others (0600 files, 0700 directories).
+    // SAFETY: umask only sets the process's file creation mask.
+    unsafe { libc::umask(0o077) };
     ccws::config::capture_env();
     let args = cli::args::Cli::parse();
     cli::logging::init(args.global.verbose);

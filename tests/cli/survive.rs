@@ -373,3 +373,21 @@ fn agent_user_runs_the_agent_as_another_user() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such user"));
 }
+
+#[test]
+fn nothing_in_the_tree_is_readable_by_others_after_a_round_trip() {
+    let m = Machine::new();
+    let write = "umask 022; echo '{}' > \"$CLAUDE_CONFIG_DIR/.credentials.json\"; \
+                 chmod 600 \"$CLAUDE_CONFIG_DIR/.credentials.json\"; \
+                 mkdir -p \"$CLAUDE_CONFIG_DIR/todos\" \"$CLAUDE_CONFIG_DIR/hooks\"; \
+                 echo x > \"$CLAUDE_CONFIG_DIR/todos/s-agent-s.json\"; \
+                 printf '#!/bin/sh\\n' > \"$CLAUDE_CONFIG_DIR/hooks/h.sh\"; chmod 755 \"$CLAUDE_CONFIG_DIR/hooks/h.sh\"; \
+                 echo m > \"$CCWS_MEMORY_DIR/m.md\"";
+    let out = m.run(&["run", "-w", "w", "-s", "s", "--", "sh", "-c", write]);
+    assert_eq!(out.status.code(), Some(0));
+    let check = "find \"$CLAUDE_CONFIG_DIR\" -perm /077 -print; test -x \"$CLAUDE_CONFIG_DIR/hooks/h.sh\" || echo not-executable";
+    let out = m.run(&["run", "-w", "w", "-s", "s", "--", "sh", "-c", check]);
+    assert_eq!(out.status.code(), Some(0));
+    let open: String = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(open.trim().is_empty(), "open to group or others: {open}");
+}

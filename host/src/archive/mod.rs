@@ -518,7 +518,24 @@ fn canonical_dir(dir: &Path) -> Result<PathBuf, HostError> {
     Ok(path)
 }
 
-/// chmod 0755 the files the archive marks executable (WASI has no chmod).
+/// The process's file creation mask, read from `/proc/self/status`
+/// (reading it with `umask(2)` would change it for other threads
+/// meanwhile); 022 where it cannot be read.
+#[cfg(unix)]
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}
+
+/// Add the execute bits the process's umask allows (0755 under the usual
+/// 022, 0700 under `ccws`'s 077) to the files the archive marks
+/// executable (WASI has no chmod).
 /// Paths come from the guest: only plain relative paths to regular files
 /// (never through a symlink) are touched.
 fn apply_executables(dest: &Path, rels: &[String]) -> Result<(), HostError> {
@@ -545,7 +562,7 @@ fn apply_executables(dest: &Path, rels: &[String]) -> Result<(), HostError> {
             }
         }
         if safe && path.is_file() {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777 & !umask()))
                 .map_err(|source| HostError::Io { path, source })?;
         }
     }
