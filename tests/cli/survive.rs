@@ -273,8 +273,21 @@ fn kill_sweep_loses_nothing_and_replays_nothing_stale() {
     let last = String::from_utf8_lossy(&last.stdout).trim().to_owned();
     // Every object in the store is whole: the home unpacks (the check turns
     // above read it), and every transcript line is complete JSON.
-    let transcript = m.path("state/store/workspaces/K/sessions/sweep.jsonl");
-    let text = std::fs::read_to_string(&transcript).unwrap();
+    // The transcript as the session's next turn sees it (the whole object
+    // and the parts appended since).
+    let out = m.run(&[
+        "run",
+        "-w",
+        "K",
+        "-s",
+        "sweep",
+        "--",
+        "sh",
+        "-c",
+        "cat \"$CCWS_TRANSCRIPT\"",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let partial: Vec<&str> = text
         .lines()
         .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err())
@@ -325,8 +338,26 @@ fn agent_user_runs_the_agent_as_another_user() {
     }
     let m = Machine::new();
     use std::os::unix::fs::PermissionsExt;
-    // Others may pass through the test's directory to reach the tree.
-    std::fs::set_permissions(m.path(""), std::fs::Permissions::from_mode(0o711)).unwrap();
+    // A temp base the agent's user cannot pass through is refused clearly.
+    std::fs::create_dir_all(m.path("tmp")).unwrap();
+    std::fs::set_permissions(m.path("tmp"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = m.run(&[
+        "run",
+        "-w",
+        "w",
+        "-s",
+        "s",
+        "--agent-user",
+        "nobody",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot pass through"));
+    // Others may pass through the test's directories to reach the tree.
+    for dir in ["", "tmp"] {
+        std::fs::set_permissions(m.path(dir), std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
     // A file of the broker's the agent must not read (as ~/.aws/credentials).
     let secret = m.path("broker-secret");
     std::fs::write(&secret, "s3cr3t").unwrap();

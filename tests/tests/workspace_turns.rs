@@ -1311,3 +1311,134 @@ async fn claude_is_pointed_at_the_workspaces_memory() {
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_sends_only_what_it_appended_to_the_transcript() {
+    for (name, b) in Backend::both().await {
+        with_timeout(async {
+            let ws = b.workspaces();
+            let keys = ws.config().keys.clone();
+            let append = |path: &Path, line: &str| {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap();
+                writeln!(f, "{line}").unwrap();
+            };
+            let size = |key: String| {
+                let ws = ws.clone();
+                async move { ws.store().head(&key).await.map(|m| m.size).ok() }
+            };
+            // Turn 1: the whole transcript.
+            let w = ws.setup("tail", "s", me()).await.unwrap();
+            append(&w.layout.transcript, &"x".repeat(5000));
+            let r = ws.teardown("tail", "s").await.unwrap();
+            assert!(
+                matches!(r.transcript, Delivery::Uploaded { .. }),
+                "{name}: {r:?}"
+            );
+            // Turns 2-4: only their tails, as parts; the whole object stays.
+            for turn in 2..=4 {
+                let w = ws.setup("tail", "s", me()).await.unwrap();
+                append(&w.layout.transcript, &format!("{{\"turn\":{turn}}}"));
+                let r = ws.teardown("tail", "s").await.unwrap();
+                assert!(
+                    matches!(r.transcript, Delivery::Appended { .. }),
+                    "{name}: {r:?}"
+                );
+            }
+            assert_eq!(
+                size(keys.transcript("tail", "s")).await,
+                Some(5001),
+                "{name}"
+            );
+            assert_eq!(
+                size(keys.transcript_part("tail", "s", 5001)).await,
+                Some(11),
+                "{name}: turn 2's tail"
+            );
+            // A turn that appends nothing sends nothing.
+            let w = ws.setup("tail", "s", me()).await.unwrap();
+            let whole = std::fs::read_to_string(&w.layout.transcript).unwrap();
+            assert_eq!(whole.lines().count(), 4, "{name}: {whole}");
+            let r = ws.teardown("tail", "s").await.unwrap();
+            assert_eq!(r.transcript, Delivery::Unchanged, "{name}");
+            // A rewrite (not an append) sends the whole again.
+            let w = ws.setup("tail", "s", me()).await.unwrap();
+            std::fs::write(&w.layout.transcript, "{\"compacted\":true}\n").unwrap();
+            let r = ws.teardown("tail", "s").await.unwrap();
+            assert!(
+                matches!(r.transcript, Delivery::Uploaded { .. }),
+                "{name}: {r:?}"
+            );
+            let w = ws.setup("tail", "s", me()).await.unwrap();
+            assert_eq!(
+                std::fs::read_to_string(&w.layout.transcript).unwrap(),
+                "{\"compacted\":true}\n",
+                "{name}: the old parts are not appended to the new whole"
+            );
+            ws.teardown("tail", "s").await.unwrap();
+            // Someone else replaces the whole object (an older ccws, the
+            // seed): parts made for the old one are ignored.
+            let w = ws.setup("tail", "s", me()).await.unwrap();
+            append(&w.layout.transcript, "{\"turn\":5}");
+            ws.teardown("tail", "s").await.unwrap();
+            ws.store()
+                .put_bytes(
+                    &keys.transcript("tail", "s"),
+                    b"{\"seed\":1}\n".to_vec(),
+                    PutCondition::None,
+                )
+                .await
+                .unwrap();
+            let w = ws.setup("tail", "s", me()).await.unwrap();
+            assert_eq!(
+                std::fs::read_to_string(&w.layout.transcript).unwrap(),
+                "{\"seed\":1}\n",
+                "{name}"
+            );
+            ws.teardown("tail", "s").await.unwrap();
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{name}: timed out"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transcript_parts_are_compacted_now_and_then() {
+    let b = Backend::local().await;
+    let ws = b.workspaces();
+    let keys = ws.config().keys.clone();
+    let w = ws.setup("compact", "s", me()).await.unwrap();
+    std::fs::write(&w.layout.transcript, "{\"turn\":0}\n").unwrap();
+    ws.teardown("compact", "s").await.unwrap();
+    let mut wholes = 0;
+    for turn in 1..=40 {
+        let w = ws.setup("compact", "s", me()).await.unwrap();
+        let mut text = std::fs::read_to_string(&w.layout.transcript).unwrap();
+        assert_eq!(text.lines().count(), turn, "every earlier line is there");
+        text.push_str(&format!("{{\"turn\":{turn}}}\n"));
+        std::fs::write(&w.layout.transcript, text).unwrap();
+        let r = ws.teardown("compact", "s").await.unwrap();
+        match r.transcript {
+            Delivery::Uploaded { .. } => wholes += 1,
+            Delivery::Appended { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(wholes, 1, "one compaction in 40 turns (after 32 parts)");
+    // The seed-compatible object is a whole transcript as of the compaction.
+    let obj = ws
+        .store()
+        .get(&keys.transcript("compact", "s"))
+        .await
+        .unwrap();
+    assert_eq!(
+        obj.meta.size as usize,
+        (0..=33)
+            .map(|t| format!("{{\"turn\":{t}}}\n").len())
+            .sum::<usize>()
+    );
+}

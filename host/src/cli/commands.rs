@@ -322,9 +322,24 @@ impl AgentUser {
     /// ccws's fresh tree), and let it pass through `cc-broker/` to reach it.
     fn hand_over(&self, tree: &Path) -> std::io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
-        if let Some(broker) = tree.parent() {
-            std::fs::set_permissions(broker, std::fs::Permissions::from_mode(0o711))?;
+        let broker = tree.parent().unwrap_or(tree);
+        // Every directory above cc-broker must let others pass through.
+        for dir in broker.ancestors().skip(1) {
+            let mode = std::fs::metadata(dir)?.permissions().mode();
+            if mode & 0o001 == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "user {:?} cannot pass through {} (mode {:o}); allow others to \
+                         search it (chmod o+x) or choose a --temp-dir they can reach",
+                        self.name,
+                        dir.display(),
+                        mode & 0o7777
+                    ),
+                ));
+            }
         }
+        std::fs::set_permissions(broker, std::fs::Permissions::from_mode(0o711))?;
         fn walk(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
             std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
             for e in std::fs::read_dir(dir)? {

@@ -143,6 +143,19 @@ impl Store {
         }
     }
 
+    /// Upload `bytes` as `key`, under `cond`.
+    pub async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        cond: PutCondition,
+    ) -> Result<ObjectMeta, StoreError> {
+        match self {
+            Store::S3(c) => Ok(c.put_bytes(key, bytes.into(), cond).await?),
+            Store::Local(l) => l.put_stream(key, &bytes[..], cond).await,
+        }
+    }
+
     /// Upload a stream of unknown length as `key`, under `cond`.
     pub async fn put_stream<R>(
         &self,

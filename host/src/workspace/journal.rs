@@ -16,12 +16,14 @@ use std::path::{Path, PathBuf};
 
 use super::manifest::Manifest;
 use super::session::{read_json, Owner};
+use super::transcript::Restored;
 use super::{Delivery, Layout};
 use crate::durable::{lock_file, persist_synced, private_dir};
 
 const RECORD: &str = "session.json";
 const MANIFEST: &str = "manifest.json";
 const STATE_MANIFEST: &str = "state-manifest.json";
+const TRANSCRIPT_BASE: &str = "transcript-base.json";
 const HOME: &str = "home.tar.gz";
 const STATE: &str = "state.tar.gz";
 const TRANSCRIPT: &str = "transcript.jsonl";
@@ -135,6 +137,16 @@ impl SessionFiles {
     /// Write the session-state manifest durably.
     pub fn save_state_manifest(&self, manifest: &Manifest) -> io::Result<()> {
         self.write_durably(STATE_MANIFEST, manifest)
+    }
+
+    /// What Setup restored of the transcript.
+    pub fn transcript_base(&self) -> io::Result<Option<Restored>> {
+        read_json(&self.dir.join(TRANSCRIPT_BASE))
+    }
+
+    /// Write what Setup restored of the transcript, durably.
+    pub fn save_transcript_base(&self, restored: &Restored) -> io::Result<()> {
+        self.write_durably(TRANSCRIPT_BASE, restored)
     }
 
     /// Where Teardown stages the session's own files, packed.

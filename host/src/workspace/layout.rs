@@ -139,6 +139,22 @@ impl Keys {
         )
     }
 
+    /// The index of a session's transcript parts.
+    pub fn transcript_index(&self, workspace: &str, session: &str) -> String {
+        format!(
+            "{}workspaces/{workspace}/sessions/{session}/transcript.json",
+            self.prefix
+        )
+    }
+
+    /// One part of a session's transcript: its bytes from `offset` on.
+    pub fn transcript_part(&self, workspace: &str, session: &str, offset: u64) -> String {
+        format!(
+            "{}workspaces/{workspace}/sessions/{session}/transcript/{offset:020}.jsonl",
+            self.prefix
+        )
+    }
+
     /// One session's transcript.
     pub fn transcript(&self, workspace: &str, session: &str) -> String {
         format!(

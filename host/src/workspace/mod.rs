@@ -17,6 +17,7 @@ mod publish;
 pub mod session;
 mod setup;
 mod teardown;
+mod transcript;
 pub mod untrusted;
 
 use std::fs::File;
@@ -266,6 +267,12 @@ pub enum Delivery {
     /// Uploaded.
     Uploaded {
         /// The new ETag.
+        etag: Option<String>,
+    },
+    /// Only what was appended since Setup was uploaded (one more part of
+    /// the transcript).
+    Appended {
+        /// The part's ETag.
         etag: Option<String>,
     },
     /// Uploaded after merging onto a newer home.

@@ -209,10 +209,17 @@ impl Workspaces {
             fs::copy(q.payload(), &layout.transcript).map_err(io_err(&layout.transcript))?;
             TranscriptSource::Outbox
         } else {
-            match self.store.download_file(&tkey, &layout.transcript).await {
-                Ok(_) => TranscriptSource::Store,
-                Err(e) if e.is_not_found() => TranscriptSource::New,
-                Err(e) => return Err(store_err(format!("downloading {tkey}"))(e)),
+            match self
+                .download_transcript(workspace, session, &layout.transcript)
+                .await?
+            {
+                Some(restored) => {
+                    files
+                        .save_transcript_base(&restored)
+                        .map_err(io_err(files.dir()))?;
+                    TranscriptSource::Store
+                }
+                None => TranscriptSource::New,
             }
         };
 

@@ -13,6 +13,7 @@ use super::manifest;
 use super::outbox::{Entry, Kind};
 use super::owned;
 use super::publish::home_filter;
+use super::transcript::Sent;
 use super::untrusted;
 use super::{
     archive_err, discard_tree, io_err, Delivery, Layout, TeardownReport, WorkspaceError, Workspaces,
@@ -362,6 +363,28 @@ impl Workspaces {
         behind: Option<&str>,
     ) -> Result<Delivery, WorkspaceError> {
         let staged = files.staged_transcript();
+        if behind.is_none() && staged.exists() {
+            let restored = files.transcript_base().map_err(io_err(files.dir()))?;
+            match self
+                .send_transcript_delta(
+                    &record.workspace,
+                    &record.session,
+                    &staged,
+                    restored.as_ref(),
+                )
+                .await
+            {
+                Ok(Sent::Unchanged) => return Ok(Delivery::Unchanged),
+                Ok(Sent::Appended { etag }) => return Ok(Delivery::Appended { etag }),
+                Ok(Sent::Whole { etag }) => return Ok(Delivery::Uploaded { etag }),
+                Err(e) => {
+                    // Queued whole: delivered later, it replaces the whole
+                    // object, and parts made for the old one are ignored.
+                    let reason = e.to_string();
+                    return self.queue_file(record, Kind::Transcript, &staged, key, reason);
+                }
+            }
+        }
         self.send_file(files, record, Kind::Transcript, &staged, key, behind)
             .await
     }
@@ -392,19 +415,29 @@ impl Workspaces {
         };
         match uploaded {
             Ok(meta) => Ok(Delivery::Uploaded { etag: meta.etag }),
-            Err(reason) => {
-                tracing::warn!(key, "{} queued in the outbox: {reason}", kind.describe());
-                let entry = self.entry(kind, record, key.to_owned(), &reason);
-                let q = self
-                    .outbox
-                    .add(entry, None, |dest| fs::rename(staged, dest))
-                    .map_err(io_err(self.outbox.dir()))?;
-                Ok(Delivery::Queued {
-                    reason,
-                    entry: q.dir,
-                })
-            }
+            Err(reason) => self.queue_file(record, kind, staged, key, reason),
         }
+    }
+
+    /// Move the staged file into the outbox as `kind` for `key`.
+    fn queue_file(
+        &self,
+        record: &Record,
+        kind: Kind,
+        staged: &Path,
+        key: &str,
+        reason: String,
+    ) -> Result<Delivery, WorkspaceError> {
+        tracing::warn!(key, "{} queued in the outbox: {reason}", kind.describe());
+        let entry = self.entry(kind, record, key.to_owned(), &reason);
+        let q = self
+            .outbox
+            .add(entry, None, |dest| fs::rename(staged, dest))
+            .map_err(io_err(self.outbox.dir()))?;
+        Ok(Delivery::Queued {
+            reason,
+            entry: q.dir,
+        })
     }
 
     /// Publish the staged home, or queue it: when publishing fails, or right
