@@ -875,9 +875,11 @@ async fn a_home_is_queued_behind_an_older_one_still_stuck() {
     };
     let q = ws
         .outbox()
-        .add(entry, Some(&Default::default()), |dest| {
-            std::fs::copy(&packed, dest).map(|_| ())
-        })
+        .add(
+            entry,
+            Some((&Default::default(), &Default::default())),
+            |dest| std::fs::copy(&packed, dest).map(|_| ()),
+        )
         .unwrap();
     std::fs::write(q.dir.join("base.json"), "{broken").unwrap();
 
@@ -1441,4 +1443,96 @@ async fn transcript_parts_are_compacted_now_and_then() {
             .map(|t| format!("{{\"turn\":{t}}}\n").len())
             .sum::<usize>()
     );
+}
+
+/// What Claude Code does to the shared files at a session's start and
+/// prompt: `.claude.json` rewritten whole with its project's entry, one
+/// line appended to `history.jsonl`.
+fn claude_start(claude_dir: &Path, cwd: &Path, session: &str) {
+    let path = claude_dir.join(".claude.json");
+    let mut v: serde_json::Value = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| serde_json::json!({}));
+    let n = v["numStartups"].as_u64().unwrap_or(0);
+    v["numStartups"] = (n + 1).into();
+    v["oauthAccount"] = serde_json::json!({"accountUuid": "acct-1"});
+    if !v["projects"].is_object() {
+        v["projects"] = serde_json::json!({});
+    }
+    v["projects"][cwd.to_string_lossy().as_ref()] = serde_json::json!({"lastSessionId": session});
+    std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    use std::io::Write;
+    let mut h = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(claude_dir.join("history.jsonl"))
+        .unwrap();
+    writeln!(
+        h,
+        "{}",
+        serde_json::json!({"display": "hi", "sessionId": session})
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_set_up_together_lose_no_project_entry_and_no_prompt() {
+    for (name, b) in Backend::both().await {
+        for n in [2, 4] {
+            with_timeout(async {
+                let ws = b.workspaces();
+                let wsid = format!("shared{n}");
+                let w0 = ws.setup(&wsid, "s0", me()).await.unwrap();
+                claude_start(&w0.layout.claude_dir, &w0.layout.project_dir, "s0");
+                ws.teardown(&wsid, "s0").await.unwrap();
+                let sessions: Vec<String> = (1..=n).map(|i| format!("s{i}")).collect();
+                let mut cwds = Vec::new();
+                for s in &sessions {
+                    let w = ws.setup(&wsid, s, me()).await.unwrap();
+                    claude_start(&w.layout.claude_dir, &w.layout.project_dir, s);
+                    cwds.push(w.layout.project_dir.clone());
+                }
+                // As in concurrent_teardowns_lose_no_update: truly at once on
+                // the local store, one after another (all from a stale base)
+                // against s3s-fs.
+                let results = if name == "local" {
+                    futures::future::join_all(sessions.iter().map(|s| ws.teardown(&wsid, s))).await
+                } else {
+                    let mut out = Vec::new();
+                    for s in &sessions {
+                        out.push(ws.teardown(&wsid, s).await);
+                    }
+                    out
+                };
+                let merged = results
+                    .into_iter()
+                    .filter(|r| matches!(r.as_ref().unwrap().home, Delivery::Merged { .. }))
+                    .count();
+                assert_eq!(merged, n - 1, "{name}/{n}");
+                let (_d, home) = stored_home(&ws, &wsid).await;
+                let claude: serde_json::Value =
+                    serde_json::from_slice(&home[".claude.json"].as_ref().unwrap().0).unwrap();
+                for (s, cwd) in sessions.iter().zip(&cwds) {
+                    assert_eq!(
+                        claude["projects"][cwd.to_string_lossy().as_ref()]["lastSessionId"],
+                        s.as_str(),
+                        "{name}/{n}: {s}'s projects entry: {claude}"
+                    );
+                }
+                assert_eq!(claude["oauthAccount"]["accountUuid"], "acct-1");
+                let history = String::from_utf8(home["history.jsonl"].clone().unwrap().0).unwrap();
+                for s in sessions.iter().chain(std::iter::once(&"s0".to_string())) {
+                    let needle = format!("\"sessionId\":\"{s}\"");
+                    assert_eq!(
+                        history.matches(&needle).count(),
+                        1,
+                        "{name}/{n}: {s} in {history}"
+                    );
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("{name}/{n}: timed out"));
+        }
+    }
 }

@@ -14,6 +14,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use super::jsonmerge::SharedBase;
 use super::manifest::Manifest;
 use super::session::{read_json, Owner};
 use super::transcript::Restored;
@@ -24,6 +25,7 @@ const RECORD: &str = "session.json";
 const MANIFEST: &str = "manifest.json";
 const STATE_MANIFEST: &str = "state-manifest.json";
 const TRANSCRIPT_BASE: &str = "transcript-base.json";
+const SHARED_BASE: &str = "shared-base.json";
 const HOME: &str = "home.tar.gz";
 const STATE: &str = "state.tar.gz";
 const TRANSCRIPT: &str = "transcript.jsonl";
@@ -137,6 +139,16 @@ impl SessionFiles {
     /// Write the session-state manifest durably.
     pub fn save_state_manifest(&self, manifest: &Manifest) -> io::Result<()> {
         self.write_durably(STATE_MANIFEST, manifest)
+    }
+
+    /// The base contents of the home's files that merge by meaning.
+    pub fn shared_base(&self) -> io::Result<SharedBase> {
+        Ok(read_json(&self.dir.join(SHARED_BASE))?.unwrap_or_default())
+    }
+
+    /// Write those contents, durably.
+    pub fn save_shared_base(&self, shared: &SharedBase) -> io::Result<()> {
+        self.write_durably(SHARED_BASE, shared)
     }
 
     /// What Setup restored of the transcript.

@@ -15,6 +15,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
+use super::jsonmerge::{self, SharedBase};
 use super::manifest::{self, Item, Manifest};
 
 /// What a merge did.
@@ -24,8 +25,14 @@ pub struct MergeReport {
     pub written: Vec<String>,
     /// Paths this session deleted, removed from theirs.
     pub deleted: Vec<String>,
-    /// Paths both sides changed differently; this session's version won.
+    /// Paths both sides changed differently; this session's version won
+    /// (or theirs, where theirs may be newer). For a file merged by meaning,
+    /// the JSON paths inside it (`.claude.json:/theme`).
     pub conflicts: Vec<String>,
+    /// Files both sides changed that were merged by meaning (JSON key by
+    /// key, appended lines), not replaced whole.
+    #[serde(default)]
+    pub merged: Vec<String>,
 }
 
 /// Which side keeps a path both sides changed.
@@ -37,9 +44,11 @@ pub enum Winner {
     Theirs,
 }
 
-/// Replay `mine`'s changes since `base` onto the directory `theirs`.
-pub fn apply(
+/// Replay `mine`'s changes since `base` onto the directory `theirs`;
+/// `shared` holds the base contents of the files that merge by meaning.
+pub(crate) fn apply(
     base: &Manifest,
+    shared: &SharedBase,
     mine_root: &Path,
     mine: &Manifest,
     theirs_root: &Path,
@@ -55,6 +64,16 @@ pub fn apply(
         let theirs = current(&target)?;
         let theirs_changed = theirs.as_ref() != base.get(rel) && theirs.as_ref() != Some(item);
         let in_conflict = theirs_changed && theirs.is_some();
+        if in_conflict
+            && matches!(item, Item::File { .. })
+            && matches!(theirs, Some(Item::File { .. }))
+        {
+            if let Some(shape) = jsonmerge::shape(rel) {
+                if by_meaning(shape, rel, shared, mine_root, &target, winner, &mut report)? {
+                    continue;
+                }
+            }
+        }
         if in_conflict && winner == Winner::Theirs {
             report.conflicts.push(rel.clone());
             continue;
@@ -113,6 +132,44 @@ pub fn apply(
         }
     }
     Ok(report)
+}
+
+/// Merge `rel` by meaning into `target` (theirs); `Ok(false)`: it could not
+/// be (too large, or a side does not parse): the file-level rule applies.
+fn by_meaning(
+    shape: jsonmerge::Shape,
+    rel: &str,
+    shared: &SharedBase,
+    mine_root: &Path,
+    target: &Path,
+    winner: Winner,
+    report: &mut MergeReport,
+) -> io::Result<bool> {
+    let read = |p: &Path| -> io::Result<Option<Vec<u8>>> {
+        if fs::metadata(p)?.len() > jsonmerge::MAX_BYTES {
+            return Ok(None);
+        }
+        fs::read(p).map(Some)
+    };
+    let (Some(mine), Some(theirs)) = (read(&mine_root.join(rel))?, read(target)?) else {
+        return Ok(false);
+    };
+    let base = shared.get(rel).map(String::as_bytes);
+    match jsonmerge::merge(shape, base, &mine, &theirs, winner == Winner::Mine) {
+        Ok(m) => {
+            fs::write(target, &m.bytes)?;
+            report
+                .conflicts
+                .extend(m.conflicts.into_iter().map(|c| format!("{rel}:{c}")));
+            report.merged.push(rel.to_owned());
+            report.written.push(rel.to_owned());
+            Ok(true)
+        }
+        Err(why) => {
+            tracing::warn!(path = rel, "merged as a whole file: {why}");
+            Ok(false)
+        }
+    }
 }
 
 /// The manifest item at `path` now, not following symlinks.
@@ -185,7 +242,15 @@ mod tests {
         write(theirs.path(), "memory/gone.md", "g0");
         write(theirs.path(), "memory/e.md", "e-theirs");
 
-        let r = apply(&base, mine_dir.path(), &mine, theirs.path(), Winner::Mine).unwrap();
+        let r = apply(
+            &base,
+            &SharedBase::new(),
+            mine_dir.path(),
+            &mine,
+            theirs.path(),
+            Winner::Mine,
+        )
+        .unwrap();
         let read = |rel: &str| fs::read_to_string(theirs.path().join(rel)).ok();
         assert_eq!(read("memory/a.md").as_deref(), Some("a-mine"));
         assert_eq!(read("memory/b.md").as_deref(), Some("b-theirs"));
@@ -214,7 +279,15 @@ mod tests {
         write(theirs.path(), "m/a.md", "a-newer");
         write(theirs.path(), "m/b.md", "b0");
         write(theirs.path(), "m/c.md", "c-newer");
-        let r = apply(&base, mine_dir.path(), &mine, theirs.path(), Winner::Theirs).unwrap();
+        let r = apply(
+            &base,
+            &SharedBase::new(),
+            mine_dir.path(),
+            &mine,
+            theirs.path(),
+            Winner::Theirs,
+        )
+        .unwrap();
         let read = |rel: &str| fs::read_to_string(theirs.path().join(rel)).ok();
         assert_eq!(read("m/a.md").as_deref(), Some("a-newer"));
         assert_eq!(

@@ -8,6 +8,7 @@
 
 pub mod ids;
 mod journal;
+mod jsonmerge;
 pub mod layout;
 pub mod manifest;
 pub mod merge;
@@ -29,6 +30,7 @@ use crate::durable::lock_file;
 use crate::durable::private_dir;
 use crate::store::{Store, StoreError};
 
+pub use jsonmerge::SharedBase;
 pub use layout::{Keys, Layout};
 pub use merge::MergeReport;
 pub use outbox::Outbox;

@@ -12,6 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::jsonmerge::SharedBase;
 use super::manifest::Manifest;
 use super::session::{read_json, write_json};
 use crate::durable::{lock_file, private_dir};
@@ -19,6 +20,7 @@ use crate::durable::{lock_file, private_dir};
 const ENTRY: &str = "entry.json";
 const PAYLOAD: &str = "payload";
 const BASE: &str = "base.json";
+const SHARED_BASE: &str = "shared-base.json";
 const LOCK: &str = ".lock";
 
 /// What an entry holds.
@@ -83,6 +85,11 @@ impl Queued {
         Ok(read_json(&self.dir.join(BASE))?.unwrap_or_default())
     }
 
+    /// For a home: the base contents of the files that merge by meaning.
+    pub(crate) fn shared_base(&self) -> io::Result<SharedBase> {
+        Ok(read_json(&self.dir.join(SHARED_BASE))?.unwrap_or_default())
+    }
+
     /// Record another failed attempt.
     pub fn note_failure(&mut self, why: &str) -> io::Result<()> {
         self.entry.last_error = why.to_owned();
@@ -123,11 +130,13 @@ impl Outbox {
         lock_file(&self.dir.join(LOCK))
     }
 
-    /// Queue an upload. `fill` writes the payload into the path it is given.
+    /// Queue an upload. `fill` writes the payload into the path it is given;
+    /// a home comes with the manifest and shared-file contents it was built
+    /// against.
     pub fn add(
         &self,
         mut entry: Entry,
-        base: Option<&Manifest>,
+        base: Option<(&Manifest, &SharedBase)>,
         fill: impl FnOnce(&Path) -> io::Result<()>,
     ) -> io::Result<Queued> {
         self.ensure()?;
@@ -136,12 +145,13 @@ impl Outbox {
             .prefix(".new-")
             .tempdir_in(&self.dir)?;
         fill(&staging.path().join(PAYLOAD))?;
-        if let Some(base) = base {
+        if let Some((base, shared)) = base {
             write_json(staging.path(), BASE, base)?;
+            write_json(staging.path(), SHARED_BASE, shared)?;
         }
         write_json(staging.path(), ENTRY, &entry)?;
         // Durable before it is published by the rename below.
-        for name in [PAYLOAD, BASE, ENTRY] {
+        for name in [PAYLOAD, BASE, SHARED_BASE, ENTRY] {
             match File::open(staging.path().join(name)) {
                 Ok(f) => f.sync_all()?,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -268,9 +278,11 @@ mod tests {
             .add(entry(Kind::Transcript, "w1"), None, |p| fs::write(p, "t1"))
             .unwrap();
         let b = ob
-            .add(entry(Kind::Home, "w1"), Some(&Manifest::new()), |p| {
-                fs::write(p, "h1")
-            })
+            .add(
+                entry(Kind::Home, "w1"),
+                Some((&Manifest::new(), &SharedBase::new())),
+                |p| fs::write(p, "h1"),
+            )
             .unwrap();
         // A failed fill leaves nothing behind.
         let err = ob.add(entry(Kind::Home, "w2"), None, |_| {

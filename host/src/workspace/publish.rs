@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::jsonmerge::SharedBase;
 use super::manifest::{self, Manifest};
 use super::merge::{self, MergeReport, Winner};
 use super::outbox::{Kind, Queued};
@@ -11,6 +12,14 @@ use super::owned;
 use super::{archive_err, io_err, store_err, FlushReport, WorkspaceError, Workspaces};
 use crate::archive::{EntryKind, FilterFn, Verdict};
 use crate::s3::{ObjectMeta, PutCondition};
+
+/// What a home was built on: the manifest and shared-file contents Setup
+/// took, and the ETag of the home it started from (`None`: there was none).
+pub(super) struct HomeBase<'a> {
+    pub manifest: &'a Manifest,
+    pub shared: &'a SharedBase,
+    pub etag: Option<String>,
+}
 
 /// A home that reached the store.
 pub(super) struct Published {
@@ -21,22 +30,21 @@ pub(super) struct Published {
 
 impl Workspaces {
     /// Publish the packed home `packed` (staged by Teardown, or queued) for
-    /// `workspace`, built on `base` / `etag`, merging onto newer homes as
-    /// needed (`theirs_may_be_newer`: the store's side of a conflict wins).
+    /// `workspace`, built on `base`, merging onto newer homes as needed
+    /// (`theirs_may_be_newer`: the store's side of a conflict wins).
     /// `scratch` holds temporary trees. A published home is also copied on
     /// the server as the workspace's last good home.
     pub(super) async fn publish_home(
         &self,
         workspace: &str,
         packed: &Path,
-        base: &Manifest,
-        etag: Option<String>,
+        base: HomeBase<'_>,
         scratch: &Path,
         theirs_may_be_newer: bool,
     ) -> Result<Published, WorkspaceError> {
         let key = self.config.keys.home(workspace);
         let published = self
-            .publish_merging(workspace, packed, base, etag, scratch, theirs_may_be_newer)
+            .publish_merging(workspace, packed, base, scratch, theirs_may_be_newer)
             .await?;
         let good = self.config.keys.home_good(workspace);
         if let Err(e) = self.store.copy(&key, &good).await {
@@ -49,11 +57,15 @@ impl Workspaces {
         &self,
         workspace: &str,
         packed: &Path,
-        base: &Manifest,
-        mut etag: Option<String>,
+        base: HomeBase<'_>,
         scratch: &Path,
         theirs_may_be_newer: bool,
     ) -> Result<Published, WorkspaceError> {
+        let HomeBase {
+            manifest: base,
+            shared,
+            mut etag,
+        } = base;
         let winner = if theirs_may_be_newer {
             Winner::Theirs
         } else {
@@ -109,7 +121,7 @@ impl Workspaces {
                 Err(e) if e.is_not_found() => None,
                 Err(e) => return Err(store_err(format!("downloading {key}"))(e)),
             };
-            let report = merge::apply(base, mine_root, &mine, theirs.path(), winner)
+            let report = merge::apply(base, shared, mine_root, &mine, theirs.path(), winner)
                 .map_err(io_err(theirs.path()))?;
             tracing::info!(
                 workspace,
@@ -232,17 +244,16 @@ impl Workspaces {
             }
             Kind::Home => {
                 let base = q.base().map_err(io_err(&q.dir))?;
+                let shared = q.shared_base().map_err(io_err(&q.dir))?;
                 // Queued homes are older than what the store may hold now,
                 // and an earlier delivery may have landed: theirs wins.
-                self.publish_home(
-                    &q.entry.workspace,
-                    &q.payload(),
-                    &base,
-                    q.entry.base_etag.clone(),
-                    &q.dir,
-                    true,
-                )
-                .await?;
+                let base = HomeBase {
+                    manifest: &base,
+                    shared: &shared,
+                    etag: q.entry.base_etag.clone(),
+                };
+                self.publish_home(&q.entry.workspace, &q.payload(), base, &q.dir, true)
+                    .await?;
             }
         }
         Ok(())

@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncRead;
 
 use super::journal::{Record, SessionFiles};
+use super::jsonmerge;
 use super::manifest;
 use super::outbox::Kind;
 use super::owned::{self, PathOwner};
@@ -181,6 +182,9 @@ impl Workspaces {
         .map_err(io_err(&layout.claude_dir))?;
         files
             .save_manifest(&manifest)
+            .map_err(io_err(files.dir()))?;
+        files
+            .save_shared_base(&jsonmerge::read_base(&layout.claude_dir))
             .map_err(io_err(files.dir()))?;
         let moved = self
             .move_out_others(layout, workspace, session, files)

@@ -12,7 +12,7 @@ use super::journal::{Part, Progress, Record, SessionFiles};
 use super::manifest;
 use super::outbox::{Entry, Kind};
 use super::owned;
-use super::publish::home_filter;
+use super::publish::{home_filter, HomeBase};
 use super::transcript::Sent;
 use super::untrusted;
 use super::{
@@ -455,14 +455,18 @@ impl Workspaces {
             return Ok(queued_earlier(self.outbox.dir()));
         }
         let base = files.manifest().map_err(io_err(files.dir()))?;
+        let shared = files.shared_base().map_err(io_err(files.dir()))?;
         let published = match behind {
             Some(why) => Err(why.to_owned()),
             None => self
                 .publish_home(
                     &record.workspace,
                     &staged,
-                    &base,
-                    record.home_etag.clone(),
+                    HomeBase {
+                        manifest: &base,
+                        shared: &shared,
+                        etag: record.home_etag.clone(),
+                    },
                     files.dir(),
                     uncertain,
                 )
@@ -484,7 +488,9 @@ impl Workspaces {
                 let entry = self.entry(Kind::Home, record, key, &reason);
                 let q = self
                     .outbox
-                    .add(entry, Some(&base), |dest| fs::rename(&staged, dest))
+                    .add(entry, Some((&base, &shared)), |dest| {
+                        fs::rename(&staged, dest)
+                    })
                     .map_err(io_err(self.outbox.dir()))?;
                 Ok(Delivery::Queued {
                     reason,
