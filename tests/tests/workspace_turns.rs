@@ -1536,3 +1536,70 @@ async fn sessions_set_up_together_lose_no_project_entry_and_no_prompt() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temp_base_too_long_for_claudes_project_names_is_refused() {
+    let b = Backend::local().await;
+    let long = b.machine.path().join("a".repeat(150)).join("b".repeat(30));
+    let mut cfg = WorkspaceConfig::new(b.machine.path().join("state"));
+    cfg.temp_base = Some(long.clone());
+    let ws = Workspaces::new(b.store.clone(), archiver(), cfg);
+    let err = ws
+        .setup("w", "0f8fad5b-d9cb-469f-a165-70867728950e", me())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WorkspaceError::TempBase { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("over Claude Code's 200") && msg.contains("at most"),
+        "{msg}"
+    );
+    // A base just short enough works: the name is then Claude Code's own.
+    let n: usize = msg
+        .split("at most ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    let root = b.machine.path().to_string_lossy().len();
+    let fits = b.machine.path().join("c".repeat(n - root - 1));
+    let mut cfg = WorkspaceConfig::new(b.machine.path().join("state"));
+    cfg.temp_base = Some(fits);
+    let ws = Workspaces::new(b.store.clone(), archiver(), cfg);
+    let w = ws
+        .setup("w", "0f8fad5b-d9cb-469f-a165-70867728950e", me())
+        .await
+        .unwrap();
+    assert_eq!(w.layout.project_name().len(), 200);
+    ws.teardown("w", "0f8fad5b-d9cb-469f-a165-70867728950e")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_homes_accumulating_directories_are_pruned() {
+    let b = Backend::local().await;
+    let ws = b.workspaces();
+    let w = ws.setup("prune", "s1", me()).await.unwrap();
+    let day = Duration::from_secs(24 * 3600);
+    for (name, age) in [("old.sh", 40), ("recent.sh", 2)] {
+        let path = w.layout.claude_dir.join("shell-snapshots").join(name);
+        tree::write(
+            &w.layout.claude_dir,
+            &format!("shell-snapshots/{name}"),
+            b"x",
+        );
+        let f = std::fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(std::time::SystemTime::now() - day * age)
+            .unwrap();
+    }
+    tree::write(&w.layout.claude_dir, "paste-cache/p1.txt", b"pasted");
+    ws.teardown("prune", "s1").await.unwrap();
+    let (_d, home) = stored_home(&ws, "prune").await;
+    assert!(
+        !home.contains_key("shell-snapshots/old.sh"),
+        "older than 30 days"
+    );
+    assert!(home.contains_key("shell-snapshots/recent.sh"));
+    assert!(home.contains_key("paste-cache/p1.txt"));
+}

@@ -63,6 +63,18 @@ pub struct Global {
     /// ccws's durable state on this machine (the outbox; default ~/.local/share/ccws).
     #[arg(long, global = true, env = "CCWS_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Days after which the home's accumulating directories (shell-snapshots/,
+    /// paste-cache/) drop an entry when a session publishes it, as Claude
+    /// Code's own cleanupPeriodDays; 0 keeps them regardless of age (at most
+    /// 1000 entries each stay either way).
+    #[arg(
+        long,
+        global = true,
+        env = "CCWS_CLEANUP_DAYS",
+        default_value_t = 30,
+        value_name = "DAYS"
+    )]
+    pub cleanup_days: u64,
 }
 
 /// The session a command is about.

@@ -482,6 +482,8 @@ fn workspaces(g: &Global) -> Result<Workspaces, CliError> {
     let mut cfg = WorkspaceConfig::new(state_dir);
     cfg.temp_base = g.temp_dir.clone();
     cfg.keys = Keys::new(&g.prefix);
+    cfg.cleanup.max_age = (g.cleanup_days > 0)
+        .then(|| std::time::Duration::from_secs(g.cleanup_days.saturating_mul(24 * 3600)));
     tracing::debug!(store = %store.describe(), "using store");
     Ok(Workspaces::new(store, archiver()?, cfg))
 }

@@ -75,6 +75,10 @@ impl Layout {
     }
 }
 
+/// The longest project directory name Claude Code uses as it is; a longer
+/// one is cut and given a hash suffix that depends on its runtime.
+pub const MAX_PROJECT_NAME: usize = 200;
+
 /// Claude Code's project directory name: the project path with every
 /// character outside `[A-Za-z0-9]` replaced by `-`.
 pub fn project_hash(project_dir: &Path) -> String {

@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod merge;
 pub mod outbox;
 mod owned;
+pub mod prune;
 mod publish;
 pub mod session;
 mod setup;
@@ -52,6 +53,8 @@ pub struct WorkspaceConfig {
     pub unpack: UnpackOptions,
     /// How many times a conflicting home upload is merged and retried.
     pub merge_attempts: u32,
+    /// What of the home's accumulating directories a publish keeps.
+    pub cleanup: prune::Cleanup,
 }
 
 impl WorkspaceConfig {
@@ -64,6 +67,7 @@ impl WorkspaceConfig {
             pack: PackOptions::default(),
             unpack: UnpackOptions::default(),
             merge_attempts: 5,
+            cleanup: prune::Cleanup::default(),
         }
     }
 }
@@ -403,7 +407,33 @@ impl Workspaces {
     pub fn layout(&self, workspace: &str, session: &str) -> Result<Layout, WorkspaceError> {
         ids::validate("workspace", workspace)?;
         ids::validate("session", session)?;
-        Ok(Layout::new(&self.temp_base()?, workspace, session))
+        let base = self.temp_base()?;
+        let layout = Layout::new(&base, workspace, session);
+        // Claude Code cuts a longer project directory name and appends a
+        // hash that depends on how it was built; ccws could not tell where
+        // the transcript goes.
+        let over = layout
+            .project_name()
+            .len()
+            .saturating_sub(layout::MAX_PROJECT_NAME);
+        if over > 0 {
+            let most = base.as_os_str().len().saturating_sub(over);
+            return Err(WorkspaceError::TempBase {
+                path: base,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "the agent's working directory {} makes a project directory name of {} \
+                         characters, over Claude Code's {} (it would shorten it unpredictably); \
+                         use a temp base of at most {most} characters for this session id",
+                        layout.project_dir.display(),
+                        layout.project_name().len(),
+                        layout::MAX_PROJECT_NAME,
+                    ),
+                ),
+            });
+        }
+        Ok(layout)
     }
 
     /// Hold the per-session lock (setup and teardown of one session never

@@ -260,32 +260,38 @@ impl Workspaces {
     }
 }
 
-/// The filter a session's home is packed with: shared paths only (not the
-/// session `id`'s own, whose project directory is `projects/<project>`, nor
-/// those of the sessions `moved` out of the home), and at the paths in
-/// `dirs_only` (`projects` down to the memory directory, which every later
-/// setup works with) nothing but a directory, so that one turn cannot
-/// publish a home that no later setup can use.
-pub(super) fn home_filter(
-    id: &str,
-    project: &str,
-    moved: &[String],
-    dirs_only: &[String],
-) -> FilterFn {
-    let (id, project, moved, dirs_only) = (
-        id.to_owned(),
-        project.to_owned(),
-        moved.to_vec(),
-        dirs_only.to_vec(),
-    );
-    Box::new(move |rel: &str, kind: EntryKind| {
-        if !owned::in_home(rel, &id, &project, &moved) {
-            return Verdict::Exclude;
-        }
-        if kind != EntryKind::Directory && dirs_only.iter().any(|d| d == rel) {
-            tracing::warn!(path = rel, "left out of the home: it must be a directory");
-            return Verdict::Exclude;
-        }
-        Verdict::Keep
-    })
+/// What of a session's tree goes into the shared home: shared paths only
+/// (not the session `id`'s own, whose project directory is
+/// `projects/<project>`, nor those of the sessions `moved` out of the
+/// home), less what the cleanup `pruned`.
+#[derive(Debug, Clone)]
+pub(super) struct HomeRule {
+    pub id: String,
+    pub project: String,
+    pub moved: Vec<String>,
+    pub pruned: std::collections::BTreeSet<String>,
+}
+
+impl HomeRule {
+    /// Whether `rel` goes into the home.
+    pub fn keeps(&self, rel: &str) -> bool {
+        owned::in_home(rel, &self.id, &self.project, &self.moved) && !self.pruned.contains(rel)
+    }
+
+    /// The pack filter: what [`HomeRule::keeps`], and at the paths in
+    /// `dirs_only` (`projects` down to the memory directory, which every
+    /// later setup works with) nothing but a directory, so that one turn
+    /// cannot publish a home that no later setup can use.
+    pub fn filter(self, dirs_only: Vec<String>) -> FilterFn {
+        Box::new(move |rel: &str, kind: EntryKind| {
+            if !self.keeps(rel) {
+                return Verdict::Exclude;
+            }
+            if kind != EntryKind::Directory && dirs_only.iter().any(|d| d == rel) {
+                tracing::warn!(path = rel, "left out of the home: it must be a directory");
+                return Verdict::Exclude;
+            }
+            Verdict::Keep
+        })
+    }
 }

@@ -12,7 +12,8 @@ use super::journal::{Part, Progress, Record, SessionFiles};
 use super::manifest;
 use super::outbox::{Entry, Kind};
 use super::owned;
-use super::publish::{home_filter, HomeBase};
+use super::prune;
+use super::publish::{HomeBase, HomeRule};
 use super::transcript::Sent;
 use super::untrusted;
 use super::{
@@ -272,20 +273,23 @@ impl Workspaces {
             Part::Staged
         };
 
-        // The home: everything shared.
+        // The home: everything shared, less what the cleanup prunes.
         let base = files.manifest().map_err(io_err(files.dir()))?;
-        let moved = record.moved.clone();
-        let mine = manifest::scan_where(&layout.claude_dir, &|rel| {
-            owned::in_home(rel, &id, &project, &moved)
-        })
-        .map_err(io_err(&layout.claude_dir))?;
+        let rule = HomeRule {
+            id: id.clone(),
+            project: project.clone(),
+            moved: record.moved.clone(),
+            pruned: prune::pruned(&layout.claude_dir, self.config.cleanup),
+        };
+        let mine = manifest::scan_where(&layout.claude_dir, &|rel| rule.keeps(rel))
+            .map_err(io_err(&layout.claude_dir))?;
         let home = if mine == base && (record.home_etag.is_some() || mine.is_empty()) {
             Part::Done {
                 delivery: Delivery::Unchanged,
             }
         } else {
             let staged = files.staged_home();
-            let filter = home_filter(&id, &project, &record.moved, &layout.must_be_dirs());
+            let filter = rule.filter(layout.must_be_dirs());
             let report = self
                 .archiver
                 .pack_file(&layout.claude_dir, &staged, &self.config.pack, Some(filter))
