@@ -2,6 +2,7 @@
 //! split setup/teardown flow, configuration errors, and single-object and
 //! archive commands, on the local store and on the real s3s-fs server.
 
+mod claude;
 #[path = "../src/s3s.rs"]
 #[allow(dead_code)]
 mod s3s;

@@ -210,6 +210,8 @@ impl Workspace {
             ("CCWS_PROJECT_DIR", l.project_dir.clone()),
             ("CCWS_MEMORY_DIR", l.memory_dir.clone()),
             ("CCWS_TRANSCRIPT", l.transcript.clone()),
+            ("CCWS_WORKSPACE_ID", PathBuf::from(&self.workspace_id)),
+            ("CCWS_SESSION_ID", PathBuf::from(&self.session_id)),
         ]
     }
 }
