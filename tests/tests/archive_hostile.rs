@@ -651,6 +651,9 @@ async fn run(case: Case, a: &Archiver) -> Result<(), String> {
     let options = UnpackOptions {
         limits: case.limits,
         exclude: Vec::new(),
+        // The corpus checks the guest's own limits; the ratio guard has its
+        // own test below.
+        max_ratio: None,
     };
     let unpack = async {
         match (case.input)(&outer) {
@@ -787,4 +790,76 @@ fn case_names_are_unique() {
     names.sort();
     names.dedup();
     assert_eq!(names.len(), n);
+}
+
+/// A 2 MiB gzip of one 2 GiB zero-filled entry, within every default limit
+/// but the ratio guard: refused at the entry's header, nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_bomb_within_the_default_limits_is_refused() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = dir.path().join("bomb.tar.gz");
+    {
+        let gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&bomb).unwrap(),
+            flate2::Compression::default(),
+        );
+        let mut tar = tar::Builder::new(gz);
+        let size: u64 = 2 << 30;
+        let mut header = tar::Header::new_gnu();
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_cksum();
+        struct Zeros(u64);
+        impl std::io::Read for Zeros {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = (buf.len() as u64).min(self.0) as usize;
+                buf[..n].fill(0);
+                self.0 -= n as u64;
+                Ok(n)
+            }
+        }
+        tar.append_data(&mut header, "zeros.bin", Zeros(size))
+            .unwrap();
+        tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
+    }
+    let len = std::fs::metadata(&bomb).unwrap().len();
+    assert!(len < 3 << 20, "{len}");
+    let dest = dir.path().join("out");
+    let err = archiver()
+        .unpack_file(&bomb, &dest, &UnpackOptions::default(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HostError::Ratio { ratio: 1000, .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("gzip bomb") && msg.contains("max_ratio"),
+        "{msg}"
+    );
+    let written: u64 = walk_sizes(&dest);
+    assert_eq!(written, 0, "nothing was written");
+    // Without the guard the default limits alone let it through (checked
+    // at the header, without writing it: the 4 GiB file limit is larger).
+    let limits = UnpackOptions {
+        max_ratio: None,
+        ..UnpackOptions::default()
+    }
+    .limits_for(Some(len));
+    assert!(limits.max_total_bytes >= 2 << 30 && limits.max_file_bytes >= 2 << 30);
+}
+
+fn walk_sizes(dir: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| {
+            let md = e.metadata().unwrap();
+            if md.is_dir() {
+                walk_sizes(&e.path())
+            } else {
+                md.len()
+            }
+        })
+        .sum()
 }

@@ -1603,3 +1603,59 @@ async fn the_homes_accumulating_directories_are_pruned() {
     assert!(home.contains_key("shell-snapshots/recent.sh"));
     assert!(home.contains_key("paste-cache/p1.txt"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_turn_publishes_the_next_setup_can_read() {
+    let b = Backend::local().await;
+    let ws = b.workspaces();
+    let w = ws.setup("brick2", "s1", me()).await.unwrap();
+    let c = &w.layout.claude_dir;
+    // A sparse file one byte over the 4 GiB file limit.
+    let big = std::fs::File::create(c.join("huge.bin")).unwrap();
+    big.set_len((4 << 30) + 1).unwrap();
+    // A path over the limit, and 2,040-level nesting.
+    let long = c.join("a".repeat(250)).join("b".repeat(250));
+    let mut deep = c.join("deep");
+    for _ in 0..14 {
+        deep = deep.join("x".repeat(240));
+    }
+    std::fs::create_dir_all(&long).unwrap();
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("f"), "deep").unwrap();
+    // 2,040 levels: longer than PATH_MAX as one path, so made one level at
+    // a time relative to the last.
+    let script = r#"
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+for _ in range(2040):
+    os.mkdir("n", dir_fd=fd)
+    nfd = os.open("n", os.O_RDONLY, dir_fd=fd)
+    os.close(fd)
+    fd = nfd
+os.close(os.open("f", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+"#;
+    let status = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(c)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(w.layout.memory_dir.join("keep.md"), "kept").unwrap();
+    let r = ws.teardown("brick2", "s1").await.unwrap();
+    assert!(matches!(r.home, Delivery::Uploaded { .. }), "{r:?}");
+    assert!(r.removed, "even the deep tree is removed");
+    for s in ["s2", "s3"] {
+        let w = ws.setup("brick2", s, me()).await.unwrap();
+        assert!(
+            matches!(w.report.home, HomeSource::Store { .. }),
+            "{:?}",
+            w.report.home
+        );
+        assert_eq!(
+            std::fs::read_to_string(w.layout.memory_dir.join("keep.md")).unwrap(),
+            "kept"
+        );
+        assert!(!w.layout.claude_dir.join("huge.bin").exists());
+        ws.teardown("brick2", s).await.unwrap();
+    }
+}

@@ -114,6 +114,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             max_entries,
             max_total_bytes,
             max_file_bytes,
+            max_ratio,
         } => {
             let a = archiver()?;
             let d = Limits::default();
@@ -124,7 +125,16 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
                 ..d
             };
             let r = a
-                .unpack_file(&archive, &dir, &UnpackOptions { limits, exclude }, None)
+                .unpack_file(
+                    &archive,
+                    &dir,
+                    &UnpackOptions {
+                        limits,
+                        exclude,
+                        max_ratio: (max_ratio > 0).then_some(max_ratio),
+                    },
+                    None,
+                )
                 .await?;
             print_report(g, "unpacked", &r);
             Ok(0)

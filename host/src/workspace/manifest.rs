@@ -35,56 +35,66 @@ pub fn scan(root: &Path, exclude: Option<&str>) -> io::Result<Manifest> {
 }
 
 /// Scan `root`, taking only the paths `keep` accepts (a directory it
-/// refuses is left out with its subtree).
+/// refuses is left out with its subtree). The walk keeps its own stack, so
+/// a tree nested thousands of levels deep costs no call stack.
 pub fn scan_where(root: &Path, keep: &dyn Fn(&str) -> bool) -> io::Result<Manifest> {
-    let mut out = Manifest::new();
-    if root.exists() {
-        walk(root, "", keep, &mut out)?;
-    }
-    Ok(out)
+    scan_within(root, keep, u64::MAX)
 }
 
-fn walk(
-    dir: &Path,
-    prefix: &str,
+/// [`scan_where`], leaving out files larger than `max_file` bytes (as a
+/// pack under that limit does) without reading them.
+pub fn scan_within(
+    root: &Path,
     keep: &dyn Fn(&str) -> bool,
-    out: &mut Manifest,
-) -> io::Result<()> {
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        let rel = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        if !keep(&rel) {
-            continue;
-        }
-        let ft = match entry.file_type() {
-            Ok(ft) => ft,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+    max_file: u64,
+) -> io::Result<Manifest> {
+    let mut out = Manifest::new();
+    if !root.exists() {
+        return Ok(out);
+    }
+    let mut dirs: Vec<(std::path::PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = dirs.pop() {
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if !prefix.is_empty() && vanished(&e) => continue,
             Err(e) => return Err(e),
         };
-        if ft.is_dir() {
-            out.insert(rel.clone(), Item::Dir);
-            match walk(&entry.path(), &rel, keep, out) {
-                Err(e) if vanished(&e) => {}
-                r => r?,
+        for entry in rd {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            if !keep(&rel) {
+                continue;
             }
-        } else if ft.is_file() {
-            match file_item(&entry.path()) {
-                Ok(item) => {
-                    out.insert(rel, item);
-                }
-                Err(e) if vanished(&e) => {}
+            let ft = match entry.file_type() {
+                Ok(ft) => ft,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
+            };
+            if ft.is_dir() {
+                out.insert(rel.clone(), Item::Dir);
+                dirs.push((entry.path(), rel));
+            } else if ft.is_file() {
+                if entry.metadata().is_ok_and(|m| m.len() > max_file) {
+                    continue;
+                }
+                match file_item(&entry.path()) {
+                    Ok(item) => {
+                        out.insert(rel, item);
+                    }
+                    Err(e) if vanished(&e) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Whether `e` says the entry changed under the scan (gone, or swapped for

@@ -37,6 +37,11 @@ pub use merge::MergeReport;
 pub use outbox::Outbox;
 pub use session::Owner;
 
+/// The longest relative path in a home or a session's files: what a turn
+/// packs beyond it is left out, and Setup refuses it, so that every path
+/// stays well within PATH_MAX under any reasonable temp base.
+pub const MAX_PATH_BYTES: u32 = 3072;
+
 /// How workspaces are laid out and stored.
 #[derive(Debug, Clone)]
 pub struct WorkspaceConfig {
@@ -65,7 +70,15 @@ impl WorkspaceConfig {
             state_dir: state_dir.into(),
             keys: Keys::default(),
             pack: PackOptions::default(),
-            unpack: UnpackOptions::default(),
+            unpack: UnpackOptions {
+                limits: crate::archive::Limits {
+                    // Room for the temp base before PATH_MAX (4096), so that
+                    // every path of a home can be named on the host.
+                    max_path_bytes: MAX_PATH_BYTES,
+                    ..Default::default()
+                },
+                ..UnpackOptions::default()
+            },
             merge_attempts: 5,
             cleanup: prune::Cleanup::default(),
         }

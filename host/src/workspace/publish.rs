@@ -10,7 +10,7 @@ use super::merge::{self, MergeReport, Winner};
 use super::outbox::{Kind, Queued};
 use super::owned;
 use super::{archive_err, io_err, store_err, FlushReport, WorkspaceError, Workspaces};
-use crate::archive::{EntryKind, FilterFn, Verdict};
+use crate::archive::{EntryKind, FilterFn, Limits, Verdict};
 use crate::s3::{ObjectMeta, PutCondition};
 
 /// What a home was built on: the manifest and shared-file contents Setup
@@ -113,7 +113,13 @@ impl Workspaces {
                 Ok(obj) => {
                     let etag = obj.meta.etag.clone();
                     self.archiver
-                        .unpack(obj.body, theirs.path(), &self.config.unpack, None)
+                        .unpack_sized(
+                            obj.body,
+                            Some(obj.meta.size),
+                            theirs.path(),
+                            &self.config.unpack,
+                            None,
+                        )
                         .await
                         .map_err(archive_err(format!("unpacking the newer {key}")))?;
                     etag
@@ -294,4 +300,52 @@ impl HomeRule {
             Verdict::Keep
         })
     }
+}
+
+/// The deepest nesting a published home or session archive holds (a tree
+/// nested thousands of levels deep cannot be walked, let alone named).
+pub(super) const MAX_DEPTH: usize = 128;
+
+/// What ccws publishes, ccws can read back: wraps a pack filter so that
+/// what would break the unpack `limits` later (a path too long, more
+/// entries, a file or a total too large) is left out of the archive now,
+/// with a warning, instead of making every later setup fail. Sizes are
+/// read from `root` as the guest will pack it (without following links).
+pub(super) fn readable(root: &Path, limits: Limits, mut inner: FilterFn) -> FilterFn {
+    let root = root.to_path_buf();
+    let (mut entries, mut total) = (0u64, 0u64);
+    Box::new(move |rel: &str, kind: EntryKind| {
+        let verdict = inner(rel, kind);
+        if verdict == Verdict::Exclude {
+            return verdict;
+        }
+        let skip = |why: String| {
+            tracing::warn!(
+                path = rel,
+                "left out: {why} (it could not be unpacked again)"
+            );
+            Verdict::Exclude
+        };
+        if rel.len() > limits.max_path_bytes as usize {
+            return skip(format!("its path is over {} bytes", limits.max_path_bytes));
+        }
+        if rel.split('/').count() > MAX_DEPTH {
+            return skip(format!("it is nested over {MAX_DEPTH} levels deep"));
+        }
+        if entries >= limits.max_entries {
+            return skip(format!("over {} entries", limits.max_entries));
+        }
+        if kind == EntryKind::File {
+            let size = std::fs::symlink_metadata(root.join(rel)).map_or(0, |m| m.len());
+            if size > limits.max_file_bytes {
+                return skip(format!("{size} bytes, over {}", limits.max_file_bytes));
+            }
+            if total.saturating_add(size) > limits.max_total_bytes {
+                return skip(format!("over {} bytes in all", limits.max_total_bytes));
+            }
+            total += size;
+        }
+        entries += 1;
+        verdict
+    })
 }

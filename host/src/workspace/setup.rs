@@ -285,7 +285,7 @@ impl Workspaces {
             Err(e) => return Err(store_err(format!("downloading {key}"))(e)),
         };
         let etag = obj.meta.etag.clone();
-        let reason = match self.unpack_home(obj.body, layout).await {
+        let reason = match self.unpack_home(obj.body, obj.meta.size, layout).await {
             Ok(r) => {
                 let source = HomeSource::Store {
                     files: r.files,
@@ -313,7 +313,7 @@ impl Workspaces {
         clear_dir(&layout.claude_dir)?;
         let good = keys.home_good(workspace);
         let restored = match self.store.get(&good).await {
-            Ok(obj) => match self.unpack_home(obj.body, layout).await {
+            Ok(obj) => match self.unpack_home(obj.body, obj.meta.size, layout).await {
                 Ok(r) => Some(r),
                 Err(e) => {
                     tracing::warn!("the last good home {good} cannot be used either: {e}; starting from an empty home");
@@ -333,13 +333,19 @@ impl Workspaces {
     }
 
     /// Unpack a home from `body` into the tree and check its layout.
-    async fn unpack_home<R>(&self, body: R, layout: &Layout) -> Result<Report, Unusable>
+    async fn unpack_home<R>(&self, body: R, len: u64, layout: &Layout) -> Result<Report, Unusable>
     where
         R: AsyncRead + Unpin + Send + 'static,
     {
         let r = match self
             .archiver
-            .unpack(body, &layout.claude_dir, &self.config.unpack, None)
+            .unpack_sized(
+                body,
+                Some(len),
+                &layout.claude_dir,
+                &self.config.unpack,
+                None,
+            )
             .await
         {
             Ok(r) => r,
@@ -420,8 +426,9 @@ impl Workspaces {
                 Err(e) => return Err(store_err(format!("downloading {key}"))(e)),
             };
             self.archiver
-                .unpack(
+                .unpack_sized(
                     obj.body,
+                    Some(obj.meta.size),
                     &layout.claude_dir,
                     &self.config.unpack,
                     Some(filter),

@@ -13,7 +13,7 @@ use super::manifest;
 use super::outbox::{Entry, Kind};
 use super::owned;
 use super::prune;
-use super::publish::{HomeBase, HomeRule};
+use super::publish::{readable, HomeBase, HomeRule, MAX_DEPTH};
 use super::transcript::Sent;
 use super::untrusted;
 use super::{
@@ -245,9 +245,15 @@ impl Workspaces {
 
         // The session's own files.
         let base = files.state_manifest().map_err(io_err(files.dir()))?;
-        let mine = manifest::scan_where(&layout.claude_dir, &|rel| {
-            owned::is_sessions(rel, &id, &project) || owned::is_way_to(rel)
-        })
+        let limits = &self.config.unpack.limits;
+        let mine = manifest::scan_within(
+            &layout.claude_dir,
+            &|rel| {
+                (owned::is_sessions(rel, &id, &project) || owned::is_way_to(rel))
+                    && publishable(rel, limits)
+            },
+            limits.max_file_bytes,
+        )
         .map_err(io_err(&layout.claude_dir))?;
         let state = if mine == base {
             Part::Done {
@@ -263,6 +269,7 @@ impl Workspaces {
                     Verdict::Exclude
                 }
             });
+            let filter = readable(&layout.claude_dir, self.config.unpack.limits, filter);
             self.archiver
                 .pack_file(&layout.claude_dir, &staged, &self.config.pack, Some(filter))
                 .await
@@ -281,15 +288,25 @@ impl Workspaces {
             moved: record.moved.clone(),
             pruned: prune::pruned(&layout.claude_dir, self.config.cleanup),
         };
-        let mine = manifest::scan_where(&layout.claude_dir, &|rel| rule.keeps(rel))
-            .map_err(io_err(&layout.claude_dir))?;
+        let limits = &self.config.unpack.limits;
+        let mine = manifest::scan_within(
+            &layout.claude_dir,
+            &|rel| rule.keeps(rel) && publishable(rel, limits),
+            limits.max_file_bytes,
+        )
+        .map_err(io_err(&layout.claude_dir))?;
         let home = if mine == base && (record.home_etag.is_some() || mine.is_empty()) {
             Part::Done {
                 delivery: Delivery::Unchanged,
             }
         } else {
             let staged = files.staged_home();
-            let filter = rule.filter(layout.must_be_dirs());
+            let limits = self.config.unpack.limits;
+            let filter = readable(
+                &layout.claude_dir,
+                limits,
+                rule.filter(layout.must_be_dirs()),
+            );
             let report = self
                 .archiver
                 .pack_file(&layout.claude_dir, &staged, &self.config.pack, Some(filter))
@@ -538,6 +555,12 @@ fn queued_earlier(outbox: &Path) -> Delivery {
         reason: "queued before an interruption".into(),
         entry: outbox.to_path_buf(),
     }
+}
+
+/// Whether a path's name and depth let it into an archive (see
+/// `publish::readable`); what does not is not scanned either.
+fn publishable(rel: &str, limits: &crate::archive::Limits) -> bool {
+    rel.len() <= limits.max_path_bytes as usize && rel.split('/').count() <= MAX_DEPTH
 }
 
 /// Whether `path` is a directory itself, not a symlink to one.
