@@ -334,3 +334,76 @@ trait ChainZeros: std::io::Read + Sized {
 }
 
 impl<R: std::io::Read> ChainZeros for R {}
+
+/// A filter that swaps `victim` for a FIFO when the guest asks about it,
+/// which it does right before it opens it.
+fn swapping_filter(victim: std::path::PathBuf) -> ccws::archive::FilterFn {
+    Box::new(move |rel: &str, _kind| {
+        if rel == "victim" {
+            std::fs::remove_file(&victim).unwrap();
+            let made = std::process::Command::new("mkfifo")
+                .arg(&victim)
+                .status()
+                .unwrap();
+            assert!(made.success());
+        }
+        ccws::archive::Verdict::Keep
+    })
+}
+
+/// A file swapped for a FIFO between the guest's listing and its open would
+/// block the pack forever (WASI opens have no O_NONBLOCK); it is unblocked
+/// and left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_swapped_for_a_fifo_does_not_hang_the_pack() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), "a").unwrap();
+    std::fs::write(src.join("z.txt"), "z").unwrap();
+    for pipeline in [false, true] {
+        let _ = std::fs::remove_file(src.join("victim"));
+        std::fs::write(src.join("victim"), "v").unwrap();
+        let a = ccws_tests::archiver_with(ccws::archive::SandboxConfig {
+            pipeline,
+            ..Default::default()
+        });
+        let out = dir.path().join(format!("out-{pipeline}.tar.gz"));
+        let filter = swapping_filter(src.join("victim"));
+        let report = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            a.pack_file(&src, &out, &Default::default(), Some(filter)),
+        )
+        .await
+        .expect("the pack hung on the FIFO")
+        .unwrap();
+        assert_eq!(report.files, 2, "pipeline={pipeline}: {report:?}");
+        assert!(
+            report.skipped.iter().any(|s| s.path == "victim"),
+            "{report:?}"
+        );
+    }
+}
+
+/// `ccws pack DIR DIR/x.tar.gz`: the archive does not hold itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_written_inside_its_source_does_not_pack_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "a").unwrap();
+    let out = dir.path().join("x.tar.gz");
+    for _ in 0..2 {
+        let report = ccws_tests::archiver()
+            .pack_file(dir.path(), &out, &Default::default(), None)
+            .await
+            .unwrap();
+        assert_eq!(report.files, 1, "{report:?}");
+    }
+    let listed = ccws_tests::archiver();
+    let dest = tempfile::tempdir().unwrap();
+    let r = listed
+        .unpack_file(&out, dest.path(), &Default::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.files, 1);
+    assert!(dest.path().join("a.txt").is_file());
+}

@@ -418,6 +418,23 @@ impl Archiver {
             .unwrap_or(Path::new("."));
         let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err)?;
         let file = tokio::fs::File::from_std(tmp.reopen().map_err(io_err)?);
+        // An archive written inside the tree it packs must not pack itself
+        // (half written) or an older copy of itself.
+        let own: Vec<String> = [tmp.path(), archive]
+            .iter()
+            .filter_map(|p| inside(src, p))
+            .collect();
+        let filter = if own.is_empty() {
+            filter
+        } else {
+            let mut inner = filter;
+            Some(Box::new(move |rel: &str, kind: EntryKind| {
+                if own.iter().any(|o| o == rel) {
+                    return Verdict::Exclude;
+                }
+                inner.as_mut().map_or(Verdict::Keep, |f| f(rel, kind))
+            }) as FilterFn)
+        };
         let (report, file) = self.pack(src, file, options, filter).await?;
         drop(file.into_std().await);
         // fsync and rename off the runtime's threads.
@@ -480,6 +497,7 @@ impl Archiver {
                 hit: false,
             },
             filter,
+            watch: exec_root.as_ref().map(|_| sandbox::OpenWatch::start()),
             exec_root,
             root: dir.map(|(d, _)| d.to_path_buf()),
             clock: clock.clone(),
@@ -629,6 +647,24 @@ fn umask() -> u32 {
                 .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
         })
         .unwrap_or(0o022)
+}
+
+/// `path` relative to the directory `root` (`/`-separated), if it is inside.
+fn inside(root: &Path, path: &Path) -> Option<String> {
+    let root = std::fs::canonicalize(root).ok()?;
+    let parent = std::fs::canonicalize(
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )
+    .ok()?;
+    let rel = parent.join(path.file_name()?);
+    let rel = rel.strip_prefix(&root).ok()?;
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("/"))
 }
 
 /// Add the execute bits the process's umask allows (0755 under the usual
