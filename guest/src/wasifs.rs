@@ -51,11 +51,20 @@ fn components(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The error as `std::fs` would have reported it (the same errno, so the
-/// same message in the report).
+/// The error as `std::fs` would have reported it: the same kind, and the
+/// system's words for it ("No space left on device"), not a bare WASI errno
+/// number, which is all wasi-libc's `strerror` gives in the component.
 pub fn error(code: ErrorCode) -> io::Error {
+    let kind = io::Error::from_raw_os_error(errno(code)).kind();
+    let message = code.message();
+    let words = message.split(", similar to").next().unwrap_or(message);
+    io::Error::new(kind, words.trim_end_matches('.').to_owned())
+}
+
+/// The POSIX errno WASI's `code` stands for.
+fn errno(code: ErrorCode) -> i32 {
     use ErrorCode as E;
-    let errno = match code {
+    match code {
         E::Access => libc::EACCES,
         E::WouldBlock => libc::EAGAIN,
         E::Already => libc::EALREADY,
@@ -93,6 +102,5 @@ pub fn error(code: ErrorCode) -> io::Error {
         E::InvalidSeek => libc::ESPIPE,
         E::TextFileBusy => libc::ETXTBSY,
         E::CrossDevice => libc::EXDEV,
-    };
-    io::Error::from_raw_os_error(errno)
+    }
 }

@@ -407,3 +407,44 @@ async fn an_archive_written_inside_its_source_does_not_pack_itself() {
     assert_eq!(r.files, 1);
     assert!(dest.path().join("a.txt").is_file());
 }
+
+/// A full disk during unpack says so in words, not as a WASI errno. Needs
+/// a small filesystem: a 1 MiB tmpfs, mounted when the test may (root).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_says_no_space_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&small)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(small.clone());
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("big.bin"), vec![7u8; 3 << 20]).unwrap();
+    let archive = dir.path().join("big.tar.gz");
+    let a = ccws_tests::archiver();
+    a.pack_file(&src, &archive, &Default::default(), None)
+        .await
+        .unwrap();
+    let err = a
+        .unpack_file(&archive, &small.join("out"), &Default::default(), None)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("No space left on device"), "{msg}");
+    assert!(!msg.contains("os error"), "{msg}");
+}
