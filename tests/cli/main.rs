@@ -3,6 +3,9 @@
 //! archive commands, on the local store and on the real s3s-fs server.
 
 mod claude;
+#[path = "../src/faultproxy.rs"]
+#[allow(dead_code)]
+mod faultproxy;
 #[path = "../src/s3s.rs"]
 #[allow(dead_code)]
 mod s3s;

@@ -422,3 +422,47 @@ fn nothing_in_the_tree_is_readable_by_others_after_a_round_trip() {
     let open: String = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(open.trim().is_empty(), "open to group or others: {open}");
 }
+
+/// A download that breaks off mid-archive is the store's fault (exit 4),
+/// not the archive's (5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_that_breaks_off_is_a_store_error() {
+    use crate::faultproxy::{Fault, FaultProxy, Rule};
+    let server = crate::s3s::S3sServer::start().await;
+    let proxy = FaultProxy::start(server.addr).await;
+    let m = Machine::new();
+    let env = [
+        ("CCWS_BUCKET", server.bucket.clone()),
+        ("AWS_ENDPOINT_URL", proxy.endpoint()),
+        ("AWS_ACCESS_KEY_ID", server.access_key.clone()),
+        ("AWS_SECRET_ACCESS_KEY", server.secret_key.clone()),
+        ("AWS_REGION", "us-east-1".to_string()),
+    ];
+    let run = |args: &[&str]| {
+        let out = m
+            .cmd()
+            .envs(env.iter().cloned())
+            .args(args)
+            .output()
+            .unwrap();
+        eprintln!("{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    let write = "head -c 200000 /dev/urandom > \"$CCWS_MEMORY_DIR/noise.bin\"";
+    assert_eq!(
+        run(&["run", "-w", "w", "-s", "a", "--", "sh", "-c", write])
+            .status
+            .code(),
+        Some(0)
+    );
+    // Every GET of the home now ends after 1,000 body bytes.
+    proxy.push(Rule::on(
+        "GET",
+        "claude-home.tar.gz",
+        Fault::CutBody { after: 1000 },
+        1000,
+    ));
+    let out = run(&["setup", "-w", "w", "-s", "b"]);
+    assert_eq!(out.status.code(), Some(4), "a store error");
+    assert!(!m.session_dir("b").exists(), "setup cleaned up");
+}
