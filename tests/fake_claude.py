@@ -20,7 +20,8 @@ Code writes under CLAUDE_CONFIG_DIR, in its layout.
 - .claude.json rewritten whole (numStartups + 1, projects[cwd], other keys
   kept), one line appended to history.jsonl, shell-snapshots/ and
   paste-cache/ entries.
-- FAKE_CLAUDE_BYTES=n makes the tool result and debug log n bytes (default 2000).
+- FAKE_CLAUDE_BYTES=n makes the tool result and debug log n bytes (default 2000);
+  FAKE_CLAUDE_RANDOM=1 makes them random text (as compressible as base64).
 """
 
 import json
@@ -106,6 +107,11 @@ def main(argv):
         fail(f"Error: Session ID {sid} is already in use.")
 
     size = int(os.environ.get("FAKE_CLAUDE_BYTES", "2000"))
+    if os.environ.get("FAKE_CLAUDE_RANDOM") == "1":
+        import base64
+        filler = lambda: base64.b64encode(os.urandom(size * 3 // 4 + 3)).decode()[:size]
+    else:
+        filler = lambda: "r" * size
     now = time.time()
     turn = 0
     if os.path.isfile(transcript):
@@ -126,7 +132,7 @@ def main(argv):
     own = os.path.join(project, sid)
     write(os.path.join(own, "subagents", f"agent-{turn}.jsonl"), json.dumps({"turn": turn}) + "\n")
     write(os.path.join(own, "subagents", f"agent-{turn}.meta.json"), json.dumps({"agentType": "general"}))
-    write(os.path.join(own, "tool-results", f"toolu_{turn}.txt"), "r" * size)
+    write(os.path.join(own, "tool-results", f"toolu_{turn}.txt"), filler())
 
     # Auto-memory.
     local = read_json(os.path.join(cwd, ".claude", "settings.local.json"), {})
@@ -148,7 +154,7 @@ def main(argv):
     write(os.path.join(home, "todos", f"{sid}-agent-{sid}.json"), json.dumps([{"content": "t", "status": "pending"}]))
     write(os.path.join(home, "file-history", sid, f"{turn:08x}@v1"), f"file version {turn}\n")
     debug = os.path.join(home, "debug", f"{sid}.txt")
-    write(debug, ("d" * size) + "\n", "a")
+    write(debug, filler() + "\n", "a")
     latest = os.path.join(home, "debug", "latest")
     if os.path.lexists(latest):
         os.remove(latest)

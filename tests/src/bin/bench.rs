@@ -29,7 +29,11 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 
-const USAGE: &str = "usage: ccws-bench <archive|turn|all> [--dir DIR] [--runs N] [--keep]";
+const USAGE: &str = "usage: ccws-bench <archive|turn|scale|all> [--dir DIR] [--runs N] [--keep]\n\
+  scale: CCWS_SCALE_SESSIONS=1,50,200 sets the session counts measured";
+
+#[path = "../bench_scale.rs"]
+mod scale;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -47,13 +51,20 @@ fn main() -> Result<()> {
     machine::print_header();
     let run_archive = matches!(suite.as_str(), "archive" | "all");
     let run_turn = matches!(suite.as_str(), "turn" | "all");
-    ensure!(run_archive || run_turn, "unknown suite {suite:?}\n{USAGE}");
+    let run_scale = matches!(suite.as_str(), "scale" | "all");
+    ensure!(
+        run_archive || run_turn || run_scale,
+        "unknown suite {suite:?}\n{USAGE}"
+    );
     let work = opts.work_dir()?;
     if run_archive {
         archive::suite(&opts, &work.path().join("archive"))?;
     }
     if run_turn {
         turn::suite(&opts, &work.path().join("turn"))?;
+    }
+    if run_scale {
+        scale::suite(&opts, &work.path().join("scale"), turn::ccws_binary()?)?;
     }
     if opts.keep {
         let kept = work.keep();
@@ -1271,7 +1282,7 @@ mod turn {
     }
 
     /// `target/release/ccws`, next to this binary.
-    fn ccws_binary() -> Result<PathBuf> {
+    pub fn ccws_binary() -> Result<PathBuf> {
         let exe = std::env::current_exe()?;
         let p = exe.with_file_name("ccws");
         ensure!(
