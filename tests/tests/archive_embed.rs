@@ -556,10 +556,16 @@ fn python_wasmtime_embeds_the_component() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     if out.status.code() == Some(3) {
-        panic!(
+        let msg = format!(
             "the Python `wasmtime` module is missing: install it with \
              `python3 -m pip install wasmtime==48.0.0`\n{stderr}"
         );
+        // CI installs it and sets this, so that there a missing module fails.
+        if std::env::var_os("CCWS_REQUIRE_PYTHON_WASMTIME").is_some() {
+            panic!("{msg}");
+        }
+        eprintln!("skipped: {msg}");
+        return;
     }
     assert!(
         out.status.success(),
