@@ -1659,3 +1659,108 @@ os.close(os.open("f", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
         ws.teardown("brick2", s).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessions_changed_files_are_sent_as_a_delta() {
+    for (name, b) in Backend::both().await {
+        with_timeout(async {
+            let ws = b.workspaces();
+            let keys = ws.config().keys.clone();
+            let id = "1b4e28ba-2fa1-41d2-883f-0016d3cca427";
+            let debug = format!("debug/{id}.txt");
+            let todo = format!("todos/{id}-agent-{id}.json");
+            let old = format!("file-history/{id}/old@v1");
+            // Turn 1: the whole set.
+            let w = ws.setup("delta", id, me()).await.unwrap();
+            tree::write(&w.layout.claude_dir, &debug, &vec![b'd'; 300_000]);
+            tree::write(&w.layout.claude_dir, &todo, b"[1]");
+            tree::write(&w.layout.claude_dir, &old, b"old");
+            let r = ws.teardown("delta", id).await.unwrap();
+            assert!(
+                matches!(r.state, Delivery::Uploaded { .. }),
+                "{name}: {r:?}"
+            );
+            let whole = ws
+                .store()
+                .head(&keys.session_state("delta", id))
+                .await
+                .unwrap();
+            // Turn 2: the log grows, the todo is rewritten, a file goes.
+            let w = ws.setup("delta", id, me()).await.unwrap();
+            {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(w.layout.claude_dir.join(&debug))
+                    .unwrap();
+                f.write_all(b"one more line\n").unwrap();
+            }
+            tree::write(&w.layout.claude_dir, &todo, b"[2]");
+            std::fs::remove_file(w.layout.claude_dir.join(&old)).unwrap();
+            let r = ws.teardown("delta", id).await.unwrap();
+            assert!(
+                matches!(r.state, Delivery::Appended { .. }),
+                "{name}: {r:?}"
+            );
+            let delta = ws
+                .store()
+                .head(&keys.session_state_delta("delta", id, 1))
+                .await
+                .unwrap();
+            assert!(
+                delta.size < 1000,
+                "{name}: only the tail and the todo: {}",
+                delta.size
+            );
+            assert_eq!(
+                ws.store()
+                    .head(&keys.session_state("delta", id))
+                    .await
+                    .unwrap()
+                    .etag,
+                whole.etag,
+                "{name}: the whole set is untouched"
+            );
+            // Turn 3 sees exactly the files as they are now.
+            let w = ws.setup("delta", id, me()).await.unwrap();
+            let log = std::fs::read(w.layout.claude_dir.join(&debug)).unwrap();
+            assert_eq!(log.len(), 300_000 + 14, "{name}");
+            assert!(log.ends_with(b"one more line\n"), "{name}");
+            assert_eq!(
+                std::fs::read(w.layout.claude_dir.join(&todo)).unwrap(),
+                b"[2]"
+            );
+            assert!(!w.layout.claude_dir.join(&old).exists(), "{name}");
+            let r = ws.teardown("delta", id).await.unwrap();
+            assert_eq!(r.state, Delivery::Unchanged, "{name}");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{name}: timed out"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_file_deltas_are_compacted_now_and_then() {
+    let b = Backend::local().await;
+    let ws = b.workspaces();
+    let id = "2c5f39cb-3fb2-42e3-994f-1127e4ddb538";
+    let debug = format!("debug/{id}.txt");
+    let w = ws.setup("compact2", id, me()).await.unwrap();
+    tree::write(&w.layout.claude_dir, &debug, b"0\n");
+    ws.teardown("compact2", id).await.unwrap();
+    let mut wholes = 0;
+    for turn in 1..=20 {
+        let w = ws.setup("compact2", id, me()).await.unwrap();
+        let path = w.layout.claude_dir.join(&debug);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), turn, "every earlier line is there");
+        text.push_str(&format!("{turn}\n"));
+        std::fs::write(&path, text).unwrap();
+        match ws.teardown("compact2", id).await.unwrap().state {
+            Delivery::Uploaded { .. } => wholes += 1,
+            Delivery::Appended { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(wholes, 1, "one compaction in 20 turns (after 16 deltas)");
+}

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use super::jsonmerge::SharedBase;
 use super::manifest::Manifest;
 use super::session::{read_json, Owner};
+use super::state::{Changes, Restored as StateRestored};
 use super::transcript::Restored;
 use super::{Delivery, Layout};
 use crate::durable::{lock_file, persist_synced, private_dir};
@@ -26,6 +27,9 @@ const MANIFEST: &str = "manifest.json";
 const STATE_MANIFEST: &str = "state-manifest.json";
 const TRANSCRIPT_BASE: &str = "transcript-base.json";
 const SHARED_BASE: &str = "shared-base.json";
+const STATE_BASE: &str = "state-base.json";
+const STATE_DELTA: &str = "state-delta.tar.gz";
+const STATE_CHANGES: &str = "state-changes.json";
 const HOME: &str = "home.tar.gz";
 const STATE: &str = "state.tar.gz";
 const TRANSCRIPT: &str = "transcript.jsonl";
@@ -139,6 +143,31 @@ impl SessionFiles {
     /// Write the session-state manifest durably.
     pub fn save_state_manifest(&self, manifest: &Manifest) -> io::Result<()> {
         self.write_durably(STATE_MANIFEST, manifest)
+    }
+
+    /// What Setup restored of the session's own files.
+    pub fn state_base(&self) -> io::Result<Option<StateRestored>> {
+        read_json(&self.dir.join(STATE_BASE))
+    }
+
+    /// Write it, durably.
+    pub fn save_state_base(&self, restored: &StateRestored) -> io::Result<()> {
+        self.write_durably(STATE_BASE, restored)
+    }
+
+    /// Where Teardown stages the delta of the session's own files.
+    pub fn staged_state_delta(&self) -> PathBuf {
+        self.dir.join(STATE_DELTA)
+    }
+
+    /// The changes the staged delta holds.
+    pub fn state_changes(&self) -> io::Result<Option<Changes>> {
+        read_json(&self.dir.join(STATE_CHANGES))
+    }
+
+    /// Write them, durably.
+    pub fn save_state_changes(&self, changes: &Changes) -> io::Result<()> {
+        self.write_durably(STATE_CHANGES, changes)
     }
 
     /// The base contents of the home's files that merge by meaning.

@@ -143,6 +143,22 @@ impl Keys {
         )
     }
 
+    /// The index of a session's state deltas.
+    pub fn session_state_index(&self, workspace: &str, session: &str) -> String {
+        format!(
+            "{}workspaces/{workspace}/sessions/{session}/state.json",
+            self.prefix
+        )
+    }
+
+    /// One delta of a session's own files: the `n`th since the whole set.
+    pub fn session_state_delta(&self, workspace: &str, session: &str, n: usize) -> String {
+        format!(
+            "{}workspaces/{workspace}/sessions/{session}/state/{n:04}.tar.gz",
+            self.prefix
+        )
+    }
+
     /// The index of a session's transcript parts.
     pub fn transcript_index(&self, workspace: &str, session: &str) -> String {
         format!(

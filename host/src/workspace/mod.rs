@@ -18,6 +18,7 @@ pub mod prune;
 mod publish;
 pub mod session;
 mod setup;
+mod state;
 mod teardown;
 mod transcript;
 pub mod untrusted;

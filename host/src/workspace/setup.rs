@@ -13,6 +13,7 @@ use super::manifest;
 use super::outbox::Kind;
 use super::owned::{self, PathOwner};
 use super::session::Owner;
+use super::state;
 use super::untrusted;
 use super::{
     archive_err, discard_tree, io_err, private_dir, store_err, sweep_trash, HomeSource, Layout,
@@ -197,7 +198,8 @@ impl Workspaces {
                     && q.entry.key == self.config.keys.session_state(workspace, session)
             })
             .map(|q| q.payload());
-        self.restore_state(layout, workspace, session, queued_state.as_deref())
+        let state_index = self
+            .restore_state(layout, files, workspace, session, queued_state.as_deref())
             .await?;
 
         // The transcript.
@@ -232,6 +234,12 @@ impl Workspaces {
             owned::is_sessions(rel, session, &project) || owned::is_way_to(rel)
         })
         .map_err(io_err(&layout.claude_dir))?;
+        files
+            .save_state_base(&state::Restored {
+                sizes: state::sizes(&layout.claude_dir, &state),
+                index: state_index,
+            })
+            .map_err(io_err(files.dir()))?;
         files
             .save_state_manifest(&state)
             .map_err(io_err(files.dir()))?;
@@ -391,23 +399,30 @@ impl Workspaces {
     /// that takes nothing but this session's paths. One that was stored
     /// under an earlier temp base (another project directory name) is moved
     /// to this turn's project directory.
+    /// Returns the index of deltas that extends the whole set restored (to
+    /// be extended by this session's teardown), if any.
     async fn restore_state(
         &self,
         layout: &Layout,
+        files: &SessionFiles,
         workspace: &str,
         session: &str,
         queued: Option<&std::path::Path>,
-    ) -> Result<(), WorkspaceError> {
+    ) -> Result<Option<state::Index>, WorkspaceError> {
         let key = self.config.keys.session_state(workspace, session);
-        let project = layout.project_name().to_owned();
-        let id = session.to_owned();
-        let filter = Box::new(move |rel: &str, _kind: EntryKind| {
-            if owned::is_sessions(rel, &id, &project) || owned::is_way_to(rel) {
-                Verdict::Keep
-            } else {
-                Verdict::Exclude
-            }
-        });
+        let only_its_own = || -> crate::archive::FilterFn {
+            let project = layout.project_name().to_owned();
+            let id = session.to_owned();
+            Box::new(move |rel: &str, _kind: EntryKind| {
+                if owned::is_sessions(rel, &id, &project) || owned::is_way_to(rel) {
+                    Verdict::Keep
+                } else {
+                    Verdict::Exclude
+                }
+            })
+        };
+        let filter = only_its_own();
+        let mut index = None;
         // A newer copy still queued on this machine wins over the store's.
         let r = if let Some(payload) = queued {
             self.archiver
@@ -420,11 +435,14 @@ impl Workspaces {
                 .await
                 .map_err(archive_err("unpacking the queued session files"))?
         } else {
+            let found = self.read_state_index(workspace, session).await?;
             let obj = match self.store.get(&key).await {
                 Ok(obj) => obj,
-                Err(e) if e.is_not_found() => return Ok(()),
+                Err(e) if e.is_not_found() => return Ok(None),
                 Err(e) => return Err(store_err(format!("downloading {key}"))(e)),
             };
+            // Deltas extend only the exact whole set they were made for.
+            index = found.filter(|i| i.base_etag.is_some() && i.base_etag == obj.meta.etag);
             self.archiver
                 .unpack_sized(
                     obj.body,
@@ -436,6 +454,32 @@ impl Workspaces {
                 .await
                 .map_err(archive_err(format!("downloading and unpacking {key}")))?
         };
+        for delta in index.iter().flat_map(|i| i.deltas.iter()) {
+            let obj = self
+                .store
+                .get(&delta.key)
+                .await
+                .map_err(store_err(format!("downloading {}", delta.key)))?;
+            let scratch = tempfile::Builder::new()
+                .prefix("delta-")
+                .tempdir_in(files.dir())
+                .map_err(io_err(files.dir()))?;
+            self.archiver
+                .unpack_sized(
+                    obj.body,
+                    Some(obj.meta.size),
+                    scratch.path(),
+                    &self.config.unpack,
+                    Some(only_its_own()),
+                )
+                .await
+                .map_err(archive_err(format!(
+                    "downloading and unpacking {}",
+                    delta.key
+                )))?;
+            state::apply_delta(&layout.claude_dir, scratch.path(), delta)
+                .map_err(io_err(&layout.claude_dir))?;
+        }
         for s in r
             .skipped
             .iter()
@@ -457,7 +501,7 @@ impl Workspaces {
                 }
             }
         }
-        Ok(())
+        Ok(index)
     }
 
     /// Other sessions' own files that a home still carries (homes written

@@ -14,6 +14,7 @@ use super::outbox::{Entry, Kind};
 use super::owned;
 use super::prune;
 use super::publish::{readable, HomeBase, HomeRule, MAX_DEPTH};
+use super::state;
 use super::transcript::Sent;
 use super::untrusted;
 use super::{
@@ -140,21 +141,7 @@ impl Workspaces {
                     self.send_transcript(files, &record, &tkey, transcript_behind)
                         .await
                 }
-                Kind::State => {
-                    let key = self
-                        .config
-                        .keys
-                        .session_state(&record.workspace, &record.session);
-                    self.send_file(
-                        files,
-                        &record,
-                        Kind::State,
-                        &files.staged_state(),
-                        &key,
-                        state_behind,
-                    )
-                    .await
-                }
+                Kind::State => self.send_session_files(files, &record, state_behind).await,
                 Kind::Home => self.send_home(files, &record, home_behind, uncertain).await,
             }
             .map_err(|e| unsaved(e.to_string()))?;
@@ -277,6 +264,14 @@ impl Workspaces {
             files
                 .sync_staged(&staged)
                 .map_err(|e| unsaved(format!("syncing the session's packed files: {e}")))?;
+            // And what changed alone, when the store's index can take it.
+            let restored = files.state_base().map_err(io_err(files.dir()))?;
+            if restored.as_ref().is_some_and(|r| r.index.is_some()) {
+                let sizes = restored.map(|r| r.sizes).unwrap_or_default();
+                self.stage_state_delta(files, layout, &base, &sizes, &mine)
+                    .await
+                    .map_err(|e| unsaved(format!("staging the session's changed files: {e}")))?;
+            }
             Part::Staged
         };
 
@@ -408,6 +403,73 @@ impl Workspaces {
         }
         self.send_file(files, record, Kind::Transcript, &staged, key, behind)
             .await
+    }
+
+    /// Pack into the staged delta what changed among the session's own
+    /// files since `base` (tails of files that only grew), from a copy in
+    /// the state directory.
+    async fn stage_state_delta(
+        &self,
+        files: &SessionFiles,
+        layout: &Layout,
+        base: &manifest::Manifest,
+        sizes: &std::collections::BTreeMap<String, u64>,
+        mine: &manifest::Manifest,
+    ) -> Result<(), WorkspaceError> {
+        let tree = tempfile::Builder::new()
+            .prefix("delta-tree-")
+            .tempdir_in(files.dir())
+            .map_err(io_err(files.dir()))?;
+        let changes = state::stage_changes(&layout.claude_dir, base, sizes, mine, tree.path())
+            .map_err(io_err(tree.path()))?;
+        let staged = files.staged_state_delta();
+        self.archiver
+            .pack_file(tree.path(), &staged, &self.config.pack, None)
+            .await
+            .map_err(archive_err("packing the session's changed files"))?;
+        files.sync_staged(&staged).map_err(io_err(&staged))?;
+        files
+            .save_state_changes(&changes)
+            .map_err(io_err(files.dir()))
+    }
+
+    /// Send the session's own files: the staged delta when the store's
+    /// index has room for it, else the whole staged set; queued whole when
+    /// that fails, or right away when `behind` says why it must wait.
+    async fn send_session_files(
+        &self,
+        files: &SessionFiles,
+        record: &Record,
+        behind: Option<&str>,
+    ) -> Result<Delivery, WorkspaceError> {
+        let key = self
+            .config
+            .keys
+            .session_state(&record.workspace, &record.session);
+        let whole = files.staged_state();
+        if behind.is_some() || !whole.exists() {
+            return self
+                .send_file(files, record, Kind::State, &whole, &key, behind)
+                .await;
+        }
+        let index = files
+            .state_base()
+            .map_err(io_err(files.dir()))?
+            .and_then(|r| r.index);
+        let changes = files.state_changes().map_err(io_err(files.dir()))?;
+        let delta_path = files.staged_state_delta();
+        let delta = changes
+            .as_ref()
+            .filter(|_| delta_path.exists())
+            .map(|c| (delta_path.as_path(), c));
+        match self
+            .send_state(&record.workspace, &record.session, &whole, delta, index)
+            .await
+        {
+            Ok((etag, true)) => Ok(Delivery::Uploaded { etag }),
+            Ok((etag, false)) => Ok(Delivery::Appended { etag }),
+            Err(e) => self.queue_file(record, Kind::State, &whole, &key, e.to_string()),
+        }
     }
 
     /// Upload the staged file `staged` as `key` (the session's own: no
