@@ -81,28 +81,33 @@ impl Ctx {
             format!("{prefix}workspaces/{WS}/sessions/{}.jsonl", id(1)),
             format!("{prefix}workspaces/{WS}/sessions/{}/transcript.json", id(1)),
             format!("{prefix}workspaces/{WS}/sessions/{}/state.tar.gz", id(1)),
+            format!("{prefix}workspaces/{WS}/sessions/{}/state.json", id(1)),
         ];
         for key in keys {
             if let Ok(m) = self.client.head(&key).await {
                 out.insert(key, (m.size, m.etag));
             }
         }
-        // The transcript parts the index lists.
-        let index = format!("{prefix}workspaces/{WS}/sessions/{}/transcript.json", id(1));
-        if let Ok(obj) = self.client.get(&index).await {
+        // The transcript parts and the state deltas their indexes list.
+        for (index, list) in [("transcript.json", "parts"), ("state.json", "deltas")] {
+            let index = format!("{prefix}workspaces/{WS}/sessions/{}/{index}", id(1));
+            let Ok(obj) = self.client.get(&index).await else {
+                continue;
+            };
             let mut bytes = Vec::new();
             let mut body = obj.body;
             if tokio::io::AsyncReadExt::read_to_end(&mut body, &mut bytes)
                 .await
-                .is_ok()
+                .is_err()
             {
-                let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-                for p in v["parts"].as_array().into_iter().flatten() {
-                    let (Some(key), Some(len)) = (p["key"].as_str(), p["len"].as_u64()) else {
-                        continue;
-                    };
-                    out.insert(key.to_owned(), (len, Some(key.to_owned())));
-                }
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            for p in v[list].as_array().into_iter().flatten() {
+                let (Some(key), Some(len)) = (p["key"].as_str(), p["len"].as_u64()) else {
+                    continue;
+                };
+                out.insert(key.to_owned(), (len, Some(key.to_owned())));
             }
         }
         out

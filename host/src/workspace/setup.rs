@@ -454,29 +454,37 @@ impl Workspaces {
                 .await
                 .map_err(archive_err(format!("downloading and unpacking {key}")))?
         };
-        for delta in index.iter().flat_map(|i| i.deltas.iter()) {
-            let obj = self
-                .store
-                .get(&delta.key)
-                .await
-                .map_err(store_err(format!("downloading {}", delta.key)))?;
+        // The deltas: fetched all at once (their round trips overlap), then
+        // unpacked and applied in order.
+        let deltas: Vec<&state::Delta> = index.iter().flat_map(|i| i.deltas.iter()).collect();
+        let fetched = tempfile::Builder::new()
+            .prefix("deltas-")
+            .tempdir_in(files.dir())
+            .map_err(io_err(files.dir()))?;
+        futures::future::try_join_all(deltas.iter().enumerate().map(|(n, d)| {
+            let to = fetched.path().join(n.to_string());
+            async move {
+                self.store
+                    .download_file(&d.key, &to)
+                    .await
+                    .map_err(store_err(format!("downloading {}", d.key)))
+            }
+        }))
+        .await?;
+        for (n, delta) in deltas.iter().enumerate() {
             let scratch = tempfile::Builder::new()
                 .prefix("delta-")
                 .tempdir_in(files.dir())
                 .map_err(io_err(files.dir()))?;
             self.archiver
-                .unpack_sized(
-                    obj.body,
-                    Some(obj.meta.size),
+                .unpack_file(
+                    &fetched.path().join(n.to_string()),
                     scratch.path(),
                     &self.config.unpack,
                     Some(only_its_own()),
                 )
                 .await
-                .map_err(archive_err(format!(
-                    "downloading and unpacking {}",
-                    delta.key
-                )))?;
+                .map_err(archive_err(format!("unpacking {}", delta.key)))?;
             state::apply_delta(&layout.claude_dir, scratch.path(), delta)
                 .map_err(io_err(&layout.claude_dir))?;
         }

@@ -307,12 +307,17 @@ impl Workspaces {
                 .pack_file(&layout.claude_dir, &staged, &self.config.pack, Some(filter))
                 .await
                 .map_err(archive_err("packing the claude-home"))?;
-            for s in report
-                .skipped
-                .iter()
-                .filter(|s| s.reason != SkipReason::Excluded)
-            {
-                tracing::warn!(path = %s.path, reason = ?s.reason, detail = %s.detail, "left out of the home");
+            for s in &report.skipped {
+                match s.reason {
+                    SkipReason::Excluded => {}
+                    // Claude Code keeps debug/latest as a symlink: expected.
+                    SkipReason::Symlink => {
+                        tracing::debug!(path = %s.path, detail = %s.detail, "symlink left out of the home")
+                    }
+                    _ => {
+                        tracing::warn!(path = %s.path, reason = ?s.reason, detail = %s.detail, "left out of the home")
+                    }
+                }
             }
             files
                 .sync_staged(&staged)

@@ -101,33 +101,43 @@ impl Workspaces {
                 .append(true)
                 .open(dest)
                 .map_err(io_err(dest))?;
-            for part in &index.parts {
-                let mut obj = self
-                    .store
-                    .get(&part.key)
-                    .await
-                    .map_err(store_err(format!("downloading {}", part.key)))?;
-                let mut bytes = Vec::with_capacity(part.len as usize);
-                tokio::io::AsyncReadExt::read_to_end(&mut obj.body, &mut bytes)
-                    .await
-                    .map_err(|e| WorkspaceError::Store {
-                        op: format!("downloading {}", part.key),
-                        source: crate::store::StoreError::Body(e),
-                    })?;
-                if bytes.len() as u64 != part.len {
-                    return Err(WorkspaceError::Store {
-                        op: format!("downloading {}", part.key),
-                        source: crate::store::StoreError::Body(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("{} bytes where the index says {}", bytes.len(), part.len),
-                        )),
-                    });
-                }
+            // Fetched all at once (each is small; their round trips overlap),
+            // appended in order.
+            let fetched =
+                futures::future::try_join_all(index.parts.iter().map(|part| self.fetch_part(part)))
+                    .await?;
+            for bytes in fetched {
                 out.write_all(&bytes).map_err(io_err(dest))?;
             }
         }
         let (len, sha256) = hash_prefix(dest, None).map_err(io_err(dest))?;
         Ok(Some(Restored { len, sha256, index }))
+    }
+
+    /// One part's bytes, checked against the length the index gives.
+    async fn fetch_part(&self, part: &PartRef) -> Result<Vec<u8>, WorkspaceError> {
+        let mut obj = self
+            .store
+            .get(&part.key)
+            .await
+            .map_err(store_err(format!("downloading {}", part.key)))?;
+        let mut bytes = Vec::with_capacity(part.len as usize);
+        tokio::io::AsyncReadExt::read_to_end(&mut obj.body, &mut bytes)
+            .await
+            .map_err(|e| WorkspaceError::Store {
+                op: format!("downloading {}", part.key),
+                source: crate::store::StoreError::Body(e),
+            })?;
+        if bytes.len() as u64 != part.len {
+            return Err(WorkspaceError::Store {
+                op: format!("downloading {}", part.key),
+                source: crate::store::StoreError::Body(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} bytes where the index says {}", bytes.len(), part.len),
+                )),
+            });
+        }
+        Ok(bytes)
     }
 
     async fn read_index(
