@@ -12,6 +12,7 @@ mod jsonmerge;
 pub mod layout;
 pub mod manifest;
 pub mod merge;
+mod migrate;
 pub mod outbox;
 mod owned;
 pub mod prune;
