@@ -147,9 +147,13 @@ impl Guest for Component {
             .map_err(error_to_wit)
     }
 
-    fn gunzip(input: &InputStream, out: &OutputStream) -> Result<u64, wit::ArchiveError> {
+    fn gunzip(
+        input: &InputStream,
+        out: &OutputStream,
+        limits: wit::Limits,
+    ) -> Result<u64, wit::ArchiveError> {
         let reader = crate::io::ChunkReader::new(|max| read_chunk(input, max));
-        crate::gz::gunzip_buffered(reader, StreamWriter(out))
+        crate::gz::gunzip_buffered(reader, StreamWriter(out), &limits_from_wit(limits))
             .map(|(n, _)| n)
             .map_err(error_to_wit)
     }
@@ -197,6 +201,7 @@ fn pack_options(
     let opts = core::PackOptions {
         level: o.level.into(),
         exclude: patterns(&o.exclude)?,
+        limits: limits_from_wit(o.limits),
     };
     Ok((opts, host_filter(o.host_filter)?))
 }
@@ -204,14 +209,8 @@ fn pack_options(
 fn unpack_options(
     o: &wit::UnpackOptions,
 ) -> Result<(core::UnpackOptions, Option<HostFilter>), wit::ArchiveError> {
-    let l = o.limits;
     let opts = core::UnpackOptions {
-        limits: core::Limits {
-            max_entries: l.max_entries,
-            max_total_bytes: l.max_total_bytes,
-            max_file_bytes: l.max_file_bytes,
-            max_path_bytes: l.max_path_bytes,
-        },
+        limits: limits_from_wit(o.limits),
         exclude: patterns(&o.exclude)?,
     };
     Ok((opts, host_filter(o.host_filter)?))
@@ -235,6 +234,21 @@ fn limits_to_wit(l: core::Limits) -> wit::Limits {
         max_total_bytes: l.max_total_bytes,
         max_file_bytes: l.max_file_bytes,
         max_path_bytes: l.max_path_bytes,
+        max_depth: l.max_depth,
+        max_inflate_ratio: l.max_inflate_ratio,
+        inflate_grace_bytes: l.inflate_grace_bytes,
+    }
+}
+
+fn limits_from_wit(l: wit::Limits) -> core::Limits {
+    core::Limits {
+        max_entries: l.max_entries,
+        max_total_bytes: l.max_total_bytes,
+        max_file_bytes: l.max_file_bytes,
+        max_path_bytes: l.max_path_bytes,
+        max_depth: l.max_depth,
+        max_inflate_ratio: l.max_inflate_ratio,
+        inflate_grace_bytes: l.inflate_grace_bytes,
     }
 }
 
@@ -272,6 +286,7 @@ fn reason_to_wit(r: core::SkipReason) -> wit::SkipReason {
         C::NulInName => W::NulInName,
         C::TypeConflict => W::TypeConflict,
         C::Unreadable => W::Unreadable,
+        C::OverLimit => W::OverLimit,
     }
 }
 
@@ -293,6 +308,8 @@ fn error_to_wit(e: core::ArchiveError) -> wit::ArchiveError {
                 core::LimitKind::TotalBytes => wit::LimitKind::TotalBytes,
                 core::LimitKind::FileBytes => wit::LimitKind::FileBytes,
                 core::LimitKind::PathBytes => wit::LimitKind::PathBytes,
+                core::LimitKind::Depth => wit::LimitKind::Depth,
+                core::LimitKind::InflateRatio => wit::LimitKind::InflateRatio,
             },
             allowed,
             entry,

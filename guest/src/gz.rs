@@ -6,8 +6,8 @@
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 
 use crate::gzframe::{self, GzWriter, BLOCK};
-use crate::io::{Blame, MultiGz, Tracked};
-use crate::types::ArchiveError;
+use crate::io::{Blame, MultiGz, Tracked, Tripped};
+use crate::types::{ArchiveError, Limits};
 
 /// The size of the gzip stages' buffers.
 pub(crate) const BUFFER: usize = 256 * 1024;
@@ -73,19 +73,34 @@ pub fn gzip<R: Read, W: Write>(input: R, out: W, level: u32) -> Result<(u64, W),
 }
 
 /// Decompress the gzip stream `input` (one or more members, then optional
-/// zero padding, as [`crate::unpack`] accepts) into `out`. A malformed input
-/// is a `Corrupt` error, a failing `input` or `out` a `Stream` error; neither
-/// names an entry (this stage sees no tar). Returns the bytes written and
-/// `out`, flushed.
-pub fn gunzip<R: Read, W: Write>(input: R, out: W) -> Result<(u64, W), ArchiveError> {
-    gunzip_buffered(BufReader::with_capacity(BUFFER, input), out)
+/// zero padding, as [`crate::unpack`] accepts) into `out`, under `limits`'
+/// compression-ratio guard (the limits on what the tar holds are the tar
+/// stage's). A malformed input is a `Corrupt` error, a failing `input` or
+/// `out` a `Stream` error, the guard a `LimitExceeded` one; none names an
+/// entry (this stage sees no tar). Returns the bytes written and `out`,
+/// flushed.
+pub fn gunzip<R: Read, W: Write>(
+    input: R,
+    out: W,
+    limits: &Limits,
+) -> Result<(u64, W), ArchiveError> {
+    gunzip_buffered(BufReader::with_capacity(BUFFER, input), out, limits)
 }
 
 /// [`gunzip`] of an input that buffers itself (the component's chunks of
 /// an input stream), decompressed straight from its buffer.
-pub fn gunzip_buffered<R: BufRead, W: Write>(input: R, out: W) -> Result<(u64, W), ArchiveError> {
+pub fn gunzip_buffered<R: BufRead, W: Write>(
+    input: R,
+    out: W,
+    limits: &Limits,
+) -> Result<(u64, W), ArchiveError> {
     let (read_blame, write_blame) = (Blame::default(), Blame::default());
-    let mut gz = MultiGz::new(Tracked::new(input, read_blame.clone()));
+    let tripped = Tripped::default();
+    let mut gz = MultiGz::guarded(
+        Tracked::new(input, read_blame.clone()),
+        limits,
+        tripped.clone(),
+    );
     let mut out = Tracked::new(out, write_blame.clone());
     let mut buf = vec![0; BUFFER];
     let mut total = 0u64;
@@ -99,13 +114,15 @@ pub fn gunzip_buffered<R: BufRead, W: Write>(input: R, out: W) -> Result<(u64, W
                 // next stage reaches the same entry it would have reached
                 // reading this stream itself.
                 let _ = out.flush();
-                return Err(match read_blame.get() {
-                    Some(_) => read_blame.stream_error(e, ""),
-                    None => ArchiveError::Corrupt {
+                if read_blame.get().is_some() {
+                    return Err(read_blame.stream_error(e, ""));
+                }
+                return Err(tripped
+                    .error(limits, "")
+                    .unwrap_or_else(|| ArchiveError::Corrupt {
                         entry: String::new(),
                         message: e.to_string(),
-                    },
-                });
+                    }));
             }
         };
         // Passed on at once, not held for a fuller buffer: the input may

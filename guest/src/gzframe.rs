@@ -31,6 +31,18 @@ const OS_UNKNOWN: u8 = 255;
 pub const BLOCK: usize = 1 << 20;
 /// The deflate window: how much earlier input a block may refer back to.
 pub const WINDOW: usize = 32 * 1024;
+/// The most bytes of input per byte of output any block is written with:
+/// a block that deflates smaller (long runs of one byte, such as a file of
+/// zeros, deflate at up to about 1032:1) is preceded by as many empty
+/// stored blocks as make up the difference. So an archive ccws writes never
+/// inflates at more than this ratio, and the unpack's compression-ratio
+/// guard (1000:1 by default, see `Limits::max_inflate_ratio`) never mistakes
+/// one for a gzip bomb, at a cost of at most 4 KiB per MiB of such input.
+pub const MAX_RATIO: usize = 256;
+/// An empty, non-final stored deflate block starting on a byte boundary
+/// (header bits 000, padding to the byte, LEN 0, NLEN 0xffff): valid
+/// anywhere between blocks, it inflates to nothing.
+const EMPTY_STORED: [u8; 5] = [0x00, 0x00, 0x00, 0xff, 0xff];
 
 /// The gzip member header ccws writes: no name, mtime 0, OS unknown (the
 /// header flate2's `GzBuilder` writes).
@@ -79,10 +91,30 @@ impl Blocks {
 
 /// Append the raw deflate of `block` at `level` to `out`, primed with
 /// `dictionary` (the input just before `block`; only its last [`WINDOW`]
-/// bytes are used). Unless `last`, the output ends with an empty stored
-/// block, on a byte boundary, so the next block's output can follow it; the
-/// last block ends the deflate stream.
+/// bytes are used), and preceded by empty stored blocks if it would
+/// otherwise inflate at more than [`MAX_RATIO`]. Unless `last`, the output
+/// ends with an empty stored block, on a byte boundary, so the next
+/// block's output can follow it; the last block ends the deflate stream.
 pub fn deflate_block(
+    level: u32,
+    dictionary: &[u8],
+    block: &[u8],
+    last: bool,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    let start = out.len();
+    deflate_into(level, dictionary, block, last, out)?;
+    let least = block.len().div_ceil(MAX_RATIO);
+    let short = least.saturating_sub(out.len() - start);
+    if short > 0 {
+        let pad = short.div_ceil(EMPTY_STORED.len()) * EMPTY_STORED.len();
+        out.splice(start..start, EMPTY_STORED.iter().copied().cycle().take(pad));
+    }
+    Ok(())
+}
+
+/// [`deflate_block`] without the padding.
+fn deflate_into(
     level: u32,
     dictionary: &[u8],
     block: &[u8],
@@ -510,6 +542,33 @@ mod tests {
             .read_to_end(&mut out)
             .unwrap();
         out
+    }
+
+    #[test]
+    fn no_block_inflates_past_the_ratio_and_padding_is_transparent() {
+        for (what, data) in [
+            ("zeros", vec![0u8; 3 * BLOCK + 77]),
+            ("one byte repeated", vec![b'a'; BLOCK]),
+            ("text", text(2 * BLOCK)),
+        ] {
+            for level in [1, 6, 9] {
+                let bytes = gz(&data, level);
+                let ratio = data.len() / bytes.len();
+                assert!(ratio <= MAX_RATIO, "{what} at {level}: {ratio}:1");
+                assert_eq!(flate2_gunzip(&bytes), data, "{what} at {level}");
+                assert_eq!(gunzip(&bytes).unwrap(), data, "{what} at {level}");
+            }
+        }
+        // Every block on its own, too: the guard checks as it goes.
+        let mut out = Vec::new();
+        deflate_block(9, &[], &vec![0u8; BLOCK], false, &mut out).unwrap();
+        assert!(out.len() >= BLOCK / MAX_RATIO, "{} bytes", out.len());
+        // Text is far from the ratio: not padded at all.
+        let block = text(BLOCK);
+        let (mut padded, mut plain) = (Vec::new(), Vec::new());
+        deflate_block(6, &[], &block, true, &mut padded).unwrap();
+        deflate_into(6, &[], &block, true, &mut plain).unwrap();
+        assert!(padded == plain);
     }
 
     #[test]

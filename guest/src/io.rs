@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use crate::fsio;
 use crate::gzframe::GzMember;
-use crate::types::ArchiveError;
+use crate::types::{ArchiveError, LimitKind, Limits};
 
 /// Remembers the first error of the wrapped reader or writer, so a failure can
 /// be blamed on the stream rather than on the archive format.
@@ -127,22 +127,53 @@ impl<W: Write> Write for Gated<W> {
     }
 }
 
+/// Which limit a reader stopped at, shared with the code that turns its
+/// I/O error into an [`ArchiveError`].
+#[derive(Debug, Clone, Default)]
+pub struct Tripped(Rc<Cell<Option<LimitKind>>>);
+
+impl Tripped {
+    /// The limit that stopped the reader, if one did.
+    pub fn get(&self) -> Option<LimitKind> {
+        self.0.get()
+    }
+
+    /// Record that `limit` stopped the reader, and the error to fail with.
+    fn trip(&self, limit: LimitKind, message: &str) -> io::Error {
+        if self.0.get().is_none() {
+            self.0.set(Some(limit));
+        }
+        io::Error::other(message.to_owned())
+    }
+
+    /// The error for a read that `limit` stopped at `entry`, or `None` if
+    /// no limit did.
+    pub fn error(&self, limits: &Limits, entry: &str) -> Option<ArchiveError> {
+        self.get().map(|limit| ArchiveError::LimitExceeded {
+            limit,
+            allowed: limit.allowed(limits),
+            entry: entry.to_owned(),
+        })
+    }
+}
+
 /// Counts the bytes read through it and fails once they pass `cap`.
 pub struct Counting<R> {
     inner: R,
     count: Rc<Cell<u64>>,
     cap: u64,
-    over: Rc<Cell<bool>>,
+    tripped: Tripped,
 }
 
 impl<R> Counting<R> {
-    /// Wrap `inner`; `count` and `over` are shared with the caller.
-    pub fn new(inner: R, cap: u64, count: Rc<Cell<u64>>, over: Rc<Cell<bool>>) -> Self {
+    /// Wrap `inner`; `count` is shared with the caller, and `tripped` says
+    /// [`LimitKind::TotalBytes`] once the cap is passed.
+    pub fn new(inner: R, cap: u64, count: Rc<Cell<u64>>, tripped: Tripped) -> Self {
         Counting {
             inner,
             count,
             cap,
-            over,
+            tripped,
         }
     }
 }
@@ -153,8 +184,8 @@ impl<R> Counting<R> {
         let total = self.count.get() + n as u64;
         self.count.set(total);
         if total > self.cap {
-            self.over.set(true);
-            return Err(io::Error::other(
+            return Err(self.tripped.trip(
+                LimitKind::TotalBytes,
                 "decompressed archive exceeds the size limit",
             ));
         }
@@ -205,10 +236,17 @@ impl<R: BufRead> Seek for Counting<R> {
 
 /// Decompresses one or more concatenated gzip members. Zero bytes after the
 /// last member (tape-style padding) are accepted; anything else is an error,
-/// as is an input with no gzip member at all.
+/// as is an input with no gzip member at all. With a ratio guard (see
+/// [`MultiGz::guarded`]) it stops once it has inflated too much from too
+/// little.
 pub struct MultiGz<R: BufRead> {
-    state: GzState<R>,
+    state: GzState<Consumed<R>>,
     started: bool,
+    /// Compressed bytes taken from the input.
+    consumed: Rc<Cell<u64>>,
+    /// Bytes inflated so far.
+    inflated: u64,
+    guard: Option<RatioGuard>,
 }
 
 enum GzState<R: BufRead> {
@@ -218,17 +256,62 @@ enum GzState<R: BufRead> {
     Failed,
 }
 
+/// The compression-ratio guard of [`Limits::max_inflate_ratio`].
+struct RatioGuard {
+    ratio: u64,
+    grace: u64,
+    tripped: Tripped,
+}
+
 impl<R: BufRead> MultiGz<R> {
-    /// Start decoding `inner`.
+    /// Start decoding `inner`, with no ratio guard.
     pub fn new(inner: R) -> Self {
+        let consumed = Rc::new(Cell::new(0));
         MultiGz {
-            state: GzState::Between(inner),
+            state: GzState::Between(Consumed {
+                inner,
+                count: consumed.clone(),
+            }),
             started: false,
+            consumed,
+            inflated: 0,
+            guard: None,
         }
     }
 
+    /// Start decoding `inner` under `limits`' ratio guard: once more than
+    /// [`Limits::inflate_grace_bytes`] have been inflated, a read that
+    /// leaves more than [`Limits::max_inflate_ratio`] inflated bytes per
+    /// compressed byte taken so far fails, and `tripped` says
+    /// [`LimitKind::InflateRatio`]. (A ratio of 0 turns the guard off.)
+    pub fn guarded(inner: R, limits: &Limits, tripped: Tripped) -> Self {
+        let mut gz = Self::new(inner);
+        gz.guard = (limits.max_inflate_ratio > 0).then(|| RatioGuard {
+            ratio: limits.max_inflate_ratio.into(),
+            grace: limits.inflate_grace_bytes,
+            tripped,
+        });
+        gz
+    }
+
+    /// Count `n` more inflated bytes; past the ratio guard, an error.
+    fn inflate(&mut self, n: usize) -> io::Result<()> {
+        self.inflated += n as u64;
+        let Some(guard) = &self.guard else {
+            return Ok(());
+        };
+        let consumed = self.consumed.get();
+        if self.inflated > guard.grace && self.inflated > guard.ratio.saturating_mul(consumed) {
+            return Err(guard.tripped.trip(
+                LimitKind::InflateRatio,
+                "the archive inflates past the compression-ratio guard",
+            ));
+        }
+        Ok(())
+    }
+
     /// Look past the end of a member: start the next one, or reach the end.
-    fn next_member(&mut self, mut r: R) -> io::Result<()> {
+    fn next_member(&mut self, mut r: Consumed<R>) -> io::Result<()> {
         let first = !self.started;
         self.started = true;
         loop {
@@ -274,6 +357,7 @@ impl<R: BufRead> Read for MultiGz<R> {
                 GzState::Member(mut dec) => {
                     let n = dec.read(buf)?;
                     if n > 0 {
+                        self.inflate(n)?;
                         self.state = GzState::Member(dec);
                         return Ok(n);
                     }
@@ -287,6 +371,30 @@ impl<R: BufRead> Read for MultiGz<R> {
                 GzState::Failed => return Err(io::Error::other("gzip reader used after an error")),
             }
         }
+    }
+}
+
+/// A `BufRead` that counts the bytes taken from it (consumed or read).
+struct Consumed<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: BufRead> Read for Consumed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Consumed<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, amount: usize) {
+        self.count.set(self.count.get() + amount as u64);
+        self.inner.consume(amount);
     }
 }
 

@@ -4,7 +4,8 @@
 //! `/`-separated, modes are normalised (0644 files, 0755 directories and
 //! executables), owners are zeroed, symlinks and special files are skipped and
 //! reported, and unreadable entries are skipped and reported while the pack
-//! goes on. The `tar` crate's `append_path`/`append_dir_all` cannot run on
+//! goes on, as are entries that would break the options' limits (so that an
+//! unpack with the same limits reads back whatever a pack writes). The `tar` crate's `append_path`/`append_dir_all` cannot run on
 //! wasm32, so headers are built here and written with `append` (names too:
 //! see [`append_named`]).
 
@@ -83,6 +84,7 @@ fn walk_into<T: Write>(
         options,
         filter,
         report: Report::default(),
+        entries: 0,
         blame: blame.clone(),
         copy: vec![0; COPY_BUFFER].into_boxed_slice(),
     };
@@ -107,6 +109,8 @@ struct Packer<'a, 'f, W: Write> {
     options: &'a PackOptions,
     filter: Option<&'a mut (dyn Filter + 'f)>,
     report: Report,
+    /// Entries written.
+    entries: u64,
     blame: Blame,
     /// The one buffer file bodies are copied through (allocated and zeroed
     /// once per pack, not once per file).
@@ -122,6 +126,48 @@ impl<W: Write> Packer<'_, '_, W> {
             Some(f) => f.check(rel, kind),
             None => Verdict::Keep,
         }
+    }
+
+    /// Why an entry named `name` in the archive (a directory's with its
+    /// `/`) may not be added under the limits, before its size is known.
+    fn over_limit(&self, name: &str) -> Option<String> {
+        let limits = &self.options.limits;
+        let depth = name.trim_end_matches('/').split('/').count();
+        if depth > limits.max_depth as usize {
+            return Some(format!(
+                "nested {depth} levels deep, over max_depth {}",
+                limits.max_depth
+            ));
+        }
+        if name.len() > limits.max_path_bytes as usize {
+            return Some(format!(
+                "a path of {} bytes, over max_path_bytes {}",
+                name.len(),
+                limits.max_path_bytes
+            ));
+        }
+        if self.entries >= limits.max_entries {
+            return Some(format!("max_entries {} reached", limits.max_entries));
+        }
+        None
+    }
+
+    /// Why a file of `size` bytes may not be added under the limits.
+    fn over_size(&self, size: u64) -> Option<String> {
+        let limits = &self.options.limits;
+        if size > limits.max_file_bytes {
+            return Some(format!(
+                "{size} bytes, over max_file_bytes {}",
+                limits.max_file_bytes
+            ));
+        }
+        if self.report.bytes.saturating_add(size) > limits.max_total_bytes {
+            return Some(format!(
+                "{size} bytes more would pass max_total_bytes {}",
+                limits.max_total_bytes
+            ));
+        }
+        None
     }
 
     fn walk(&mut self, dir: &Dir, listing: Listing, prefix: &str) -> Result<(), ArchiveError> {
@@ -179,6 +225,12 @@ impl<W: Write> Packer<'_, '_, W> {
             self.report.skip(rel, SkipReason::Excluded, "");
             return Ok(());
         }
+        let entry_name = format!("{rel}/");
+        if let Some(why) = self.over_limit(&entry_name) {
+            let detail = format!("{why}; nothing in it packed either");
+            self.report.skip(rel, SkipReason::OverLimit, detail);
+            return Ok(());
+        }
         let (dir, stat, listing) = match parent.open_dir(name) {
             Ok(opened) => opened,
             Err(e) => {
@@ -188,13 +240,9 @@ impl<W: Write> Packer<'_, '_, W> {
         };
         let mut header = base_header(EntryType::Directory, 0o755, &stat);
         header.set_size(0);
-        append_named(
-            &mut self.builder,
-            &mut header,
-            &format!("{rel}/"),
-            io::empty(),
-        )
-        .map_err(|e| self.blame.stream_error(e, rel))?;
+        append_named(&mut self.builder, &mut header, &entry_name, io::empty())
+            .map_err(|e| self.blame.stream_error(e, rel))?;
+        self.entries += 1;
         self.report.dirs += 1;
         self.walk(&dir, listing, rel)
     }
@@ -203,6 +251,10 @@ impl<W: Write> Packer<'_, '_, W> {
         let verdict = self.decide(rel, EntryKind::File);
         if verdict == Verdict::Exclude {
             self.report.skip(rel, SkipReason::Excluded, "");
+            return Ok(());
+        }
+        if let Some(why) = self.over_limit(rel) {
+            self.report.skip(rel, SkipReason::OverLimit, why);
             return Ok(());
         }
         let (file, stat) = match parent.open_file(name) {
@@ -219,6 +271,10 @@ impl<W: Write> Packer<'_, '_, W> {
             return Ok(());
         }
         let size = stat.size;
+        if let Some(why) = self.over_size(size) {
+            self.report.skip(rel, SkipReason::OverLimit, why);
+            return Ok(());
+        }
         let executable = verdict == Verdict::KeepExecutable || stat.executable;
         let mut header = base_header(
             EntryType::Regular,
@@ -243,6 +299,7 @@ impl<W: Write> Packer<'_, '_, W> {
         if let Some(why) = body.failure {
             self.report.skip(rel, SkipReason::Unreadable, why);
         }
+        self.entries += 1;
         self.report.files += 1;
         self.report.bytes += size;
         if executable {

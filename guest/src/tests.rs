@@ -275,14 +275,21 @@ mod options {
                     max_entries: 0,
                     ..Limits::default()
                 },
-                "max-entries",
+                "max_entries",
             ),
             (
                 Limits {
                     max_path_bytes: 0,
                     ..Limits::default()
                 },
-                "max-path-bytes",
+                "max_path_bytes",
+            ),
+            (
+                Limits {
+                    max_depth: 0,
+                    ..Limits::default()
+                },
+                "max_depth",
             ),
         ] {
             let options = UnpackOptions {
@@ -608,7 +615,7 @@ mod stages {
         let src = tempfile::tempdir().unwrap();
         tree(src.path());
         let (_, packed) = pack_bytes(src.path());
-        let (n, tar) = gunzip(Cursor::new(&packed), Vec::new()).unwrap();
+        let (n, tar) = gunzip(Cursor::new(&packed), Vec::new(), &Limits::default()).unwrap();
         assert_eq!(n, tar.len() as u64);
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let one = unpack_bytes(&packed, a.path(), &UnpackOptions::default()).unwrap();
@@ -666,13 +673,16 @@ mod stages {
         let src = tempfile::tempdir().unwrap();
         tree(src.path());
         let (_, packed) = pack_bytes(src.path());
-        let (_, tar) = gunzip(Cursor::new(&packed), Vec::new()).unwrap();
+        let (_, tar) = gunzip(Cursor::new(&packed), Vec::new(), &Limits::default()).unwrap();
         let want = tempfile::tempdir().unwrap();
         let want_report = unpack_bytes(&packed, want.path(), &UnpackOptions::default()).unwrap();
         for pattern in [&[1 << 20][..], &[1, 0, 4096, 777, 65_536][..], &[3][..]] {
-            let (n, got) =
-                crate::gz::gunzip_buffered(chunks(packed.clone(), pattern, false), Vec::new())
-                    .unwrap();
+            let (n, got) = crate::gz::gunzip_buffered(
+                chunks(packed.clone(), pattern, false),
+                Vec::new(),
+                &Limits::default(),
+            )
+            .unwrap();
             assert_eq!(n, tar.len() as u64);
             assert!(got == tar, "pattern {pattern:?}: gunzip differs");
             let dest = tempfile::tempdir().unwrap();
@@ -688,7 +698,11 @@ mod stages {
         // A source failing after part of the archive is a Stream error, in
         // all three, not a short success or a corrupt archive.
         let cut = packed[..packed.len() / 2].to_vec();
-        match crate::gz::gunzip_buffered(chunks(cut.clone(), &[5000], true), Vec::new()) {
+        match crate::gz::gunzip_buffered(
+            chunks(cut.clone(), &[5000], true),
+            Vec::new(),
+            &Limits::default(),
+        ) {
             Err(ArchiveError::Stream { message, .. }) => {
                 assert!(message.contains("reset by the host"), "{message}")
             }
@@ -721,11 +735,15 @@ mod stages {
         let src = tempfile::tempdir().unwrap();
         tree(src.path());
         let (_, mut packed) = pack_bytes(src.path());
-        let (_, tar) = gunzip(Cursor::new(&packed), Vec::new()).unwrap();
+        let (_, tar) = gunzip(Cursor::new(&packed), Vec::new(), &Limits::default()).unwrap();
         let crc_at = packed.len() - 8;
         packed[crc_at] ^= 0xff;
         let mut got = Vec::new();
-        match crate::gz::gunzip_buffered(chunks(packed, &[4096], false), &mut got) {
+        match crate::gz::gunzip_buffered(
+            chunks(packed, &[4096], false),
+            &mut got,
+            &Limits::default(),
+        ) {
             Err(ArchiveError::Corrupt { .. }) => {}
             other => panic!("expected Corrupt, got {:?}", other.map(|r| r.0)),
         }
@@ -744,7 +762,7 @@ mod stages {
             write(src.path(), &format!("f{i}"), &body(i));
         }
         let (_, packed) = pack_bytes(src.path());
-        let (_, tar) = gunzip(Cursor::new(&packed), Vec::new()).unwrap();
+        let (_, tar) = gunzip(Cursor::new(&packed), Vec::new(), &Limits::default()).unwrap();
         for pattern in [&[7][..], &[1, 0, 4096, 777, 65_536][..], &[1 << 20][..]] {
             let dest = tempfile::tempdir().unwrap();
             let report = unpack_tar_chunked(tar.clone(), pattern, false, dest.path()).unwrap();
@@ -773,7 +791,7 @@ mod stages {
             (b"plain".to_vec(), "not a gzip stream"),
             (bad_crc, ""),
         ] {
-            match gunzip(Cursor::new(input), Vec::new()) {
+            match gunzip(Cursor::new(input), Vec::new(), &Limits::default()) {
                 Err(ArchiveError::Corrupt { entry, message }) => {
                     assert_eq!(entry, "");
                     assert!(message.contains(want), "{message}");
@@ -787,7 +805,7 @@ mod stages {
                 Err(io::Error::other("connection reset"))
             }
         }
-        match gunzip(Failing, Vec::new()) {
+        match gunzip(Failing, Vec::new(), &Limits::default()) {
             Err(ArchiveError::Stream { entry, message }) => {
                 assert_eq!(entry, "");
                 assert!(message.contains("connection reset"), "{message}");
@@ -965,22 +983,22 @@ mod failures {
 /// `Counting` skips forward in place for tar (padding, unread bodies).
 mod skipping {
     use super::*;
-    use crate::io::Counting;
+    use crate::io::{Counting, Tripped};
     use std::cell::Cell;
     use std::io::{BufReader, Seek, SeekFrom};
     use std::rc::Rc;
 
     type Counted<'a> = Counting<BufReader<&'a [u8]>>;
 
-    /// `data` counted under `cap`, with its count and over-the-cap flag.
-    fn counting(data: &[u8], cap: u64) -> (Counted<'_>, Rc<Cell<u64>>, Rc<Cell<bool>>) {
-        let (count, over) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(false)));
+    /// `data` counted under `cap`, with its count and what it tripped.
+    fn counting(data: &[u8], cap: u64) -> (Counted<'_>, Rc<Cell<u64>>, Tripped) {
+        let (count, tripped) = (Rc::new(Cell::new(0)), Tripped::default());
         // A small buffer, so a skip spans several refills.
         let reader = BufReader::with_capacity(7, data);
         (
-            Counting::new(reader, cap, count.clone(), over.clone()),
+            Counting::new(reader, cap, count.clone(), tripped.clone()),
             count,
-            over,
+            tripped,
         )
     }
 
@@ -1017,9 +1035,9 @@ mod skipping {
 
     #[test]
     fn skipped_bytes_count_against_the_cap() {
-        let (mut c, _, over) = counting(&[1; 30], 20);
+        let (mut c, _, tripped) = counting(&[1; 30], 20);
         assert!(c.seek(SeekFrom::Current(25)).is_err());
-        assert!(over.get());
+        assert_eq!(tripped.get(), Some(LimitKind::TotalBytes));
     }
 
     #[test]
@@ -1065,5 +1083,250 @@ mod skipping {
         assert_eq!(fs::read(dest.path().join("keep/y")).unwrap(), b"hello");
         assert_eq!(fs::read(dest.path().join("odd")).unwrap(), vec![4u8; 513]);
         assert!(!dest.path().join("big").exists());
+    }
+}
+
+/// The limits a pack keeps to, and the compression-ratio guard of unpack.
+mod limits {
+    use super::*;
+
+    /// Pack `src` under `limits` and unpack the result under the same.
+    fn pack_then_unpack(src: &Path, limits: Limits) -> (Report, Report, Vec<u8>) {
+        let options = PackOptions {
+            limits,
+            ..PackOptions::default()
+        };
+        let (packed, bytes) = pack(src, Vec::new(), &options, None).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let unpack_options = UnpackOptions {
+            limits,
+            ..UnpackOptions::default()
+        };
+        let unpacked = unpack_bytes(&bytes, dest.path(), &unpack_options)
+            .unwrap_or_else(|e| panic!("the pack under {limits:?} does not unpack: {e}"));
+        (packed, unpacked, bytes)
+    }
+
+    fn over_limit(report: &Report) -> Vec<(String, String)> {
+        report
+            .skipped
+            .iter()
+            .filter(|s| s.reason == SkipReason::OverLimit)
+            .map(|s| (s.path.clone(), s.detail.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn what_breaks_a_limit_is_left_out_and_the_rest_unpacks() {
+        let src = tempfile::tempdir().unwrap();
+        write(src.path(), "a/b/c/deep.txt", b"deep");
+        write(src.path(), "a/b/shallow.txt", b"shallow");
+        write(src.path(), "big.bin", &[7; 5000]);
+        write(src.path(), "long-named-file-over-the-path-limit.txt", b"x");
+        write(src.path(), "small.txt", b"small");
+        let limits = Limits {
+            max_depth: 3,
+            max_path_bytes: 30,
+            max_file_bytes: 4096,
+            ..Limits::default()
+        };
+        let (packed, unpacked, _) = pack_then_unpack(src.path(), limits);
+        let skipped = over_limit(&packed);
+        let paths: Vec<&str> = skipped.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "a/b/c/deep.txt",
+                "big.bin",
+                "long-named-file-over-the-path-limit.txt"
+            ],
+            "{skipped:?}"
+        );
+        assert!(skipped[0].1.contains("max_depth 3"), "{skipped:?}");
+        assert!(skipped[1].1.contains("max_file_bytes 4096"), "{skipped:?}");
+        assert!(skipped[2].1.contains("max_path_bytes 30"), "{skipped:?}");
+        assert_eq!((packed.files, packed.dirs), (2, 3));
+        assert_eq!((unpacked.files, unpacked.dirs), (2, 3));
+        // A directory over the depth is left out with all it holds.
+        let limits = Limits {
+            max_depth: 2,
+            ..limits
+        };
+        let (packed, _, _) = pack_then_unpack(src.path(), limits);
+        let skipped = over_limit(&packed);
+        assert_eq!(skipped[0].0, "a/b/c", "{skipped:?}");
+        assert!(skipped[0].1.contains("nothing in it"), "{skipped:?}");
+    }
+
+    #[test]
+    fn a_directory_path_counts_its_trailing_slash() {
+        // `abcd/` is 5 bytes: over a 4-byte limit, as unpack counts it.
+        let src = tempfile::tempdir().unwrap();
+        write(src.path(), "abcd/x", b"x");
+        write(src.path(), "efg", b"y");
+        let limits = Limits {
+            max_path_bytes: 4,
+            ..Limits::default()
+        };
+        let (packed, unpacked, _) = pack_then_unpack(src.path(), limits);
+        assert_eq!(over_limit(&packed).len(), 1, "{packed:?}");
+        assert_eq!(over_limit(&packed)[0].0, "abcd");
+        assert_eq!((unpacked.files, unpacked.dirs), (1, 0));
+    }
+
+    #[test]
+    fn entries_and_total_bytes_stop_where_unpack_would() {
+        let src = tempfile::tempdir().unwrap();
+        for i in 0..10 {
+            write(src.path(), &format!("f{i}"), &[b'x'; 100]);
+        }
+        let limits = Limits {
+            max_entries: 4,
+            ..Limits::default()
+        };
+        let (packed, unpacked, _) = pack_then_unpack(src.path(), limits);
+        assert_eq!(packed.files, 4);
+        assert_eq!(unpacked.files, 4);
+        assert_eq!(over_limit(&packed).len(), 6);
+        assert!(over_limit(&packed)[0].1.contains("max_entries 4"));
+
+        // A file that does not fit the total is left out; a later smaller
+        // one that fits is packed.
+        write(src.path(), "f3", &[b'x'; 1000]);
+        let limits = Limits {
+            max_total_bytes: 700,
+            ..Limits::default()
+        };
+        let (packed, unpacked, _) = pack_then_unpack(src.path(), limits);
+        assert_eq!(packed.bytes, 700, "{packed:?}");
+        assert_eq!(unpacked.bytes, 700);
+        let skipped = over_limit(&packed);
+        assert_eq!(skipped[0].0, "f3");
+        assert!(skipped[0].1.contains("max_total_bytes 700"), "{skipped:?}");
+        assert_eq!(skipped.len(), 3, "{skipped:?}");
+    }
+
+    /// A gzip of `tar` as any gzip writes it: flate2, in one stream.
+    fn plain_gzip(tar: &[u8], level: u32) -> Vec<u8> {
+        let mut e = GzEncoder::new(Vec::new(), Compression::new(level));
+        e.write_all(tar).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn one_file_tar(name: &str, body: &[u8]) -> Vec<u8> {
+        tar_with(&[(file_header(name, body.len() as u64), body)], None)
+    }
+
+    #[test]
+    fn an_archive_inflating_past_the_ratio_is_refused() {
+        // 16 MiB of zeros deflate about 1000:1; the guard allows 100:1
+        // past 1 MiB.
+        let bomb = plain_gzip(&one_file_tar("bomb", &vec![0; 16 << 20]), 9);
+        let limits = Limits {
+            max_inflate_ratio: 100,
+            inflate_grace_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        let options = UnpackOptions {
+            limits,
+            ..UnpackOptions::default()
+        };
+        let dest = tempfile::tempdir().unwrap();
+        match unpack_bytes(&bomb, dest.path(), &options) {
+            Err(ArchiveError::LimitExceeded {
+                limit,
+                allowed,
+                entry,
+            }) => {
+                assert_eq!(
+                    (limit, allowed, entry.as_str()),
+                    (LimitKind::InflateRatio, 100, "bomb")
+                );
+            }
+            other => panic!("expected the ratio guard, got {other:?}"),
+        }
+        let err = crate::gunzip(Cursor::new(&bomb), io::sink(), &limits).unwrap_err();
+        assert!(
+            matches!(err, ArchiveError::LimitExceeded { limit: LimitKind::InflateRatio, ref entry, .. } if entry.is_empty()),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains("max_inflate_ratio = 100"), "{message}");
+        // 0 turns the guard off; the grace lets small archives through.
+        for limits in [
+            Limits {
+                max_inflate_ratio: 0,
+                ..limits
+            },
+            Limits {
+                inflate_grace_bytes: 32 << 20,
+                ..limits
+            },
+        ] {
+            let options = UnpackOptions {
+                limits,
+                ..UnpackOptions::default()
+            };
+            let dest = tempfile::tempdir().unwrap();
+            let report = unpack_bytes(&bomb, dest.path(), &options).unwrap();
+            assert_eq!(report.bytes, 16 << 20);
+        }
+    }
+
+    #[test]
+    fn what_ccws_packs_never_trips_a_ratio_guard_of_256() {
+        let src = tempfile::tempdir().unwrap();
+        File::create(src.path().join("zeros"))
+            .unwrap()
+            .set_len(16 << 20)
+            .unwrap();
+        let limits = Limits {
+            max_inflate_ratio: 256,
+            inflate_grace_bytes: 0,
+            ..Limits::default()
+        };
+        for level in [1, 6, 9] {
+            let options = PackOptions {
+                level,
+                limits,
+                ..PackOptions::default()
+            };
+            let (_, bytes) = pack(src.path(), Vec::new(), &options, None).unwrap();
+            let dest = tempfile::tempdir().unwrap();
+            let unpack_options = UnpackOptions {
+                limits,
+                ..UnpackOptions::default()
+            };
+            let report = unpack_bytes(&bytes, dest.path(), &unpack_options)
+                .unwrap_or_else(|e| panic!("level {level}: {e}"));
+            assert_eq!(report.bytes, 16 << 20);
+            assert!(
+                bytes.len() >= (16 << 20) / 256,
+                "level {level}: {}",
+                bytes.len()
+            );
+        }
+    }
+
+    #[test]
+    fn a_tar_within_the_limits_fits_the_stream_cap() {
+        // The worst case per entry: a path of the longest length (a GNU
+        // long-name entry) and a body one byte into its last block.
+        let limits = Limits {
+            max_entries: 20,
+            max_path_bytes: 600,
+            max_total_bytes: 20 * 513,
+            ..Limits::default()
+        };
+        let src = tempfile::tempdir().unwrap();
+        let dir = format!("{}/{}", "d".repeat(200), "e".repeat(200));
+        for i in 0..18 {
+            write(src.path(), &format!("{dir}/{:0>190}", i), &[1; 513]);
+        }
+        let (packed, _, bytes) = pack_then_unpack(src.path(), limits);
+        assert_eq!((packed.files, packed.dirs), (18, 2));
+        let mut tar = Vec::new();
+        MultiGz::new(&bytes[..]).read_to_end(&mut tar).unwrap();
+        assert!(tar.len() as u64 <= crate::unpack::stream_cap(&limits));
     }
 }

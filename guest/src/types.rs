@@ -3,26 +3,64 @@
 
 use crate::pattern::Patterns;
 
-/// Safety limits for unpacking (see `limits` in the WIT).
+/// Safety limits, the same for packing and unpacking (see `limits` in the
+/// WIT). Unpacking, an archive that exceeds one is refused with
+/// [`ArchiveError::LimitExceeded`]; packing, what would exceed one is left
+/// out and reported ([`SkipReason::OverLimit`]), so that whatever a pack
+/// writes, an unpack with the same limits reads back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Most archive entries, skipped ones included.
     pub max_entries: u64,
-    /// Most bytes of file content written in total.
+    /// Most bytes of file content in total.
     pub max_total_bytes: u64,
     /// Most bytes of one file's content.
     pub max_file_bytes: u64,
-    /// Longest relative path in bytes.
+    /// Longest relative path in bytes (a directory's with its trailing `/`).
     pub max_path_bytes: u32,
+    /// Deepest nesting: most components in a relative path.
+    pub max_depth: u32,
+    /// The compression-ratio guard against gzip bombs: once more than
+    /// [`Limits::inflate_grace_bytes`] have been inflated, refuse to go on
+    /// while more than this many bytes have come out of each compressed
+    /// byte read. 0 turns the guard off.
+    pub max_inflate_ratio: u32,
+    /// What may always be inflated before the ratio guard applies.
+    pub inflate_grace_bytes: u64,
+}
+
+impl Limits {
+    /// The default most entries.
+    pub const MAX_ENTRIES: u64 = 1_000_000;
+    /// The default most bytes in total.
+    pub const MAX_TOTAL_BYTES: u64 = 8 << 30;
+    /// The default most bytes of one file.
+    pub const MAX_FILE_BYTES: u64 = 4 << 30;
+    /// The default longest path: room for a host directory of up to about
+    /// 1 KiB before Linux's `PATH_MAX` (4,096 bytes) once a path is joined
+    /// under the directory it is unpacked into.
+    pub const MAX_PATH_BYTES: u32 = 3072;
+    /// The default deepest nesting. Far deeper than real trees go; walking
+    /// deeper ones costs a descriptor and stack per level.
+    pub const MAX_DEPTH: u32 = 128;
+    /// The default inflate ratio past which an archive is refused, as
+    /// Apache POI's zip-bomb guard does (deflate's own maximum is about
+    /// 1032:1, reached only by long runs of one byte).
+    pub const MAX_INFLATE_RATIO: u32 = 1000;
+    /// The default grace before the ratio guard applies.
+    pub const INFLATE_GRACE_BYTES: u64 = 64 << 20;
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_entries: 1_000_000,
-            max_total_bytes: 8 << 30,
-            max_file_bytes: 4 << 30,
-            max_path_bytes: 4096,
+            max_entries: Self::MAX_ENTRIES,
+            max_total_bytes: Self::MAX_TOTAL_BYTES,
+            max_file_bytes: Self::MAX_FILE_BYTES,
+            max_path_bytes: Self::MAX_PATH_BYTES,
+            max_depth: Self::MAX_DEPTH,
+            max_inflate_ratio: Self::MAX_INFLATE_RATIO,
+            inflate_grace_bytes: Self::INFLATE_GRACE_BYTES,
         }
     }
 }
@@ -34,6 +72,8 @@ pub struct PackOptions {
     pub level: u32,
     /// Declarative exclusions.
     pub exclude: Patterns,
+    /// What the archive may hold: what would exceed a limit is left out.
+    pub limits: Limits,
 }
 
 impl Default for PackOptions {
@@ -41,6 +81,7 @@ impl Default for PackOptions {
         PackOptions {
             level: 6,
             exclude: Patterns::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -123,6 +164,8 @@ pub enum SkipReason {
     TypeConflict,
     /// The source could not be read.
     Unreadable,
+    /// Packing it would exceed one of the limits (named in the detail).
+    OverLimit,
 }
 
 /// One entry left out.
@@ -177,6 +220,51 @@ pub enum LimitKind {
     FileBytes,
     /// Path length.
     PathBytes,
+    /// Nesting depth.
+    Depth,
+    /// The compression-ratio guard.
+    InflateRatio,
+}
+
+impl LimitKind {
+    /// The [`Limits`] field that sets this limit.
+    pub fn field(self) -> &'static str {
+        match self {
+            LimitKind::Entries => "max_entries",
+            LimitKind::TotalBytes => "max_total_bytes",
+            LimitKind::FileBytes => "max_file_bytes",
+            LimitKind::PathBytes => "max_path_bytes",
+            LimitKind::Depth => "max_depth",
+            LimitKind::InflateRatio => "max_inflate_ratio",
+        }
+    }
+
+    /// This limit's value in `limits`.
+    pub fn allowed(self, limits: &Limits) -> u64 {
+        match self {
+            LimitKind::Entries => limits.max_entries,
+            LimitKind::TotalBytes => limits.max_total_bytes,
+            LimitKind::FileBytes => limits.max_file_bytes,
+            LimitKind::PathBytes => limits.max_path_bytes.into(),
+            LimitKind::Depth => limits.max_depth.into(),
+            LimitKind::InflateRatio => limits.max_inflate_ratio.into(),
+        }
+    }
+
+    /// What going over it means, for messages.
+    fn what(self, allowed: u64) -> String {
+        match self {
+            LimitKind::Entries => format!("more than {allowed} entries"),
+            LimitKind::TotalBytes => format!("more than {allowed} bytes in all"),
+            LimitKind::FileBytes => format!("a file of more than {allowed} bytes"),
+            LimitKind::PathBytes => format!("a path of more than {allowed} bytes"),
+            LimitKind::Depth => format!("nesting deeper than {allowed} levels"),
+            LimitKind::InflateRatio => format!(
+                "data inflating more than {allowed} times its compressed size (a gzip bomb, \
+                 or data far more compressible than files usually are)"
+            ),
+        }
+    }
 }
 
 /// Why a pack or unpack failed as a whole.
@@ -202,7 +290,12 @@ pub enum ArchiveError {
         message: String,
     },
     /// A limit was exceeded.
-    #[error("limit exceeded: {limit:?} over {allowed} at entry {entry:?}")]
+    #[error(
+        "the archive holds {} at entry {entry:?}: over the limit {} = {allowed}; raise it to \
+         unpack a trusted archive",
+        limit.what(*allowed),
+        limit.field()
+    )]
     LimitExceeded {
         /// Which limit.
         limit: LimitKind,

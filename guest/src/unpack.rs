@@ -17,10 +17,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use tar::EntryType;
 
 use crate::destfs;
-use crate::io::{Blame, Counting, MultiGz, Tracked};
+use crate::io::{Blame, Counting, MultiGz, Tracked, Tripped};
 use crate::paths::{ancestors, clean_entry_path, display};
 use crate::types::{
-    ArchiveError, EntryKind, Filter, LimitKind, Report, SkipReason, UnpackOptions, Verdict,
+    ArchiveError, EntryKind, Filter, LimitKind, Limits, Report, SkipReason, UnpackOptions, Verdict,
 };
 
 const BLOCK: u64 = 512;
@@ -50,11 +50,16 @@ pub fn unpack_buffered<R: BufRead>(
     filter: Option<&mut (dyn Filter + '_)>,
 ) -> Result<Report, ArchiveError> {
     let blame = Blame::default();
-    let gz = MultiGz::new(Tracked::new(input, blame.clone()));
+    let tripped = Tripped::default();
+    let gz = MultiGz::guarded(
+        Tracked::new(input, blame.clone()),
+        &options.limits,
+        tripped.clone(),
+    );
     // Decompress in large reads, not in tar's 512-byte ones: each read of a
     // gzip member updates its CRC, which in the component is a host call.
     let tar_stream = BufReader::with_capacity(READ_BUFFER, gz);
-    extract(tar_stream, blame, dest, options, filter)
+    extract(tar_stream, blame, tripped, dest, options, filter)
 }
 
 /// Unpack an uncompressed tar read from `input` (for instance the output of
@@ -83,25 +88,44 @@ pub fn unpack_tar_buffered<R: BufRead>(
     extract(
         Tracked::new(input, blame.clone()),
         blame,
+        Tripped::default(),
         dest,
         options,
         filter,
     )
 }
 
+/// The most bytes a tar stream within `limits` takes: every entry's content
+/// and, for each entry, its header, a GNU long-name entry for a path of up
+/// to `max_path_bytes` and the padding of its body; then the end-of-archive
+/// marker. What `pack` writes within the same limits never takes more, so
+/// this cap (on decompressed bytes) only stops streams that are not tar
+/// archives within the limits, such as gigabytes of zeros after the end.
+pub fn stream_cap(limits: &Limits) -> u64 {
+    let long_name = (u64::from(limits.max_path_bytes) + 1).div_ceil(BLOCK) * BLOCK;
+    let per_entry = 3 * BLOCK + long_name;
+    limits
+        .max_total_bytes
+        .saturating_add(limits.max_entries.saturating_mul(per_entry))
+        .saturating_add(1 << 20)
+}
+
 /// The extraction loop over a decompressed tar stream whose source's own
-/// failures are recorded in `blame`.
+/// failures are recorded in `blame`, and whose decompression (if any)
+/// records in `tripped` the limit it stopped at.
 fn extract<R: BufRead>(
     tar_stream: R,
     blame: Blame,
+    tripped: Tripped,
     dest: &Path,
     options: &UnpackOptions,
     filter: Option<&mut (dyn Filter + '_)>,
 ) -> Result<Report, ArchiveError> {
     let limits = options.limits;
     for (name, value) in [
-        ("max-entries", limits.max_entries),
-        ("max-path-bytes", u64::from(limits.max_path_bytes)),
+        ("max_entries", limits.max_entries),
+        ("max_path_bytes", u64::from(limits.max_path_bytes)),
+        ("max_depth", u64::from(limits.max_depth)),
     ] {
         if value == 0 {
             return Err(ArchiveError::InvalidOptions(format!(
@@ -117,13 +141,12 @@ fn extract<R: BufRead>(
     let root = destfs::Dir::open(dest).map_err(io_error)?;
 
     let count = Rc::new(Cell::new(0u64));
-    let over = Rc::new(Cell::new(false));
-    // Decompressed bytes allowed: the content limit plus room for headers.
-    let cap = limits
-        .max_total_bytes
-        .saturating_add(limits.max_entries.saturating_mul(3 * BLOCK))
-        .saturating_add(1 << 20);
-    let counted = Counting::new(tar_stream, cap, count.clone(), over.clone());
+    let counted = Counting::new(
+        tar_stream,
+        stream_cap(&limits),
+        count.clone(),
+        tripped.clone(),
+    );
     let mut archive = tar::Archive::new(counted);
 
     let mut run = Unpacker {
@@ -136,7 +159,7 @@ fn extract<R: BufRead>(
         excluded_dirs: HashMap::new(),
         buf: vec![0; READ_BUFFER],
         blame,
-        over,
+        tripped,
         last: Vec::new(),
         settled: String::new(),
         root,
@@ -184,7 +207,7 @@ struct Unpacker<'a, 'f> {
     excluded_dirs: HashMap<String, bool>,
     buf: Vec<u8>,
     blame: Blame,
-    over: Rc<Cell<bool>>,
+    tripped: Tripped,
     /// The raw name of the last entry seen, for error messages (one buffer,
     /// reused).
     last: Vec<u8>,
@@ -206,12 +229,8 @@ impl Unpacker<'_, '_> {
         if self.blame.get().is_some() {
             return self.blame.stream_error(e, entry);
         }
-        if self.over.get() {
-            return ArchiveError::LimitExceeded {
-                limit: LimitKind::TotalBytes,
-                allowed: self.options.limits.max_total_bytes,
-                entry: entry.to_owned(),
-            };
+        if let Some(limit) = self.tripped.error(&self.options.limits, entry) {
+            return limit;
         }
         ArchiveError::Corrupt {
             entry: entry.to_owned(),
@@ -314,6 +333,9 @@ impl Unpacker<'_, '_> {
         };
         if rel.is_empty() {
             return Ok(()); // the destination root itself
+        }
+        if rel.split('/').count() > limits.max_depth as usize {
+            return Err(self.limit(LimitKind::Depth, limits.max_depth.into(), &shown()));
         }
         // Entries come mostly directory by directory: the walk up the tree,
         // for exclusion and for parents to create, is done once per run of

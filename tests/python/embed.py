@@ -107,7 +107,7 @@ def main():
     # default-limits, to build the unpack options from.
     _, _, _, limits = call(linker, component, engine, [], "default-limits")
 
-    pack_opts = record(level=6, exclude=["**/*.tmp"], host_filter=True)
+    pack_opts = record(level=6, exclude=["**/*.tmp"], host_filter=True, limits=limits)
     _, _, _, res = call(linker, component, engine,
                         [(src, "/src", False), (out, "/out", True)],
                         "pack-file", "/src", "/out/tree.tar.gz", pack_opts)

@@ -199,6 +199,24 @@ fn pack_options_with(exclude: &[&str], host_filter: bool) -> Val {
             Val::List(exclude.iter().map(|s| Val::String((*s).into())).collect()),
         ),
         ("host-filter".into(), Val::Bool(host_filter)),
+        ("limits".into(), default_limits()),
+    ])
+}
+
+/// `default-limits` as this crate builds them, field by field.
+fn default_limits() -> Val {
+    let l = ccws_archive::Limits::default();
+    Val::Record(vec![
+        ("max-entries".into(), Val::U64(l.max_entries)),
+        ("max-total-bytes".into(), Val::U64(l.max_total_bytes)),
+        ("max-file-bytes".into(), Val::U64(l.max_file_bytes)),
+        ("max-path-bytes".into(), Val::U32(l.max_path_bytes)),
+        ("max-depth".into(), Val::U32(l.max_depth)),
+        ("max-inflate-ratio".into(), Val::U32(l.max_inflate_ratio)),
+        (
+            "inflate-grace-bytes".into(),
+            Val::U64(l.inflate_grace_bytes),
+        ),
     ])
 }
 
@@ -234,8 +252,9 @@ fn a_plain_wasmtime_host_uses_the_path_only_exports() {
     let out = tempfile::tempdir().unwrap();
 
     let limits = host.call(&[], "default-limits", &[]);
+    assert_eq!(limits, default_limits());
     assert_eq!(field(&limits, "max-entries"), &Val::U64(1_000_000));
-    assert_eq!(field(&limits, "max-path-bytes"), &Val::U32(4096));
+    assert_eq!(field(&limits, "max-path-bytes"), &Val::U32(3072));
 
     let ro = FsPerms::ReadOnly;
     let rw = FsPerms::ReadWrite;

@@ -149,6 +149,106 @@ async fn long_paths_and_deep_nesting() {
     }
 }
 
+/// Make `levels` nested directories named `n` under `root`, a file `f` at
+/// the bottom: one level at a time, relative to the last, as no single path
+/// can name it once it is longer than PATH_MAX.
+fn nest(root: &Path, levels: usize) {
+    let script = r#"
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+for _ in range(int(sys.argv[2])):
+    os.mkdir("n", dir_fd=fd)
+    nfd = os.open("n", os.O_RDONLY, dir_fd=fd)
+    os.close(fd)
+    fd = nfd
+os.close(os.open("f", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+"#;
+    let status = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(root)
+        .arg(levels.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// What a pack writes, an unpack with the same (default) limits reads back:
+/// a 4,096-byte relative path and 2,040 levels of nesting, which no host
+/// could name under the directory it unpacks into, are left out and
+/// reported; the rest of the tree round-trips.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_no_host_could_name_are_not_packed() {
+    let src = tempfile::tempdir().unwrap();
+    tree::write(src.path(), "kept.txt", b"kept");
+    // 16 directories of 254 bytes (255 with their `/`), a file of 16.
+    let long: String = (0..16)
+        .map(|_| format!("{}/", "l".repeat(254)))
+        .collect::<String>()
+        + &"f".repeat(16);
+    assert_eq!(long.len(), 4096);
+    // Two steps, each under PATH_MAX.
+    let (first, rest) = long.split_at(8 * 255);
+    fs::create_dir_all(src.path().join(first)).unwrap();
+    nest_path(&src.path().join(first), rest);
+    let deep = src.path().join("deep");
+    fs::create_dir(&deep).unwrap();
+    nest(&deep, 2040);
+    for a in [ccws_tests::archiver(), ccws_tests::archiver_serial()] {
+        let (packed, bytes) = a
+            .pack(src.path(), Vec::new(), &PackOptions::default(), None)
+            .await
+            .unwrap();
+        let over: Vec<&str> = packed
+            .skipped
+            .iter()
+            .filter(|s| s.reason == SkipReason::OverLimit)
+            .map(|s| s.path.as_str())
+            .collect();
+        let deepest = format!("deep/{}", vec!["n"; 128].join("/"));
+        assert!(over.contains(&deepest.as_str()), "{over:?}");
+        assert!(
+            over.iter()
+                .any(|p| p.starts_with(&"l".repeat(254)) && p.len() > 3072),
+            "{over:?}"
+        );
+        let dest = tempfile::tempdir().unwrap();
+        let unpacked = a
+            .unpack(
+                Cursor::new(bytes),
+                dest.path(),
+                &UnpackOptions::default(),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(unpacked.files, packed.files);
+        assert_eq!(fs::read(dest.path().join("kept.txt")).unwrap(), b"kept");
+    }
+}
+
+/// Create the directories of `rel` under `root` (each component relative
+/// to the last) and an empty file at its last component.
+fn nest_path(root: &Path, rel: &str) {
+    let script = r#"
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+parts = sys.argv[2].split("/")
+for name in parts[:-1]:
+    os.mkdir(name, dir_fd=fd)
+    nfd = os.open(name, os.O_RDONLY, dir_fd=fd)
+    os.close(fd)
+    fd = nfd
+os.close(os.open(parts[-1], os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+"#;
+    let status = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(root)
+        .arg(rel)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_files_and_empty_dirs() {
     let src = tempfile::tempdir().unwrap();

@@ -60,7 +60,7 @@ fn the_wasmtime_cli_runs_the_plain_component() {
         &cli,
         &work,
         &wasm,
-        r#"pack-file("/work/src", "/work/t.tar.gz", {level: 6, exclude: ["*.tmp"], host-filter: false})"#,
+        r#"pack-file("/work/src", "/work/t.tar.gz", {level: 6, exclude: ["*.tmp"], host-filter: false, limits: {max-entries: 1000, max-total-bytes: 1000000, max-file-bytes: 1000000, max-path-bytes: 4096, max-depth: 128, max-inflate-ratio: 1000, inflate-grace-bytes: 67108864}})"#,
     );
     assert!(packed.starts_with("ok({files: 1, dirs: 1"), "{packed}");
     assert!(
@@ -72,7 +72,7 @@ fn the_wasmtime_cli_runs_the_plain_component() {
         &cli,
         &work,
         &wasm,
-        r#"unpack-file("/work/t.tar.gz", "/work/out", {limits: {max-entries: 1000, max-total-bytes: 1000000, max-file-bytes: 1000000, max-path-bytes: 4096}, exclude: [], host-filter: false})"#,
+        r#"unpack-file("/work/t.tar.gz", "/work/out", {limits: {max-entries: 1000, max-total-bytes: 1000000, max-file-bytes: 1000000, max-path-bytes: 4096, max-depth: 128, max-inflate-ratio: 1000, inflate-grace-bytes: 67108864}, exclude: [], host-filter: false})"#,
     );
     assert!(unpacked.starts_with("ok({files: 1"), "{unpacked}");
     assert_eq!(
@@ -85,7 +85,7 @@ fn the_wasmtime_cli_runs_the_plain_component() {
         &cli,
         &work,
         &wasm,
-        r#"unpack-file("/work/nope.tar.gz", "/work/out2", {limits: {max-entries: 1000, max-total-bytes: 1000000, max-file-bytes: 1000000, max-path-bytes: 4096}, exclude: [], host-filter: false})"#,
+        r#"unpack-file("/work/nope.tar.gz", "/work/out2", {limits: {max-entries: 1000, max-total-bytes: 1000000, max-file-bytes: 1000000, max-path-bytes: 4096, max-depth: 128, max-inflate-ratio: 1000, inflate-grace-bytes: 67108864}, exclude: [], host-filter: false})"#,
     );
     assert!(escaped.starts_with("err(io("), "{escaped}");
 }

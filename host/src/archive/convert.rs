@@ -13,20 +13,27 @@ pub fn pack_options(o: &PackOptions, host_filter: bool) -> wit::PackOptions {
         level: u8::try_from(o.level).unwrap_or(u8::MAX),
         exclude: o.exclude.clone(),
         host_filter,
+        limits: limits(&o.limits),
     }
 }
 
 pub fn unpack_options(o: &UnpackOptions, host_filter: bool) -> wit::UnpackOptions {
-    let l = &o.limits;
     wit::UnpackOptions {
-        limits: wit::Limits {
-            max_entries: l.max_entries,
-            max_total_bytes: l.max_total_bytes,
-            max_file_bytes: l.max_file_bytes,
-            max_path_bytes: l.max_path_bytes,
-        },
+        limits: limits(&o.limits),
         exclude: o.exclude.clone(),
         host_filter,
+    }
+}
+
+pub fn limits(l: &core::Limits) -> wit::Limits {
+    wit::Limits {
+        max_entries: l.max_entries,
+        max_total_bytes: l.max_total_bytes,
+        max_file_bytes: l.max_file_bytes,
+        max_path_bytes: l.max_path_bytes,
+        max_depth: l.max_depth,
+        max_inflate_ratio: l.max_inflate_ratio,
+        inflate_grace_bytes: l.inflate_grace_bytes,
     }
 }
 
@@ -64,6 +71,7 @@ fn reason(r: wit::SkipReason) -> core::SkipReason {
         W::NulInName => C::NulInName,
         W::TypeConflict => C::TypeConflict,
         W::Unreadable => C::Unreadable,
+        W::OverLimit => C::OverLimit,
     }
 }
 
@@ -88,6 +96,8 @@ pub fn error(e: wit::ArchiveError, root: Option<&Path>) -> core::ArchiveError {
                 wit::LimitKind::TotalBytes => core::LimitKind::TotalBytes,
                 wit::LimitKind::FileBytes => core::LimitKind::FileBytes,
                 wit::LimitKind::PathBytes => core::LimitKind::PathBytes,
+                wit::LimitKind::Depth => core::LimitKind::Depth,
+                wit::LimitKind::InflateRatio => core::LimitKind::InflateRatio,
             },
             allowed: e.allowed,
             entry: e.entry,

@@ -246,7 +246,7 @@ mod tests {
             out.len()
         );
         assert!(
-            ccws_archive::gunzip(&out[..], Vec::new()).is_err(),
+            ccws_archive::gunzip(&out[..], Vec::new(), &Default::default()).is_err(),
             "a partial input must not end as a complete gzip"
         );
     }
@@ -260,7 +260,7 @@ mod tests {
         let (got, out, _) = gzip_of_a_pipe(7, false, tight).await;
         assert!(matches!(got, Err(HostError::CpuTime(_))), "{got:?}");
         assert!(
-            ccws_archive::gunzip(&out[..], Vec::new()).is_err(),
+            ccws_archive::gunzip(&out[..], Vec::new(), &Default::default()).is_err(),
             "a failed gzip must not look complete"
         );
     }

@@ -58,6 +58,9 @@ pub struct PackOptions {
     pub level: u32,
     /// Glob patterns of relative paths to leave out (`*`, `?`, `**`).
     pub exclude: Vec<String>,
+    /// What the archive may hold: what would break a limit is left out and
+    /// reported, so that an unpack with the same limits reads it back.
+    pub limits: Limits,
 }
 
 impl Default for PackOptions {
@@ -65,54 +68,18 @@ impl Default for PackOptions {
         PackOptions {
             level: 6,
             exclude: Vec::new(),
+            limits: Limits::default(),
         }
     }
 }
 
 /// How to unpack an archive.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct UnpackOptions {
-    /// Safety limits.
+    /// Safety limits, the compression-ratio guard among them.
     pub limits: Limits,
     /// Glob patterns of relative paths to leave out.
     pub exclude: Vec<String>,
-    /// The compression-ratio guard against gzip bombs: when the archive's
-    /// compressed length is known, at most this many times that length (and
-    /// at least [`RATIO_GRACE`]) may be unpacked, whatever `limits` allow.
-    /// `None`: no guard.
-    pub max_ratio: Option<u32>,
-}
-
-impl Default for UnpackOptions {
-    fn default() -> Self {
-        UnpackOptions {
-            limits: Limits::default(),
-            exclude: Vec::new(),
-            max_ratio: Some(DEFAULT_RATIO),
-        }
-    }
-}
-
-/// The default of [`UnpackOptions::max_ratio`] (Apache POI's zip-bomb guard
-/// works the same way).
-pub const DEFAULT_RATIO: u32 = 1000;
-
-/// What may always be unpacked under the ratio guard (see
-/// [`UnpackOptions::max_ratio`]): small archives of very compressible data
-/// are fine.
-pub const RATIO_GRACE: u64 = 64 << 20;
-
-impl UnpackOptions {
-    /// The limits to unpack an archive of `compressed` bytes (if known)
-    /// with: [`UnpackOptions::limits`], with the ratio guard applied.
-    pub fn limits_for(&self, compressed: Option<u64>) -> Limits {
-        let mut limits = self.limits;
-        if let (Some(ratio), Some(len)) = (self.max_ratio, compressed) {
-            let guard = len.saturating_mul(u64::from(ratio)).max(RATIO_GRACE);
-            limits.max_total_bytes = limits.max_total_bytes.min(guard);
-        }
-        limits
-    }
 }
 
 /// Sandbox settings.
@@ -190,21 +157,6 @@ pub enum HostError {
     /// The caller's reader or writer failed.
     #[error("stream: {0}")]
     Stream(#[source] std::io::Error),
-    /// The archive inflates past the compression-ratio guard: a gzip bomb,
-    /// or data far more compressible than a home should be.
-    #[error(
-        "the archive ({compressed} bytes compressed) inflates to more than {allowed} bytes, over \
-         {ratio} times its size: a gzip bomb or a corrupt archive (raise or turn off \
-         UnpackOptions::max_ratio to unpack it anyway)"
-    )]
-    Ratio {
-        /// The archive's compressed length.
-        compressed: u64,
-        /// What the guard allowed.
-        allowed: u64,
-        /// The ratio.
-        ratio: u32,
-    },
 }
 
 /// Runs the archive component. Cheap to clone; create one per process.
@@ -317,7 +269,7 @@ impl Archiver {
     }
 
     /// [`Archiver::unpack`] of an archive whose compressed length is known
-    /// (an object's size): the ratio guard applies.
+    /// (an object's size).
     pub async fn unpack_sized<R>(
         &self,
         input: R,
@@ -329,37 +281,9 @@ impl Archiver {
     where
         R: AsyncRead + Send + 'static,
     {
+        let _ = len;
         let input = streams::Source::Reader(Box::pin(input));
-        self.unpack_guarded(input, len, dest, options, filter).await
-    }
-
-    /// Unpack under the ratio guard for `len` compressed bytes, and say so
-    /// when it is the guard that stopped it.
-    async fn unpack_guarded(
-        &self,
-        input: streams::Source,
-        len: Option<u64>,
-        dest: &Path,
-        options: &UnpackOptions,
-        filter: Option<FilterFn>,
-    ) -> Result<Report, HostError> {
-        let limits = options.limits_for(len);
-        let guarded = limits.max_total_bytes < options.limits.max_total_bytes;
-        let effective = UnpackOptions {
-            limits,
-            ..options.clone()
-        };
-        match self.unpack_source(input, dest, &effective, filter).await {
-            Err(HostError::Archive(ArchiveError::LimitExceeded {
-                limit: LimitKind::TotalBytes,
-                ..
-            })) if guarded => Err(HostError::Ratio {
-                compressed: len.unwrap_or_default(),
-                allowed: limits.max_total_bytes,
-                ratio: options.max_ratio.unwrap_or_default(),
-            }),
-            r => r,
-        }
+        self.unpack_source(input, dest, options, filter).await
     }
 
     /// [`Archiver::unpack`] from either kind of source.
@@ -458,8 +382,7 @@ impl Archiver {
             path: archive.to_path_buf(),
             source,
         })?;
-        let len = file.metadata().ok().map(|m| m.len());
-        self.unpack_guarded(streams::Source::File(file), len, dest, options, filter)
+        self.unpack_source(streams::Source::File(file), dest, options, filter)
             .await
     }
 

@@ -95,15 +95,18 @@ impl Archiver {
 
         let gz_in = input.stream(&gz_store);
         let gz_out = streams::timed_output(&gz_store, tar_w);
+        let limits = convert::limits(&options.limits);
         let this = self.clone();
         let gunzip = StageTask::spawn(async move {
             run_stage(&tar_end, async {
                 let (_, in_b) = lend(&mut gz_store, gz_in)?;
                 let (_, out_b) = lend(&mut gz_store, gz_out)?;
                 this.call(&mut gz_store, |b, s| {
-                    Box::pin(
-                        async move { b.ccws_archive_archive().call_gunzip(s, in_b, out_b).await },
-                    )
+                    Box::pin(async move {
+                        b.ccws_archive_archive()
+                            .call_gunzip(s, in_b, out_b, limits)
+                            .await
+                    })
                 })
                 .await
             })
@@ -226,6 +229,13 @@ fn unpack_outcome(
             }
             HostError::Archive(ArchiveError::Stream { message, .. }) => {
                 HostError::Archive(ArchiveError::Stream { entry, message })
+            }
+            HostError::Archive(ArchiveError::LimitExceeded { limit, allowed, .. }) => {
+                HostError::Archive(ArchiveError::LimitExceeded {
+                    limit,
+                    allowed,
+                    entry,
+                })
             }
             other => other,
         }),

@@ -201,7 +201,7 @@ pub enum Command {
         max_file_bytes: Option<u64>,
         /// Most times its own size the archive may inflate to (past 64 MiB);
         /// 0 turns the gzip-bomb guard off.
-        #[arg(long, default_value_t = ccws::archive::DEFAULT_RATIO)]
+        #[arg(long, default_value_t = ccws::archive::Limits::MAX_INFLATE_RATIO)]
         max_ratio: u32,
     },
     /// Write the embedded WASI component (.wasm) for use in other hosts.

@@ -102,7 +102,16 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         } => {
             let a = archiver()?;
             let r = a
-                .pack_file(&dir, &archive, &PackOptions { level, exclude }, None)
+                .pack_file(
+                    &dir,
+                    &archive,
+                    &PackOptions {
+                        level,
+                        exclude,
+                        ..PackOptions::default()
+                    },
+                    None,
+                )
                 .await?;
             print_report(g, "packed", &r);
             Ok(0)
@@ -122,19 +131,11 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
                 max_entries: max_entries.unwrap_or(d.max_entries),
                 max_total_bytes: max_total_bytes.unwrap_or(d.max_total_bytes),
                 max_file_bytes: max_file_bytes.unwrap_or(d.max_file_bytes),
+                max_inflate_ratio: max_ratio,
                 ..d
             };
             let r = a
-                .unpack_file(
-                    &archive,
-                    &dir,
-                    &UnpackOptions {
-                        limits,
-                        exclude,
-                        max_ratio: (max_ratio > 0).then_some(max_ratio),
-                    },
-                    None,
-                )
+                .unpack_file(&archive, &dir, &UnpackOptions { limits, exclude }, None)
                 .await?;
             print_report(g, "unpacked", &r);
             Ok(0)

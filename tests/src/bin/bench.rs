@@ -738,7 +738,7 @@ mod child {
             "unpack" => {
                 let archive = BufReader::new(fs::File::open(from)?);
                 let gunzip = std::thread::spawn(move || {
-                    let (_, w) = ccws_archive::gunzip(archive, writer)?;
+                    let (_, w) = ccws_archive::gunzip(archive, writer, &Default::default())?;
                     w.finish();
                     Ok::<_, anyhow::Error>(())
                 });
