@@ -50,9 +50,17 @@ pub fn pack_file(
     };
     let name = archive.file_name().unwrap_or_default().to_string_lossy();
     let partial = archive.with_file_name(format!(".{name}.ccws-partial"));
+    // An archive written inside the tree it packs leaves itself out (half
+    // written), and an older copy of itself.
+    let mut options = options.clone();
+    for own in [&partial, archive] {
+        if let Some(rel) = paths::relative_to(src, own) {
+            options.exclude.add_literal(&rel);
+        }
+    }
     let file = File::create(&partial).map_err(io_error)?;
     let out = BufWriter::with_capacity(256 * 1024, io::PositionalWriter::new(file));
-    let packed = pack(src, out, options, filter).map_err(|e| match e {
+    let packed = pack(src, out, &options, filter).map_err(|e| match e {
         ArchiveError::Stream { message, .. } => ArchiveError::Io {
             path: archive.display().to_string(),
             message,

@@ -264,11 +264,21 @@ impl<W: Write> Packer<'_, '_, W> {
                 return Ok(());
             }
         };
-        if stat.kind != Kind::File {
-            // Replaced since it was listed.
-            let detail = "no longer a regular file";
-            self.report.skip(rel, SkipReason::Unreadable, detail);
-            return Ok(());
+        match stat.kind {
+            Kind::File => {}
+            // Replaced since it was listed. (The ccws host opens without
+            // blocking, so a FIFO's open returned; nothing is read from it.
+            // WASI hosts may call a FIFO or a socket of unknown type.)
+            Kind::Special | Kind::Unknown => {
+                let detail = "became a FIFO, socket or device after it was listed";
+                self.report.skip(rel, SkipReason::SpecialFile, detail);
+                return Ok(());
+            }
+            _ => {
+                let detail = "no longer a regular file";
+                self.report.skip(rel, SkipReason::Unreadable, detail);
+                return Ok(());
+            }
         }
         let size = stat.size;
         if let Some(why) = self.over_size(size) {

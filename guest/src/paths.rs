@@ -35,6 +35,21 @@ pub fn ancestors(rel: &str) -> impl Iterator<Item = &str> {
     rel.match_indices('/').map(move |(i, _)| &rel[..i])
 }
 
+/// `path` as a `/`-separated path relative to the directory `root`, if it
+/// is below it (compared by name: `.` components aside, no symlinks are
+/// resolved).
+pub fn relative_to(root: &std::path::Path, path: &std::path::Path) -> Option<String> {
+    use std::path::Component;
+    let names = |p: &std::path::Path| -> Vec<String> {
+        p.components()
+            .filter(|c| !matches!(c, Component::CurDir))
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect()
+    };
+    let (root, path) = (names(root), names(path));
+    (path.len() > root.len() && path.starts_with(&root)).then(|| path[root.len()..].join("/"))
+}
+
 /// Lossy display form of a raw entry name, for reports.
 pub fn display(raw: &[u8]) -> String {
     String::from_utf8_lossy(raw).replace('\0', "\\0")
@@ -63,6 +78,18 @@ mod tests {
         assert_eq!(clean_entry_path(b"a\xffb"), Err(SkipReason::NonUtf8Name));
         assert_eq!(clean_entry_path("ünï/☃".as_bytes()).unwrap(), "ünï/☃");
         assert_eq!(clean_entry_path(b"..a/b..").unwrap(), "..a/b..");
+    }
+
+    #[test]
+    fn relative_paths_below_a_root() {
+        use std::path::Path;
+        let rel = |r: &str, p: &str| relative_to(Path::new(r), Path::new(p));
+        assert_eq!(rel("/src", "/src/x.tar.gz").as_deref(), Some("x.tar.gz"));
+        assert_eq!(rel("/src/", "/src/./a/x").as_deref(), Some("a/x"));
+        assert_eq!(rel("src", "src/a").as_deref(), Some("a"));
+        assert_eq!(rel("/src", "/src"), None);
+        assert_eq!(rel("/src", "/srcx/a"), None);
+        assert_eq!(rel("/src", "/out/a"), None);
     }
 
     #[test]

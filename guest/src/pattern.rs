@@ -28,6 +28,14 @@ impl Patterns {
         Ok(Patterns { patterns })
     }
 
+    /// Add a pattern that matches exactly `rel` (its `*`, `?` and `[` are
+    /// ordinary characters).
+    pub fn add_literal(&mut self, rel: &str) {
+        if let Ok(p) = Pattern::new(&Pattern::escape(rel)) {
+            self.patterns.push(p);
+        }
+    }
+
     /// Whether no pattern is set.
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()

@@ -442,6 +442,17 @@ mod files {
     }
 
     #[test]
+    fn pack_file_inside_its_source_leaves_itself_out() {
+        let src = tempfile::tempdir().unwrap();
+        write(src.path(), "a.txt", b"a");
+        let archive = src.path().join("x[1].tar.gz");
+        for _ in 0..2 {
+            let report = pack_file(src.path(), &archive, &PackOptions::default(), None).unwrap();
+            assert_eq!(report.files, 1, "{report:?}");
+        }
+    }
+
+    #[test]
     fn failed_pack_file_leaves_an_existing_archive_alone() {
         let dir = tempfile::tempdir().unwrap();
         let archive = dir.path().join("a.tar.gz");

@@ -4,6 +4,8 @@
 use std::fs;
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ccws::archive::{Archiver, HostError, PackOptions, Report, SandboxConfig, UnpackOptions};
@@ -335,14 +337,20 @@ trait ChainZeros: std::io::Read + Sized {
 
 impl<R: std::io::Read> ChainZeros for R {}
 
-/// A filter that swaps `victim` for a FIFO when the guest asks about it,
-/// which it does right before it opens it.
-fn swapping_filter(victim: std::path::PathBuf) -> ccws::archive::FilterFn {
+/// A filter that swaps `victim` (a file) and `victim-dir` (a directory)
+/// for FIFOs when the guest asks about them, which it does right before it
+/// opens them.
+fn swapping_filter(src: std::path::PathBuf) -> ccws::archive::FilterFn {
     Box::new(move |rel: &str, _kind| {
-        if rel == "victim" {
-            std::fs::remove_file(&victim).unwrap();
+        if rel == "victim" || rel == "victim-dir" {
+            let path = src.join(rel);
+            if rel == "victim" {
+                std::fs::remove_file(&path).unwrap();
+            } else {
+                std::fs::remove_dir_all(&path).unwrap();
+            }
             let made = std::process::Command::new("mkfifo")
-                .arg(&victim)
+                .arg(&path)
                 .status()
                 .unwrap();
             assert!(made.success());
@@ -351,9 +359,11 @@ fn swapping_filter(victim: std::path::PathBuf) -> ccws::archive::FilterFn {
     })
 }
 
-/// A file swapped for a FIFO between the guest's listing and its open would
-/// block the pack forever (WASI opens have no O_NONBLOCK); it is unblocked
-/// and left out.
+/// A file or a directory swapped for a FIFO between the guest's listing
+/// and its open would block the pack forever (WASI opens have no
+/// O_NONBLOCK, and wasmtime-wasi opens without it); the host's open-at does
+/// not block, and the guest leaves the FIFO out. (Without it this test
+/// times out.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_swapped_for_a_fifo_does_not_hang_the_pack() {
     let dir = tempfile::tempdir().unwrap();
@@ -362,24 +372,60 @@ async fn a_file_swapped_for_a_fifo_does_not_hang_the_pack() {
     std::fs::write(src.join("a.txt"), "a").unwrap();
     std::fs::write(src.join("z.txt"), "z").unwrap();
     for pipeline in [false, true] {
-        let _ = std::fs::remove_file(src.join("victim"));
+        for victim in ["victim", "victim-dir"] {
+            let _ = std::fs::remove_file(src.join(victim));
+        }
         std::fs::write(src.join("victim"), "v").unwrap();
+        std::fs::create_dir(src.join("victim-dir")).unwrap();
+        std::fs::write(src.join("victim-dir/inner"), "i").unwrap();
         let a = ccws_tests::archiver_with(ccws::archive::SandboxConfig {
             pipeline,
             ..Default::default()
         });
         let out = dir.path().join(format!("out-{pipeline}.tar.gz"));
-        let filter = swapping_filter(src.join("victim"));
-        let report = tokio::time::timeout(
-            std::time::Duration::from_secs(30),
-            a.pack_file(&src, &out, &Default::default(), Some(filter)),
-        )
-        .await
-        .expect("the pack hung on the FIFO")
-        .unwrap();
-        assert_eq!(report.files, 2, "pipeline={pipeline}: {report:?}");
+        let filter = swapping_filter(src.clone());
+        // A watchdog gives a blocked open its writer after 30 s, so that the
+        // test fails instead of hanging.
+        let released = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let watchdog = {
+            let (src, released, done) = (src.clone(), released.clone(), done.clone());
+            std::thread::spawn(move || {
+                let start = std::time::Instant::now();
+                while !done.load(Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    if start.elapsed() > std::time::Duration::from_secs(30) {
+                        released.store(true, Ordering::SeqCst);
+                        for victim in ["victim", "victim-dir"] {
+                            use std::os::unix::fs::OpenOptionsExt;
+                            let _ = std::fs::OpenOptions::new()
+                                .write(true)
+                                .custom_flags(libc::O_NONBLOCK)
+                                .open(src.join(victim));
+                        }
+                    }
+                }
+            })
+        };
+        let packed = a
+            .pack_file(&src, &out, &Default::default(), Some(filter))
+            .await;
+        done.store(true, Ordering::SeqCst);
+        watchdog.join().unwrap();
         assert!(
-            report.skipped.iter().any(|s| s.path == "victim"),
+            !released.load(Ordering::SeqCst),
+            "pipeline={pipeline}: the pack hung on a FIFO"
+        );
+        let report = packed.unwrap();
+        assert_eq!(report.files, 2, "pipeline={pipeline}: {report:?}");
+        assert_eq!(report.dirs, 0, "pipeline={pipeline}: {report:?}");
+        let victim = report.skipped.iter().find(|s| s.path == "victim");
+        assert!(
+            victim.is_some_and(|s| s.reason == ccws::archive::SkipReason::SpecialFile),
+            "{report:?}"
+        );
+        assert!(
+            report.skipped.iter().any(|s| s.path == "victim-dir"),
             "{report:?}"
         );
     }

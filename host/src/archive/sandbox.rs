@@ -31,89 +31,6 @@ pub struct Sandbox {
     /// paths in errors as host paths.
     pub(crate) root: Option<PathBuf>,
     pub(crate) clock: CpuClock,
-    /// For pack: the file the guest is about to open, for [`OpenWatch`].
-    pub(crate) watch: Option<OpenWatch>,
-}
-
-/// Keeps a pack from blocking forever in `open()`: WASI's `open-at` has no
-/// `O_NONBLOCK`, and wasmtime-wasi opens what it is asked to without it, so
-/// a regular file swapped for a FIFO after the guest listed it blocks the
-/// guest's open until a writer comes, and no CPU budget can stop a blocked
-/// system call. The guest asks the host's filter about every file right
-/// before it opens it; a watcher thread looks at the last one asked about,
-/// and if it has been a FIFO for [`OpenWatch::STALL`], opens it for writing
-/// without blocking and closes it at once: the guest's open returns, and
-/// the guest, finding no regular file, skips it. Nothing is written into
-/// the FIFO.
-pub(crate) struct OpenWatch {
-    shared: Arc<WatchState>,
-}
-
-struct WatchState {
-    last: std::sync::Mutex<(Instant, Option<PathBuf>)>,
-    done: std::sync::atomic::AtomicBool,
-}
-
-impl OpenWatch {
-    /// How long the guest may sit on a FIFO before it is unblocked.
-    pub(crate) const STALL: Duration = Duration::from_millis(500);
-
-    /// Start watching (a thread of its own: a blocked open blocks the
-    /// runtime thread the guest runs on).
-    pub(crate) fn start() -> OpenWatch {
-        let shared = Arc::new(WatchState {
-            last: std::sync::Mutex::new((Instant::now(), None)),
-            done: std::sync::atomic::AtomicBool::new(false),
-        });
-        let watcher = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ccws-open-watch".into())
-            .spawn(move || {
-                while !watcher.done.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(100));
-                    let (since, path) = match watcher.last.lock() {
-                        Ok(g) => (g.0, g.1.clone()),
-                        Err(_) => return,
-                    };
-                    if let Some(path) = path.filter(|_| since.elapsed() >= Self::STALL) {
-                        unblock_fifo(&path);
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!("no watcher for FIFOs swapped in during a pack: {e}");
-        }
-        OpenWatch { shared }
-    }
-
-    /// The guest is about to open `path`.
-    fn opening(&self, path: PathBuf) {
-        if let Ok(mut g) = self.shared.last.lock() {
-            *g = (Instant::now(), Some(path));
-        }
-    }
-}
-
-impl Drop for OpenWatch {
-    fn drop(&mut self) {
-        self.shared.done.store(true, Ordering::Relaxed);
-    }
-}
-
-/// If `path` is a FIFO, give a blocked reader its open: open it for writing
-/// without blocking, and close it.
-fn unblock_fifo(path: &Path) {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    if !std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_fifo()) {
-        return;
-    }
-    let opened = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path);
-    if opened.is_ok() {
-        tracing::warn!(path = %path.display(), "a file became a FIFO while it was packed; it is left out");
-    }
 }
 
 impl WasiView for Sandbox {
@@ -143,11 +60,6 @@ impl FilterHost for Sandbox {
             }
             (v, ..) => v,
         };
-        if let (Some(watch), Some(root), EntryKind::File) = (&self.watch, &self.exec_root, kind) {
-            if verdict != Verdict::Exclude {
-                watch.opening(root.join(&rel));
-            }
-        }
         match verdict {
             Verdict::Keep => wit::Verdict::Keep,
             Verdict::KeepExecutable => wit::Verdict::KeepExecutable,
