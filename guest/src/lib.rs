@@ -10,6 +10,7 @@ mod fsio;
 pub mod gz;
 pub mod gzframe;
 pub mod io;
+mod oserror;
 pub mod pack;
 pub mod paths;
 pub mod pattern;
@@ -46,7 +47,7 @@ pub fn pack_file(
 ) -> Result<Report, ArchiveError> {
     let io_error = |e: std::io::Error| ArchiveError::Io {
         path: archive.display().to_string(),
-        message: e.to_string(),
+        message: oserror::describe(&e),
     };
     let name = archive.file_name().unwrap_or_default().to_string_lossy();
     let partial = archive.with_file_name(format!(".{name}.ccws-partial"));
@@ -92,7 +93,7 @@ pub fn unpack_file(
 ) -> Result<Report, ArchiveError> {
     let file = File::open(archive).map_err(|e| ArchiveError::Io {
         path: archive.display().to_string(),
-        message: e.to_string(),
+        message: oserror::describe(&e),
     })?;
     unpack(io::PositionalReader::new(file), dest, options, filter).map_err(|e| match e {
         ArchiveError::Stream { message, .. } => ArchiveError::Io {

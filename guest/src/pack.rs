@@ -17,6 +17,7 @@ use tar::{EntryType, Header};
 
 use crate::gz::{check_level, finish_gz, gz_sink};
 use crate::io::{Blame, Gate, Gated, Tracked};
+use crate::oserror::describe;
 use crate::srcfs::{Dir, Kind, Listing, SrcFile, Stat};
 use crate::types::{ArchiveError, EntryKind, Filter, PackOptions, Report, SkipReason, Verdict};
 
@@ -179,11 +180,11 @@ impl<W: Write> Packer<'_, '_, W> {
                 Ok(e) => entries.push(e),
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                     self.report
-                        .skip(prefix, SkipReason::NonUtf8Name, e.to_string())
+                        .skip(prefix, SkipReason::NonUtf8Name, describe(&e))
                 }
                 Err(e) => self
                     .report
-                    .skip(prefix, SkipReason::Unreadable, e.to_string()),
+                    .skip(prefix, SkipReason::Unreadable, describe(&e)),
             }
         }
         entries.sort_by(|a, b| a.0.as_encoded_bytes().cmp(b.0.as_encoded_bytes()));
@@ -198,7 +199,7 @@ impl<W: Write> Packer<'_, '_, W> {
                 Kind::Unknown => match dir.stat_at(&name) {
                     Ok(st) => st.kind,
                     Err(e) => {
-                        self.report.skip(rel, SkipReason::Unreadable, e.to_string());
+                        self.report.skip(rel, SkipReason::Unreadable, describe(&e));
                         continue;
                     }
                 },
@@ -234,7 +235,7 @@ impl<W: Write> Packer<'_, '_, W> {
         let (dir, stat, listing) = match parent.open_dir(name) {
             Ok(opened) => opened,
             Err(e) => {
-                self.report.skip(rel, SkipReason::Unreadable, e.to_string());
+                self.report.skip(rel, SkipReason::Unreadable, describe(&e));
                 return Ok(());
             }
         };
@@ -260,7 +261,7 @@ impl<W: Write> Packer<'_, '_, W> {
         let (file, stat) = match parent.open_file(name) {
             Ok(opened) => opened,
             Err(e) => {
-                self.report.skip(rel, SkipReason::Unreadable, e.to_string());
+                self.report.skip(rel, SkipReason::Unreadable, describe(&e));
                 return Ok(());
             }
         };
@@ -418,7 +419,7 @@ fn base_header(kind: EntryType, mode: u32, stat: &Stat) -> Header {
 fn io_error(path: &Path, e: &io::Error) -> ArchiveError {
     ArchiveError::Io {
         path: path.display().to_string(),
-        message: e.to_string(),
+        message: describe(e),
     }
 }
 
@@ -454,8 +455,9 @@ impl Read for SizedReader {
                 Ok(n) => n,
                 Err(e) => {
                     self.failure = Some(format!(
-                        "read failed after {} bytes ({e}); rest zero-filled",
-                        self.pos
+                        "read failed after {} bytes ({}); rest zero-filled",
+                        self.pos,
+                        describe(&e)
                     ));
                     0
                 }

@@ -18,6 +18,7 @@ use tar::EntryType;
 
 use crate::destfs;
 use crate::io::{Blame, Counting, MultiGz, Tracked, Tripped};
+use crate::oserror::describe;
 use crate::paths::{ancestors, clean_entry_path, display};
 use crate::types::{
     ArchiveError, EntryKind, Filter, LimitKind, Limits, Report, SkipReason, UnpackOptions, Verdict,
@@ -135,7 +136,7 @@ fn extract<R: BufRead>(
     }
     let io_error = |e: io::Error| ArchiveError::Io {
         path: dest.display().to_string(),
-        message: e.to_string(),
+        message: describe(&e),
     };
     fs::create_dir_all(dest).map_err(io_error)?;
     let root = destfs::Dir::open(dest).map_err(io_error)?;
@@ -620,6 +621,6 @@ fn set_mtime(file: &File, mtime: u64) {
 fn dest_error(abs: &Path, e: &io::Error) -> ArchiveError {
     ArchiveError::Io {
         path: abs.display().to_string(),
-        message: e.to_string(),
+        message: describe(e),
     }
 }

@@ -226,12 +226,70 @@ async fn a_failing_reader_is_a_stream_error_naming_the_entry() {
         .await
         .expect("no hang");
         match result {
-            Err(HostError::Archive(ArchiveError::Stream { entry, message })) => {
+            Err(HostError::Input { entry, source }) => {
                 assert_eq!(entry, "b.bin", "{mode}");
-                assert!(message.contains("connection reset"), "{mode}: {message}");
+                assert!(
+                    source.to_string().contains("connection reset"),
+                    "{mode}: {source}"
+                );
             }
-            other => panic!("{mode}: expected a stream error, got {other:?}"),
+            other => panic!("{mode}: expected the input's failure, got {other:?}"),
         }
+    }
+}
+
+/// A source that ends before the length it declared (a lying
+/// `Content-Length`, a connection closed early without an error) fails as
+/// the input, not as a corrupt archive; one that sends more, too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_short_of_its_declared_length_is_the_inputs_failure() {
+    let src = tempfile::tempdir().unwrap();
+    tree::write(src.path(), "a.bin", &pseudo_random(1 << 20, 1));
+    let (_, bytes) = archiver()
+        .pack(src.path(), Vec::new(), &PackOptions::default(), None)
+        .await
+        .unwrap();
+    let len = bytes.len() as u64;
+    for (mode, a) in modes() {
+        for (what, body, declared) in [
+            ("short", bytes[..bytes.len() / 2].to_vec(), len),
+            ("long", bytes.clone(), len - 1),
+        ] {
+            let dest = tempfile::tempdir().unwrap();
+            let result = tokio::time::timeout(
+                TIMEOUT,
+                a.unpack_sized(
+                    Cursor::new(body),
+                    Some(declared),
+                    dest.path(),
+                    &UnpackOptions::default(),
+                    None,
+                ),
+            )
+            .await
+            .expect("no hang");
+            match result {
+                Err(e @ HostError::Input { .. }) => {
+                    assert!(e.is_callers_stream());
+                    assert!(
+                        e.to_string().contains("bytes it declared"),
+                        "{mode}, {what}: {e}"
+                    );
+                }
+                other => panic!("{mode}, {what}: expected the input's failure, got {other:?}"),
+            }
+        }
+        // As declared: unpacked.
+        let dest = tempfile::tempdir().unwrap();
+        a.unpack_sized(
+            Cursor::new(bytes.clone()),
+            Some(len),
+            dest.path(),
+            &UnpackOptions::default(),
+            None,
+        )
+        .await
+        .unwrap();
     }
 }
 

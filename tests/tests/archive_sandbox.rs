@@ -454,43 +454,58 @@ async fn an_archive_written_inside_its_source_does_not_pack_itself() {
     assert!(dest.path().join("a.txt").is_file());
 }
 
-/// A full disk during unpack says so in words, not as a WASI errno. Needs
-/// a small filesystem: a 1 MiB tmpfs, mounted when the test may (root).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_says_no_space_left() {
-    let dir = tempfile::tempdir().unwrap();
-    let small = dir.path().join("small");
-    std::fs::create_dir(&small).unwrap();
+/// Mount a tmpfs with `options` at `dir` (when the test may: root), and
+/// unmount it when the guard goes.
+fn small_tmpfs(dir: &Path, options: &str) -> Option<impl Drop> {
+    std::fs::create_dir(dir).unwrap();
     let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&small)
+        .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+        .arg(dir)
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if !mounted {
         eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
-        return;
+        return None;
     }
-    struct Unmount(std::path::PathBuf);
+    struct Unmount(PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
             let _ = std::process::Command::new("umount").arg(&self.0).status();
         }
     }
-    let _guard = Unmount(small.clone());
+    Some(Unmount(dir.to_path_buf()))
+}
+
+/// A full disk during unpack says so in words, not as a WASI errno, whether
+/// a file's data or a directory finds no room. Needs a small filesystem: a
+/// tmpfs, mounted when the test may (root).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_says_no_space_left() {
+    let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("big.bin"), vec![7u8; 3 << 20]).unwrap();
+    for i in 0..100 {
+        std::fs::create_dir(src.join(format!("d{i:03}"))).unwrap();
+    }
     let archive = dir.path().join("big.tar.gz");
     let a = ccws_tests::archiver();
     a.pack_file(&src, &archive, &Default::default(), None)
         .await
         .unwrap();
-    let err = a
-        .unpack_file(&archive, &small.join("out"), &Default::default(), None)
-        .await
-        .unwrap_err();
-    let msg = err.to_string();
-    assert!(msg.contains("No space left on device"), "{msg}");
-    assert!(!msg.contains("os error"), "{msg}");
+    // No room for the data; no inode for the directories.
+    for (name, options) in [("bytes", "size=1m"), ("inodes", "size=64m,nr_inodes=20")] {
+        let small = dir.path().join(name);
+        let Some(_mounted) = small_tmpfs(&small, options) else {
+            return;
+        };
+        let err = a
+            .unpack_file(&archive, &small.join("out"), &Default::default(), None)
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("No space left on device"), "{name}: {msg}");
+        assert!(!msg.contains("os error"), "{name}: {msg}");
+    }
 }

@@ -159,9 +159,36 @@ pub enum HostError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The caller's reader or writer failed.
+    /// The caller's writer (a pack's output) failed.
     #[error("stream: {0}")]
     Stream(#[source] std::io::Error),
+    /// The caller's input (an unpack's reader or archive file) failed: a
+    /// transport or store failure, or a body shorter or longer than its
+    /// declared length; not the archive's fault, nor the sandbox's.
+    #[error("reading the archive failed{}: {source}", at_entry(entry))]
+    Input {
+        /// The entry the guest was reading ("" before the first one).
+        entry: String,
+        /// The input's error.
+        source: std::io::Error,
+    },
+}
+
+impl HostError {
+    /// Whether the caller's own stream failed ([`HostError::Input`] or
+    /// [`HostError::Stream`]): the store or the transport, not the archive
+    /// or the sandbox.
+    pub fn is_callers_stream(&self) -> bool {
+        matches!(self, HostError::Input { .. } | HostError::Stream(_))
+    }
+}
+
+fn at_entry(entry: &str) -> String {
+    if entry.is_empty() {
+        String::new()
+    } else {
+        format!(" at entry {entry:?}")
+    }
 }
 
 /// Runs the archive component. Cheap to clone; create one per process.
@@ -274,7 +301,8 @@ impl Archiver {
     }
 
     /// [`Archiver::unpack`] of an archive whose compressed length is known
-    /// (an object's size).
+    /// (an object's size): an input that ends short of `len` bytes, or goes
+    /// past them, fails as [`HostError::Input`].
     pub async fn unpack_sized<R>(
         &self,
         input: R,
@@ -286,15 +314,17 @@ impl Archiver {
     where
         R: AsyncRead + Send + 'static,
     {
-        let _ = len;
         let input = streams::Source::Reader(Box::pin(input));
-        self.unpack_source(input, dest, options, filter).await
+        self.unpack_source(input, len, dest, options, filter).await
     }
 
-    /// [`Archiver::unpack`] from either kind of source.
+    /// [`Archiver::unpack`] from either kind of source, of `len` bytes if
+    /// known; a failure of the source is named as the cause
+    /// ([`HostError::Input`]).
     async fn unpack_source(
         &self,
         input: streams::Source,
+        len: Option<u64>,
         dest: &Path,
         options: &UnpackOptions,
         filter: Option<FilterFn>,
@@ -304,9 +334,32 @@ impl Archiver {
             source,
         })?;
         let dest = canonical_dir(dest)?;
-        if self.pipelined() {
-            return self.unpack_pipelined(input, dest, options, filter).await;
+        let fault = streams::InputFault::default();
+        let unpacked = if self.pipelined() {
+            self.unpack_pipelined(input.watched(&fault, len), dest, options, filter)
+                .await
+        } else {
+            self.unpack_one(input.watched(&fault, len), dest, options, filter)
+                .await
+        };
+        match (unpacked, fault.take()) {
+            // The guest saw its input stream fail: the source's own error
+            // is the cause.
+            (Err(HostError::Archive(ArchiveError::Stream { entry, .. })), Some(source)) => {
+                Err(HostError::Input { entry, source })
+            }
+            (unpacked, _) => unpacked,
         }
+    }
+
+    /// [`Archiver::unpack`] in one instance.
+    async fn unpack_one(
+        &self,
+        input: streams::WatchedSource,
+        dest: PathBuf,
+        options: &UnpackOptions,
+        filter: Option<FilterFn>,
+    ) -> Result<Report, HostError> {
         let host_filter = filter.is_some();
         let mut store = self.store(Some((&dest, FsPerms::ReadWrite)), filter, None)?;
         let stream = input.stream(&store);
@@ -387,7 +440,7 @@ impl Archiver {
             path: archive.to_path_buf(),
             source,
         })?;
-        self.unpack_source(streams::Source::File(file), dest, options, filter)
+        self.unpack_source(streams::Source::File(file), None, dest, options, filter)
             .await
     }
 

@@ -81,7 +81,7 @@ impl Archiver {
     /// here.
     pub(super) async fn unpack_pipelined(
         &self,
-        input: streams::Source,
+        input: streams::WatchedSource,
         dest: PathBuf,
         options: &UnpackOptions,
         filter: Option<FilterFn>,

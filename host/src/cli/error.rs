@@ -31,10 +31,7 @@ pub enum CliError {
 /// Whether an archive failure was the store's: the bytes stopped coming
 /// (a transport failure, a lying Content-Length), not a bad archive.
 fn from_the_store(e: &HostError) -> bool {
-    matches!(
-        e,
-        HostError::Stream(_) | HostError::Archive(ccws::archive::ArchiveError::Stream { .. })
-    )
+    e.is_callers_stream()
 }
 
 impl CliError {

@@ -358,9 +358,9 @@ impl Workspaces {
             Ok(r) => r,
             Err(e) => {
                 return Err(match e {
-                    HostError::Archive(ArchiveError::Stream { .. }) | HostError::Stream(_) => {
-                        Unusable::Store(e)
-                    }
+                    HostError::Archive(ArchiveError::Stream { .. })
+                    | HostError::Stream(_)
+                    | HostError::Input { .. } => Unusable::Store(e),
                     e => Unusable::Home(e.to_string()),
                 })
             }

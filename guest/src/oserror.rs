@@ -1,0 +1,35 @@
+//! OS errors in words, for reports and error messages.
+
+use std::io;
+
+/// `e` in words: the system's description of it without the
+/// " (os error N)" std appends. In the component N is WASI's errno (a full
+/// disk is 51 there, 28 on Linux), which would only mislead.
+pub(crate) fn describe(e: &io::Error) -> String {
+    let text = e.to_string();
+    let Some(n) = e.raw_os_error() else {
+        return text;
+    };
+    match text.strip_suffix(&format!(" (os error {n})")) {
+        Some(words) => words.to_owned(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_errno_is_left_out() {
+        let full = io::Error::from_raw_os_error(libc_enospc());
+        assert_eq!(describe(&full), "No space left on device");
+        let other = io::Error::other("the stream broke");
+        assert_eq!(describe(&other), "the stream broke");
+    }
+
+    fn libc_enospc() -> i32 {
+        // Linux's ENOSPC; the test runs natively.
+        28
+    }
+}
