@@ -41,9 +41,20 @@ use sandbox::{CpuClock, MemoryLimiter, Sandbox};
 pub static COMPONENT_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ccws_archive.wasm"));
 
 /// The same code as world `archiver-plain` (WASI imports only), for hosts
-/// with no code of their own, such as the `wasmtime` CLI.
+/// with no code of their own, such as the `wasmtime` CLI. Embedded only with
+/// the `plain-component` feature.
+#[cfg(feature = "plain-component")]
 pub static PLAIN_COMPONENT_WASM: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/ccws_archive_plain.wasm"));
+
+/// [`PLAIN_COMPONENT_WASM`] when this build embeds it (the
+/// `plain-component` feature), else `None`.
+pub fn plain_component_wasm() -> Option<&'static [u8]> {
+    #[cfg(feature = "plain-component")]
+    return Some(PLAIN_COMPONENT_WASM);
+    #[cfg(not(feature = "plain-component"))]
+    None
+}
 
 /// Where the guest sees the one directory it is given.
 const GUEST_ROOT: &str = "/ccws";

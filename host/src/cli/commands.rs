@@ -142,7 +142,14 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         }
         Command::Component { out, plain } => {
             let wasm = if plain {
-                ccws::archive::PLAIN_COMPONENT_WASM
+                ccws::archive::plain_component_wasm().ok_or_else(|| {
+                    CliError::Usage(
+                        "this ccws was built without the plain component; build it with \
+                         `--features plain-component` (e.g. `cargo install --path host \
+                         --features plain-component`) to write one"
+                            .into(),
+                    )
+                })?
             } else {
                 ccws::archive::COMPONENT_WASM
             };
