@@ -1,5 +1,6 @@
-//! The WASI component glue: WIT bindings and the conversions between the WIT
-//! records and the core types. All bindings live here.
+//! The WASI component glue: the WIT bindings (all of them live here), and
+//! the exports over the core code, with the conversions of
+//! [`crate::wit_conversions`].
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -7,7 +8,6 @@ use std::path::Path;
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
 use crate::types as core;
-use crate::Patterns;
 
 #[cfg(feature = "host-imports")]
 wit_bindgen::generate!({
@@ -34,6 +34,8 @@ wit_bindgen::generate!({
 use ccws::archive::types as wit;
 use exports::ccws::archive::archive::Guest;
 
+crate::wit_conversions!(wit);
+
 /// CRC-32 by the host (see `crate::crc`).
 #[cfg(feature = "host-imports")]
 pub(crate) fn host_crc32(crc: u32, data: &[u8]) -> u32 {
@@ -46,7 +48,7 @@ export!(Component);
 
 impl Guest for Component {
     fn default_limits() -> wit::Limits {
-        limits_to_wit(core::Limits::default())
+        core::Limits::default().into()
     }
 
     fn pack(
@@ -54,13 +56,11 @@ impl Guest for Component {
         out: &OutputStream,
         options: wit::PackOptions,
     ) -> Result<wit::Report, wit::ArchiveError> {
-        let (opts, mut host) = pack_options(&options)?;
+        let (opts, mut host) = pack_options(options)?;
         // No buffer here: the gzip sink buffers already.
         let sink = StreamWriter(out);
         let result = crate::pack(Path::new(&src), sink, &opts, host.as_mut().map(|h| h as _));
-        result
-            .map(|(report, _)| report_to_wit(report))
-            .map_err(error_to_wit)
+        result.map(|(report, _)| report.into()).map_err(Into::into)
     }
 
     fn unpack(
@@ -68,7 +68,7 @@ impl Guest for Component {
         dest: String,
         options: wit::UnpackOptions,
     ) -> Result<wit::Report, wit::ArchiveError> {
-        let (opts, mut host) = unpack_options(&options)?;
+        let (opts, mut host) = unpack_options(options)?;
         let reader = crate::io::ChunkReader::new(|max| read_chunk(input, max));
         crate::unpack::unpack_buffered(
             reader,
@@ -76,8 +76,8 @@ impl Guest for Component {
             &opts,
             host.as_mut().map(|h| h as _),
         )
-        .map(report_to_wit)
-        .map_err(error_to_wit)
+        .map(Into::into)
+        .map_err(Into::into)
     }
 
     fn pack_file(
@@ -85,15 +85,15 @@ impl Guest for Component {
         archive: String,
         options: wit::PackOptions,
     ) -> Result<wit::Report, wit::ArchiveError> {
-        let (opts, mut host) = pack_options(&options)?;
+        let (opts, mut host) = pack_options(options)?;
         crate::pack_file(
             Path::new(&src),
             Path::new(&archive),
             &opts,
             host.as_mut().map(|h| h as _),
         )
-        .map(report_to_wit)
-        .map_err(error_to_wit)
+        .map(Into::into)
+        .map_err(Into::into)
     }
 
     fn unpack_file(
@@ -101,26 +101,26 @@ impl Guest for Component {
         dest: String,
         options: wit::UnpackOptions,
     ) -> Result<wit::Report, wit::ArchiveError> {
-        let (opts, mut host) = unpack_options(&options)?;
+        let (opts, mut host) = unpack_options(options)?;
         crate::unpack_file(
             Path::new(&archive),
             Path::new(&dest),
             &opts,
             host.as_mut().map(|h| h as _),
         )
-        .map(report_to_wit)
-        .map_err(error_to_wit)
+        .map(Into::into)
+        .map_err(Into::into)
     }
     fn pack_tar(
         src: String,
         out: &OutputStream,
         options: wit::PackOptions,
     ) -> Result<wit::Report, wit::ArchiveError> {
-        let (opts, mut host) = pack_options(&options)?;
+        let (opts, mut host) = pack_options(options)?;
         let sink = StreamWriter(out);
         crate::pack_tar(Path::new(&src), sink, &opts, host.as_mut().map(|h| h as _))
-            .map(|(report, _)| report_to_wit(report))
-            .map_err(error_to_wit)
+            .map(|(report, _)| report.into())
+            .map_err(Into::into)
     }
 
     fn unpack_tar(
@@ -128,7 +128,7 @@ impl Guest for Component {
         dest: String,
         options: wit::UnpackOptions,
     ) -> Result<wit::Report, wit::ArchiveError> {
-        let (opts, mut host) = unpack_options(&options)?;
+        let (opts, mut host) = unpack_options(options)?;
         let reader = crate::io::ChunkReader::new(|max| read_chunk(input, max));
         crate::unpack::unpack_tar_buffered(
             reader,
@@ -136,15 +136,15 @@ impl Guest for Component {
             &opts,
             host.as_mut().map(|h| h as _),
         )
-        .map(report_to_wit)
-        .map_err(error_to_wit)
+        .map(Into::into)
+        .map_err(Into::into)
     }
 
     fn gzip(input: &InputStream, out: &OutputStream, level: u8) -> Result<u64, wit::ArchiveError> {
         let reader = crate::io::ChunkReader::new(|max| read_chunk(input, max));
         crate::gzip(reader, StreamWriter(out), level.into())
             .map(|(n, _)| n)
-            .map_err(error_to_wit)
+            .map_err(Into::into)
     }
 
     fn gunzip(
@@ -153,9 +153,9 @@ impl Guest for Component {
         limits: wit::Limits,
     ) -> Result<u64, wit::ArchiveError> {
         let reader = crate::io::ChunkReader::new(|max| read_chunk(input, max));
-        crate::gz::gunzip_buffered(reader, StreamWriter(out), &limits_from_wit(limits))
+        crate::gz::gunzip_buffered(reader, StreamWriter(out), &limits.into())
             .map(|(n, _)| n)
-            .map_err(error_to_wit)
+            .map_err(Into::into)
     }
 
     fn deflate_block(
@@ -164,7 +164,7 @@ impl Guest for Component {
         level: u8,
         last: bool,
     ) -> Result<Vec<u8>, wit::ArchiveError> {
-        crate::deflate_block(&dictionary, &block, u32::from(level), last).map_err(error_to_wit)
+        crate::deflate_block(&dictionary, &block, u32::from(level), last).map_err(Into::into)
     }
 }
 
@@ -172,48 +172,29 @@ struct HostFilter;
 
 impl core::Filter for HostFilter {
     fn check(&mut self, rel: &str, kind: core::EntryKind) -> core::Verdict {
-        let kind = match kind {
-            core::EntryKind::File => wit::EntryKind::File,
-            core::EntryKind::Directory => wit::EntryKind::Directory,
-        };
         #[cfg(feature = "host-imports")]
-        let verdict = ccws::archive::filter::check(rel, kind);
+        let verdict = ccws::archive::filter::check(rel, kind.into()).into();
         #[cfg(not(feature = "host-imports"))]
         let verdict = {
             let _ = (rel, kind);
-            wit::Verdict::Keep
+            core::Verdict::Keep
         };
-        match verdict {
-            wit::Verdict::Keep => core::Verdict::Keep,
-            wit::Verdict::KeepExecutable => core::Verdict::KeepExecutable,
-            wit::Verdict::Exclude => core::Verdict::Exclude,
-        }
+        verdict
     }
 }
 
-fn patterns(exclude: &[String]) -> Result<Patterns, wit::ArchiveError> {
-    Patterns::new(exclude).map_err(wit::ArchiveError::InvalidOptions)
-}
-
 fn pack_options(
-    o: &wit::PackOptions,
+    o: wit::PackOptions,
 ) -> Result<(core::PackOptions, Option<HostFilter>), wit::ArchiveError> {
-    let opts = core::PackOptions {
-        level: o.level.into(),
-        exclude: patterns(&o.exclude)?,
-        limits: limits_from_wit(o.limits),
-    };
-    Ok((opts, host_filter(o.host_filter)?))
+    let (options, wanted) = pack_options_from_wit(o);
+    Ok((options, host_filter(wanted)?))
 }
 
 fn unpack_options(
-    o: &wit::UnpackOptions,
+    o: wit::UnpackOptions,
 ) -> Result<(core::UnpackOptions, Option<HostFilter>), wit::ArchiveError> {
-    let opts = core::UnpackOptions {
-        limits: limits_from_wit(o.limits),
-        exclude: patterns(&o.exclude)?,
-    };
-    Ok((opts, host_filter(o.host_filter)?))
+    let (options, wanted) = unpack_options_from_wit(o);
+    Ok((options, host_filter(wanted)?))
 }
 
 /// The host filter, when asked for and this build has one.
@@ -226,98 +207,6 @@ fn host_filter(wanted: bool) -> Result<Option<HostFilter>, wit::ArchiveError> {
         ));
     }
     Ok(wanted.then_some(HostFilter))
-}
-
-fn limits_to_wit(l: core::Limits) -> wit::Limits {
-    wit::Limits {
-        max_entries: l.max_entries,
-        max_total_bytes: l.max_total_bytes,
-        max_file_bytes: l.max_file_bytes,
-        max_path_bytes: l.max_path_bytes,
-        max_depth: l.max_depth,
-        max_inflate_ratio: l.max_inflate_ratio,
-        inflate_grace_bytes: l.inflate_grace_bytes,
-    }
-}
-
-fn limits_from_wit(l: wit::Limits) -> core::Limits {
-    core::Limits {
-        max_entries: l.max_entries,
-        max_total_bytes: l.max_total_bytes,
-        max_file_bytes: l.max_file_bytes,
-        max_path_bytes: l.max_path_bytes,
-        max_depth: l.max_depth,
-        max_inflate_ratio: l.max_inflate_ratio,
-        inflate_grace_bytes: l.inflate_grace_bytes,
-    }
-}
-
-fn report_to_wit(r: core::Report) -> wit::Report {
-    wit::Report {
-        files: r.files,
-        dirs: r.dirs,
-        bytes: r.bytes,
-        executables: r.executables,
-        skipped: r
-            .skipped
-            .into_iter()
-            .map(|s| wit::Skipped {
-                path: s.path,
-                reason: reason_to_wit(s.reason),
-                detail: s.detail,
-            })
-            .collect(),
-    }
-}
-
-fn reason_to_wit(r: core::SkipReason) -> wit::SkipReason {
-    use core::SkipReason as C;
-    use wit::SkipReason as W;
-    match r {
-        C::Excluded => W::Excluded,
-        C::Symlink => W::Symlink,
-        C::HardLink => W::HardLink,
-        C::SpecialFile => W::SpecialFile,
-        C::UnsupportedType => W::UnsupportedType,
-        C::AbsolutePath => W::AbsolutePath,
-        C::ParentComponent => W::ParentComponent,
-        C::ThroughSymlink => W::ThroughSymlink,
-        C::NonUtf8Name => W::NonUtf8Name,
-        C::NulInName => W::NulInName,
-        C::TypeConflict => W::TypeConflict,
-        C::Unreadable => W::Unreadable,
-        C::OverLimit => W::OverLimit,
-    }
-}
-
-fn error_to_wit(e: core::ArchiveError) -> wit::ArchiveError {
-    use core::ArchiveError as C;
-    match e {
-        C::InvalidOptions(m) => wit::ArchiveError::InvalidOptions(m),
-        C::Io { path, message } => wit::ArchiveError::Io(wit::IoError { path, message }),
-        C::Corrupt { entry, message } => {
-            wit::ArchiveError::Corrupt(wit::CorruptError { entry, message })
-        }
-        C::LimitExceeded {
-            limit,
-            allowed,
-            entry,
-        } => wit::ArchiveError::LimitExceeded(wit::LimitError {
-            limit: match limit {
-                core::LimitKind::Entries => wit::LimitKind::Entries,
-                core::LimitKind::TotalBytes => wit::LimitKind::TotalBytes,
-                core::LimitKind::FileBytes => wit::LimitKind::FileBytes,
-                core::LimitKind::PathBytes => wit::LimitKind::PathBytes,
-                core::LimitKind::Depth => wit::LimitKind::Depth,
-                core::LimitKind::InflateRatio => wit::LimitKind::InflateRatio,
-            },
-            allowed,
-            entry,
-        }),
-        C::Stream { entry, message } => {
-            wit::ArchiveError::Stream(wit::StreamError { entry, message })
-        }
-    }
 }
 
 /// Read up to `max` bytes from the host's input stream; `None` at its end.

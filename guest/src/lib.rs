@@ -19,6 +19,7 @@ pub mod types;
 pub mod unpack;
 #[cfg(target_os = "wasi")]
 mod wasifs;
+mod witconv;
 
 #[cfg(target_arch = "wasm32")]
 mod component;
@@ -56,7 +57,7 @@ pub fn pack_file(
     let mut options = options.clone();
     for own in [&partial, archive] {
         if let Some(rel) = paths::relative_to(src, own) {
-            options.exclude.add_literal(&rel);
+            options.exclude.push(Patterns::literal(&rel));
         }
     }
     let file = File::create(&partial).map_err(io_error)?;

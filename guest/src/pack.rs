@@ -18,6 +18,7 @@ use tar::{EntryType, Header};
 use crate::gz::{check_level, finish_gz, gz_sink};
 use crate::io::{Blame, Gate, Gated, Tracked};
 use crate::oserror::describe;
+use crate::pattern::Patterns;
 use crate::srcfs::{Dir, Kind, Listing, SrcFile, Stat};
 use crate::types::{ArchiveError, EntryKind, Filter, PackOptions, Report, SkipReason, Verdict};
 
@@ -80,9 +81,11 @@ fn walk_into<T: Write>(
     blame: &Blame,
     gate: Option<&Gate>,
 ) -> Result<(Report, T), ArchiveError> {
+    let exclude = Patterns::new(&options.exclude).map_err(ArchiveError::InvalidOptions)?;
     let mut packer = Packer {
         builder: tar::Builder::new(sink),
         options,
+        exclude,
         filter,
         report: Report::default(),
         entries: 0,
@@ -108,6 +111,8 @@ fn walk_into<T: Write>(
 struct Packer<'a, 'f, W: Write> {
     builder: tar::Builder<W>,
     options: &'a PackOptions,
+    /// `options.exclude`, parsed.
+    exclude: Patterns,
     filter: Option<&'a mut (dyn Filter + 'f)>,
     report: Report,
     /// Entries written.
@@ -120,7 +125,7 @@ struct Packer<'a, 'f, W: Write> {
 
 impl<W: Write> Packer<'_, '_, W> {
     fn decide(&mut self, rel: &str, kind: EntryKind) -> Verdict {
-        if self.options.exclude.matches(rel) {
+        if self.exclude.matches(rel) {
             return Verdict::Exclude;
         }
         match self.filter.as_deref_mut() {

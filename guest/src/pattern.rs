@@ -28,12 +28,10 @@ impl Patterns {
         Ok(Patterns { patterns })
     }
 
-    /// Add a pattern that matches exactly `rel` (its `*`, `?` and `[` are
-    /// ordinary characters).
-    pub fn add_literal(&mut self, rel: &str) {
-        if let Ok(p) = Pattern::new(&Pattern::escape(rel)) {
-            self.patterns.push(p);
-        }
+    /// A pattern that matches exactly `rel` (its `*`, `?` and `[` taken as
+    /// themselves).
+    pub fn literal(rel: &str) -> String {
+        Pattern::escape(rel)
     }
 
     /// Whether no pattern is set.

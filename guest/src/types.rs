@@ -1,13 +1,19 @@
-//! Plain Rust mirrors of the WIT records in `wit/archive.wit`, so the same core
-//! code runs inside the component and natively (benchmarks, unit tests).
-
-use crate::pattern::Patterns;
+//! The types of `wit/archive.wit`'s records, written once: the core code
+//! works with them inside the component and natively (benchmarks, unit
+//! tests), and the ccws host uses them as they are (converted to and from
+//! the generated bindings by [`crate::wit_conversions`]). With the `serde`
+//! feature they serialize with snake_case names.
 
 /// Safety limits, the same for packing and unpacking (see `limits` in the
 /// WIT). Unpacking, an archive that exceeds one is refused with
 /// [`ArchiveError::LimitExceeded`]; packing, what would exceed one is left
 /// out and reported ([`SkipReason::OverLimit`]), so that whatever a pack
 /// writes, an unpack with the same limits reads back.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Most archive entries, skipped ones included.
@@ -66,13 +72,21 @@ impl Default for Limits {
 }
 
 /// How to pack a directory.
-#[derive(Debug, Clone)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackOptions {
-    /// gzip level 0-9.
+    /// gzip level, 0 (store) to 9 (smallest).
     pub level: u32,
-    /// Declarative exclusions.
-    pub exclude: Patterns,
-    /// What the archive may hold: what would exceed a limit is left out.
+    /// Glob patterns of relative paths to leave out (`*` and `?` within a
+    /// name, `**` across any number); a directory that matches is left out
+    /// with everything in it.
+    pub exclude: Vec<String>,
+    /// What the archive may hold: what would break a limit is left out and
+    /// reported, so that an unpack with the same limits reads it back.
     pub limits: Limits,
 }
 
@@ -80,22 +94,32 @@ impl Default for PackOptions {
     fn default() -> Self {
         PackOptions {
             level: 6,
-            exclude: Patterns::default(),
+            exclude: Vec::new(),
             limits: Limits::default(),
         }
     }
 }
 
 /// How to unpack an archive.
-#[derive(Debug, Clone, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnpackOptions {
-    /// Safety limits.
+    /// Safety limits, the compression-ratio guard among them.
     pub limits: Limits,
-    /// Declarative exclusions.
-    pub exclude: Patterns,
+    /// Glob patterns of relative paths to leave out, as for packing.
+    pub exclude: Vec<String>,
 }
 
 /// The kind of entry offered to a [`Filter`].
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
     /// A regular file.
@@ -105,6 +129,11 @@ pub enum EntryKind {
 }
 
 /// A filter's answer for one path.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Keep it, mode by kind.
@@ -138,6 +167,11 @@ impl<F: FnMut(&str, EntryKind) -> Verdict> Filter for F {
 }
 
 /// Why an entry was left out.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SkipReason {
     /// Excluded by a pattern or the filter.
@@ -169,6 +203,7 @@ pub enum SkipReason {
 }
 
 /// One entry left out.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
     /// The path as found.
@@ -180,6 +215,7 @@ pub struct Skipped {
 }
 
 /// What a pack or unpack did.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     /// Regular files packed or written.
@@ -210,6 +246,11 @@ impl Report {
 }
 
 /// Which limit was exceeded.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitKind {
     /// Entry count.
@@ -268,6 +309,11 @@ impl LimitKind {
 }
 
 /// Why a pack or unpack failed as a whole.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArchiveError {
     /// An option is out of range or a pattern does not parse.

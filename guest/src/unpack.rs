@@ -20,6 +20,7 @@ use crate::destfs;
 use crate::io::{Blame, Counting, MultiGz, Tracked, Tripped};
 use crate::oserror::describe;
 use crate::paths::{ancestors, clean_entry_path, display};
+use crate::pattern::Patterns;
 use crate::types::{
     ArchiveError, EntryKind, Filter, LimitKind, Limits, Report, SkipReason, UnpackOptions, Verdict,
 };
@@ -134,6 +135,7 @@ fn extract<R: BufRead>(
             )));
         }
     }
+    let exclude = Patterns::new(&options.exclude).map_err(ArchiveError::InvalidOptions)?;
     let io_error = |e: io::Error| ArchiveError::Io {
         path: dest.display().to_string(),
         message: describe(&e),
@@ -153,6 +155,7 @@ fn extract<R: BufRead>(
     let mut run = Unpacker {
         dest: dest.to_path_buf(),
         options,
+        exclude,
         filter,
         report: Report::default(),
         known_dirs: HashSet::new(),
@@ -197,6 +200,8 @@ fn extract<R: BufRead>(
 struct Unpacker<'a, 'f> {
     dest: PathBuf,
     options: &'a UnpackOptions,
+    /// `options.exclude`, parsed.
+    exclude: Patterns,
     filter: Option<&'a mut (dyn Filter + 'f)>,
     report: Report,
     /// Directories (relative) verified or created as real directories.
@@ -380,7 +385,7 @@ impl Unpacker<'_, '_> {
     }
 
     fn decide(&mut self, rel: &str, kind: EntryKind) -> bool {
-        if self.options.exclude.matches(rel) {
+        if self.exclude.matches(rel) {
             return true;
         }
         match self.filter.as_deref_mut() {

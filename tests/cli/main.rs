@@ -401,8 +401,10 @@ fn pack_unpack_and_component_commands() {
     std::fs::create_dir_all(src.join("d")).unwrap();
     std::fs::write(src.join("d/f.txt"), "hello").unwrap();
     std::fs::write(src.join("skip.log"), "x").unwrap();
+    std::os::unix::fs::symlink("d/f.txt", src.join("link")).unwrap();
     let archive = m.path("a.tar.gz");
     let out = m.run(&[
+        "--json",
         "pack",
         src.to_str().unwrap(),
         archive.to_str().unwrap(),
@@ -410,6 +412,22 @@ fn pack_unpack_and_component_commands() {
         "*.log",
     ]);
     assert_eq!(out.status.code(), Some(0));
+    // The report as the archive crate's types serialize it: snake_case.
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["files"], 1);
+    let skipped = v["skipped"].as_array().unwrap();
+    assert!(
+        skipped.iter().any(|s| s["path"] == "link"
+            && s["reason"] == "symlink"
+            && s["detail"] == "-> d/f.txt"),
+        "{v}"
+    );
+    assert!(
+        skipped
+            .iter()
+            .any(|s| s["path"] == "skip.log" && s["reason"] == "excluded"),
+        "{v}"
+    );
     let dest = m.path("dest");
     let out = m.run(&[
         "--json",

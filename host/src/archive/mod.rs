@@ -28,7 +28,8 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 pub use ccws_archive::{
-    ArchiveError, EntryKind, LimitKind, Limits, Report, SkipReason, Skipped, Verdict,
+    ArchiveError, EntryKind, LimitKind, Limits, PackOptions, Report, SkipReason, Skipped,
+    UnpackOptions, Verdict,
 };
 pub use engine::{cache_key, default_cache_dir};
 pub use sandbox::FilterFn;
@@ -66,37 +67,6 @@ const PIPE_BYTES: usize = 1 << 20;
 /// (wasmtime-wasi's `allow_blocking_current_thread`), not on tokio's
 /// blocking pool: one thread hop less per call.
 const BLOCKING_FS: bool = true;
-
-/// How to pack a directory.
-#[derive(Debug, Clone)]
-pub struct PackOptions {
-    /// gzip level, 0-9.
-    pub level: u32,
-    /// Glob patterns of relative paths to leave out (`*`, `?`, `**`).
-    pub exclude: Vec<String>,
-    /// What the archive may hold: what would break a limit is left out and
-    /// reported, so that an unpack with the same limits reads it back.
-    pub limits: Limits,
-}
-
-impl Default for PackOptions {
-    fn default() -> Self {
-        PackOptions {
-            level: 6,
-            exclude: Vec::new(),
-            limits: Limits::default(),
-        }
-    }
-}
-
-/// How to unpack an archive.
-#[derive(Debug, Clone, Default)]
-pub struct UnpackOptions {
-    /// Safety limits, the compression-ratio guard among them.
-    pub limits: Limits,
-    /// Glob patterns of relative paths to leave out.
-    pub exclude: Vec<String>,
-}
 
 /// Sandbox settings.
 #[derive(Debug, Clone)]
@@ -284,7 +254,7 @@ impl Archiver {
                 })
             })
             .await
-            .map(convert::report);
+            .map(Report::from);
         // Dropping the stream closes the pipe, so the copier sees the end.
         let _ = store.data_mut().table.delete(res);
         drop(store);
@@ -385,7 +355,7 @@ impl Archiver {
                 })
             })
             .await
-            .map(convert::report);
+            .map(Report::from);
         let _ = store.data_mut().table.delete(res);
         let report = called?;
         apply_executables(&dest, &report.executables)?;

@@ -65,7 +65,7 @@ impl Archiver {
                 })
             })
             .await
-            .map(convert::report)
+            .map(Report::from)
         })
         .await;
         drop(tar_store);
@@ -95,7 +95,7 @@ impl Archiver {
 
         let gz_in = input.stream(&gz_store);
         let gz_out = streams::timed_output(&gz_store, tar_w);
-        let limits = convert::limits(&options.limits);
+        let limits = options.limits.into();
         let this = self.clone();
         let gunzip = StageTask::spawn(async move {
             run_stage(&tar_end, async {
@@ -125,7 +125,7 @@ impl Archiver {
                 })
             })
             .await
-            .map(convert::report);
+            .map(Report::from);
         let _ = tar_store.data_mut().table.delete(res);
         // Closes the pipe's read end: a gunzip still writing stops.
         drop(tar_store);

@@ -46,10 +46,7 @@ impl wit::Host for Sandbox {}
 
 impl FilterHost for Sandbox {
     fn check(&mut self, rel: String, kind: wit::EntryKind) -> wit::Verdict {
-        let kind = match kind {
-            wit::EntryKind::File => EntryKind::File,
-            wit::EntryKind::Directory => EntryKind::Directory,
-        };
+        let kind = EntryKind::from(kind);
         let verdict = match self.filter.as_mut() {
             Some(f) => f(&rel, kind),
             None => Verdict::Keep,
@@ -60,11 +57,7 @@ impl FilterHost for Sandbox {
             }
             (v, ..) => v,
         };
-        match verdict {
-            Verdict::Keep => wit::Verdict::Keep,
-            Verdict::KeepExecutable => wit::Verdict::KeepExecutable,
-            Verdict::Exclude => wit::Verdict::Exclude,
-        }
+        verdict.into()
     }
 }
 

@@ -532,16 +532,7 @@ fn print_teardown(g: &Global, r: &TeardownReport) {
 
 fn print_report(g: &Global, verb: &str, r: &Report) {
     if g.json {
-        let skipped: Vec<_> = r
-            .skipped
-            .iter()
-            .map(|s| serde_json::json!({"path": s.path, "reason": format!("{:?}", s.reason), "detail": s.detail}))
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({"files": r.files, "dirs": r.dirs, "bytes": r.bytes,
-                "executables": r.executables, "skipped": skipped})
-        );
+        println!("{}", serde_json::to_string(r).unwrap_or_default());
         return;
     }
     eprintln!(
