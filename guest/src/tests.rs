@@ -14,6 +14,15 @@ use crate::io::MultiGz;
 use crate::types::*;
 use crate::{pack, pack_file, unpack, unpack_file};
 
+/// A new temporary directory: in the system's natively; in WASI, which has
+/// none, under `/tmp`, which the runner of these tests there preopens
+/// (`tests/tests/archive_wasi_layer.rs`).
+fn tempdir() -> tempfile::TempDir {
+    #[cfg(target_os = "wasi")]
+    let _ = tempfile::env::override_temp_dir(Path::new("/tmp"));
+    tempfile::tempdir().unwrap()
+}
+
 fn gz(data: &[u8]) -> Vec<u8> {
     let mut e = GzEncoder::new(Vec::new(), Compression::default());
     e.write_all(data).unwrap();
@@ -92,7 +101,7 @@ mod pax_size_desync {
             &[(file_header("desync", 0), &smuggled)],
             Some(smuggled.len() as u64),
         );
-        let dest = tempfile::tempdir().unwrap();
+        let dest = tempdir();
         match unpack_bytes(&gz(&tar), dest.path(), &UnpackOptions::default()) {
             Err(ArchiveError::Corrupt { entry, message }) => {
                 assert_eq!(entry, "desync");
@@ -107,7 +116,7 @@ mod pax_size_desync {
     #[test]
     fn nonzero_mismatch_is_corrupt() {
         let tar = tar_with(&[(file_header("desync", 4), b"data")], Some(2));
-        let dest = tempfile::tempdir().unwrap();
+        let dest = tempdir();
         let err = unpack_bytes(&gz(&tar), dest.path(), &UnpackOptions::default()).unwrap_err();
         assert!(
             matches!(err, ArchiveError::Corrupt { ref entry, .. } if entry == "desync"),
@@ -121,7 +130,7 @@ mod pax_size_desync {
         // leave it 0: not a desync. (It then meets the file-size limit.)
         let big = 9u64 << 30;
         let tar = tar_with(&[(file_header("huge", 0), b"")], Some(big));
-        let dest = tempfile::tempdir().unwrap();
+        let dest = tempdir();
         let options = UnpackOptions {
             limits: Limits {
                 max_file_bytes: 1 << 20,
@@ -141,7 +150,7 @@ mod pax_size_desync {
     #[test]
     fn agreeing_pax_size_is_fine() {
         let tar = tar_with(&[(file_header("same", 4), b"data")], Some(4));
-        let dest = tempfile::tempdir().unwrap();
+        let dest = tempdir();
         let report = unpack_bytes(&gz(&tar), dest.path(), &UnpackOptions::default()).unwrap();
         assert_eq!(report.files, 1);
         assert_eq!(fs::read(dest.path().join("same")).unwrap(), b"data");
@@ -170,7 +179,7 @@ mod names {
 
     #[test]
     fn same_bytes_as_append_data_for_ordinary_names() {
-        let src = tempfile::tempdir().unwrap();
+        let src = tempdir();
         let short = "short.txt".to_owned();
         let exactly_100 = "e".repeat(100);
         let long_dir = "d".repeat(120);
@@ -219,7 +228,7 @@ mod names {
 
     #[test]
     fn backslashes_are_ordinary_bytes() {
-        let src = tempfile::tempdir().unwrap();
+        let src = tempdir();
         let short = "a\\b".to_owned();
         let long = format!("{}\\{}", "x".repeat(80), "y".repeat(80));
         write(src.path(), &short, b"short");
@@ -233,7 +242,7 @@ mod names {
             .map(|e| e.unwrap().path_bytes().into_owned())
             .collect();
         assert_eq!(names, [short.as_bytes(), long.as_bytes()]);
-        let dest = tempfile::tempdir().unwrap();
+        let dest = tempdir();
         unpack_bytes(&packed, dest.path(), &UnpackOptions::default()).unwrap();
         assert_eq!(fs::read(dest.path().join(&long)).unwrap(), b"long");
     }
@@ -244,7 +253,7 @@ mod mtimes {
 
     #[test]
     fn unpack_restores_file_and_directory_mtimes() {
-        let src = tempfile::tempdir().unwrap();
+        let src = tempdir();
         write(src.path(), "a/b/c.txt", b"c");
         write(src.path(), "a/d.txt", b"d");
         set_mtime(&src.path().join("a/b/c.txt"), 1_000_000_001);
@@ -252,7 +261,7 @@ mod mtimes {
         set_mtime(&src.path().join("a/b"), 1_000_000_003);
         set_mtime(&src.path().join("a"), 1_000_000_004);
         let (_, first) = pack_bytes(src.path());
-        let dest = tempfile::tempdir().unwrap();
+        let dest = tempdir();
         unpack_bytes(&first, dest.path(), &UnpackOptions::default()).unwrap();
         assert_eq!(mtime(&dest.path().join("a/b/c.txt")), 1_000_000_001);
         assert_eq!(mtime(&dest.path().join("a/d.txt")), 1_000_000_002);
@@ -268,7 +277,7 @@ mod options {
 
     #[test]
     fn zero_limits_are_invalid() {
-        let dest = tempfile::tempdir().unwrap();
+        let dest = tempdir();
         for (limits, name) in [
             (
                 Limits {
@@ -305,7 +314,7 @@ mod options {
 
     #[test]
     fn gzip_level_over_9_is_invalid() {
-        let src = tempfile::tempdir().unwrap();
+        let src = tempdir();
         let options = PackOptions {
             level: 10,
             ..PackOptions::default()
@@ -316,7 +325,7 @@ mod options {
 
     #[test]
     fn missing_source_is_an_io_error_naming_it() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempdir();
         let missing = dir.path().join("missing");
         let err = pack(&missing, Vec::new(), &PackOptions::default(), None).unwrap_err();
         match err {
@@ -327,7 +336,7 @@ mod options {
 
     #[test]
     fn excluded_directory_prunes_its_subtree_and_is_reported_once() {
-        let src = tempfile::tempdir().unwrap();
+        let src = tempdir();
         write(src.path(), "keep/x", b"x");
         write(src.path(), "cache/a/b", b"b");
         write(src.path(), "cache/c", b"c");
@@ -373,7 +382,7 @@ mod options {
     #[test]
     fn an_excluded_entry_creates_none_of_its_parents() {
         let tar = tar_of(&["logs/a/b.log", "logs/a/c.log", "keep/x"]);
-        let dest = tempfile::tempdir().unwrap();
+        let dest = tempdir();
         let options = UnpackOptions {
             exclude: vec!["**/*.log".into()],
             ..UnpackOptions::default()
@@ -391,7 +400,7 @@ mod options {
         // and so is what follows it in `a/b`, then `a/z` and `a/b2` are
         // written; `a/b/` again is excluded again, silently.
         let tar = tar_of(&["a/x", "a/b/", "a/b/y", "a/z", "a/b/", "a/b/w", "a/b2/v"]);
-        let dest = tempfile::tempdir().unwrap();
+        let dest = tempdir();
         let options = UnpackOptions {
             exclude: vec!["a/b".into()],
             ..UnpackOptions::default()
@@ -406,13 +415,14 @@ mod options {
         }
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_symlink_among_siblings_is_still_refused() {
         // `d` is settled by `d/1`; a later entry cannot reach through a
         // symlink placed in the destination beside it.
         let tar = tar_of(&["d/1", "d/link/2", "d/3"]);
-        let dest = tempfile::tempdir().unwrap();
-        let outside = tempfile::tempdir().unwrap();
+        let dest = tempdir();
+        let outside = tempdir();
         fs::create_dir(dest.path().join("d")).unwrap();
         std::os::unix::fs::symlink(outside.path(), dest.path().join("d/link")).unwrap();
         let report = unpack_bytes(&gz(&tar), dest.path(), &UnpackOptions::default()).unwrap();
@@ -429,7 +439,7 @@ mod files {
 
     #[test]
     fn pack_file_and_unpack_file_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempdir();
         let src = dir.path().join("src");
         write(&src, "one/two.txt", b"two");
         let archive = dir.path().join("a.tar.gz");
@@ -443,7 +453,7 @@ mod files {
 
     #[test]
     fn pack_file_inside_its_source_leaves_itself_out() {
-        let src = tempfile::tempdir().unwrap();
+        let src = tempdir();
         write(src.path(), "a.txt", b"a");
         let archive = src.path().join("x[1].tar.gz");
         for _ in 0..2 {
@@ -454,7 +464,7 @@ mod files {
 
     #[test]
     fn failed_pack_file_leaves_an_existing_archive_alone() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempdir();
         let archive = dir.path().join("a.tar.gz");
         fs::write(&archive, b"the previous archive").unwrap();
         let missing = dir.path().join("missing-src");
@@ -470,7 +480,7 @@ mod files {
 
     #[test]
     fn unpack_file_of_a_missing_archive_names_it() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempdir();
         let missing = dir.path().join("nope.tar.gz");
         match unpack_file(&missing, dir.path(), &UnpackOptions::default(), None) {
             Err(ArchiveError::Io { path, .. }) => assert!(path.ends_with("nope.tar.gz")),
@@ -583,7 +593,7 @@ mod stages {
 
     #[test]
     fn pack_tar_then_gzip_is_pack() {
-        let src = tempfile::tempdir().unwrap();
+        let src = tempdir();
         tree(src.path());
         let (report, packed) = pack_bytes(src.path());
         let (tar_report, tar) =
@@ -623,12 +633,12 @@ mod stages {
 
     #[test]
     fn gunzip_then_unpack_tar_is_unpack() {
-        let src = tempfile::tempdir().unwrap();
+        let src = tempdir();
         tree(src.path());
         let (_, packed) = pack_bytes(src.path());
         let (n, tar) = gunzip(Cursor::new(&packed), Vec::new(), &Limits::default()).unwrap();
         assert_eq!(n, tar.len() as u64);
-        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (tempdir(), tempdir());
         let one = unpack_bytes(&packed, a.path(), &UnpackOptions::default()).unwrap();
         let two = unpack_tar(Cursor::new(&tar), b.path(), &UnpackOptions::default(), None).unwrap();
         assert_eq!(one, two);
@@ -681,11 +691,11 @@ mod stages {
 
     #[test]
     fn chunk_served_unpack_and_gunzip_match_the_buffered_ones() {
-        let src = tempfile::tempdir().unwrap();
+        let src = tempdir();
         tree(src.path());
         let (_, packed) = pack_bytes(src.path());
         let (_, tar) = gunzip(Cursor::new(&packed), Vec::new(), &Limits::default()).unwrap();
-        let want = tempfile::tempdir().unwrap();
+        let want = tempdir();
         let want_report = unpack_bytes(&packed, want.path(), &UnpackOptions::default()).unwrap();
         for pattern in [&[1 << 20][..], &[1, 0, 4096, 777, 65_536][..], &[3][..]] {
             let (n, got) = crate::gz::gunzip_buffered(
@@ -696,12 +706,12 @@ mod stages {
             .unwrap();
             assert_eq!(n, tar.len() as u64);
             assert!(got == tar, "pattern {pattern:?}: gunzip differs");
-            let dest = tempfile::tempdir().unwrap();
+            let dest = tempdir();
             let report = unpack_chunked(packed.clone(), pattern, false, dest.path()).unwrap();
             assert_eq!(report, want_report, "pattern {pattern:?}");
             assert_eq!(pack_bytes(dest.path()).1, packed, "pattern {pattern:?}");
             // The tar stage alone, skipping padding straight out of the chunks.
-            let dest = tempfile::tempdir().unwrap();
+            let dest = tempdir();
             let report = unpack_tar_chunked(tar.clone(), pattern, false, dest.path()).unwrap();
             assert_eq!(report, want_report, "pattern {pattern:?}: unpack-tar");
             assert_eq!(pack_bytes(dest.path()).1, packed, "pattern {pattern:?}");
@@ -720,7 +730,7 @@ mod stages {
             other => panic!("expected Stream, got {:?}", other.map(|r| r.0)),
         }
         let half_tar = tar[..tar.len() / 2].to_vec();
-        let dest = tempfile::tempdir().unwrap();
+        let dest = tempdir();
         for (what, result) in [
             (
                 "unpack",
@@ -743,7 +753,7 @@ mod stages {
 
     #[test]
     fn gunzip_delivers_everything_before_a_bad_trailer() {
-        let src = tempfile::tempdir().unwrap();
+        let src = tempdir();
         tree(src.path());
         let (_, mut packed) = pack_bytes(src.path());
         let (_, tar) = gunzip(Cursor::new(&packed), Vec::new(), &Limits::default()).unwrap();
@@ -766,7 +776,7 @@ mod stages {
     #[test]
     fn bodies_around_the_write_buffer_size_round_trip_under_any_chunking() {
         let b = crate::unpack::READ_BUFFER;
-        let src = tempfile::tempdir().unwrap();
+        let src = tempdir();
         let sizes = [0, 1, b - 1, b, b + 1, 2 * b + 7];
         let body = |i: usize| -> Vec<u8> { (0..sizes[i]).map(|j| (j * 31 + i) as u8).collect() };
         for i in 0..sizes.len() {
@@ -775,7 +785,7 @@ mod stages {
         let (_, packed) = pack_bytes(src.path());
         let (_, tar) = gunzip(Cursor::new(&packed), Vec::new(), &Limits::default()).unwrap();
         for pattern in [&[7][..], &[1, 0, 4096, 777, 65_536][..], &[1 << 20][..]] {
-            let dest = tempfile::tempdir().unwrap();
+            let dest = tempdir();
             let report = unpack_tar_chunked(tar.clone(), pattern, false, dest.path()).unwrap();
             assert_eq!(report.files, sizes.len() as u64, "pattern {pattern:?}");
             for (i, n) in sizes.iter().enumerate() {
@@ -785,7 +795,7 @@ mod stages {
         }
         // Cut inside the largest body: the file is reported short, by name.
         let cut = tar[..tar.len() - 1024 - b].to_vec();
-        let dest = tempfile::tempdir().unwrap();
+        let dest = tempdir();
         match unpack_tar_chunked(cut, &[777], false, dest.path()) {
             Err(ArchiveError::Corrupt { entry, .. }) => assert_eq!(entry, "f5"),
             other => panic!("expected Corrupt naming f5, got {other:?}"),
@@ -831,7 +841,7 @@ mod stages {
 
     #[test]
     fn unpack_tar_names_the_entry_when_its_input_fails() {
-        let src = tempfile::tempdir().unwrap();
+        let src = tempdir();
         write(src.path(), "a", &[1u8; 5000]);
         write(src.path(), "b", &[2u8; 5000]);
         let (_, tar) = pack_tar(src.path(), Vec::new(), &PackOptions::default(), None).unwrap();
@@ -844,7 +854,7 @@ mod stages {
                 Err(io::Error::other("upstream stage failed"))
             }
         }
-        let dest = tempfile::tempdir().unwrap();
+        let dest = tempdir();
         match unpack_tar(failing, dest.path(), &UnpackOptions::default(), None) {
             Err(ArchiveError::Stream { entry, message }) => {
                 assert_eq!(entry, "b");
@@ -893,7 +903,7 @@ mod failures {
 
     #[test]
     fn pack_of_a_missing_source_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempdir();
         let mut out = Vec::new();
         let err = pack(
             &dir.path().join("missing"),
@@ -908,7 +918,7 @@ mod failures {
 
     #[test]
     fn pack_failing_mid_walk_writes_no_end_marker_or_trailer() {
-        let src = tempfile::tempdir().unwrap();
+        let src = tempdir();
         for i in 0..50 {
             write(src.path(), &format!("f{i:02}"), &[i as u8; 40_000]);
         }
@@ -944,7 +954,7 @@ mod failures {
 
     #[test]
     fn an_empty_tar_stream_is_not_an_archive() {
-        let dest = tempfile::tempdir().unwrap();
+        let dest = tempdir();
         match unpack_bytes(&gz(b""), dest.path(), &UnpackOptions::default()) {
             Err(ArchiveError::Corrupt { message, .. }) => {
                 assert!(message.contains("end-of-archive"), "{message}")
@@ -959,7 +969,7 @@ mod failures {
     #[cfg(unix)]
     #[test]
     fn a_hard_link_in_the_destination_is_replaced_not_written_through() {
-        let root = tempfile::tempdir().unwrap();
+        let root = tempdir();
         let outside = root.path().join("outside.txt");
         fs::write(&outside, b"keep me").unwrap();
         let dest = root.path().join("dest");
@@ -975,7 +985,7 @@ mod failures {
     #[cfg(unix)]
     #[test]
     fn a_fifo_in_the_destination_is_skipped_not_opened() {
-        let dest = tempfile::tempdir().unwrap();
+        let dest = tempdir();
         let fifo = dest.path().join("p");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
         if !made.is_ok_and(|s| s.success()) {
@@ -1060,7 +1070,7 @@ mod skipping {
             ],
             None,
         );
-        let dest = tempfile::tempdir().unwrap();
+        let dest = tempdir();
         match unpack_bytes(
             &gz(&tar[..512 + 100]),
             dest.path(),
@@ -1079,12 +1089,12 @@ mod skipping {
 
     #[test]
     fn skipped_bodies_leave_the_stream_at_the_next_header() {
-        let src = tempfile::tempdir().unwrap();
+        let src = tempdir();
         write(src.path(), "big/x", &[3u8; 100_000]);
         write(src.path(), "keep/y", b"hello");
         write(src.path(), "odd", &[4u8; 513]);
         let (_, bytes) = pack_bytes(src.path());
-        let dest = tempfile::tempdir().unwrap();
+        let dest = tempdir();
         let options = UnpackOptions {
             exclude: vec!["big".into()],
             ..UnpackOptions::default()
@@ -1108,7 +1118,7 @@ mod limits {
             ..PackOptions::default()
         };
         let (packed, bytes) = pack(src, Vec::new(), &options, None).unwrap();
-        let dest = tempfile::tempdir().unwrap();
+        let dest = tempdir();
         let unpack_options = UnpackOptions {
             limits,
             ..UnpackOptions::default()
@@ -1129,7 +1139,7 @@ mod limits {
 
     #[test]
     fn what_breaks_a_limit_is_left_out_and_the_rest_unpacks() {
-        let src = tempfile::tempdir().unwrap();
+        let src = tempdir();
         write(src.path(), "a/b/c/deep.txt", b"deep");
         write(src.path(), "a/b/shallow.txt", b"shallow");
         write(src.path(), "big.bin", &[7; 5000]);
@@ -1172,7 +1182,7 @@ mod limits {
     #[test]
     fn a_directory_path_counts_its_trailing_slash() {
         // `abcd/` is 5 bytes: over a 4-byte limit, as unpack counts it.
-        let src = tempfile::tempdir().unwrap();
+        let src = tempdir();
         write(src.path(), "abcd/x", b"x");
         write(src.path(), "efg", b"y");
         let limits = Limits {
@@ -1187,7 +1197,7 @@ mod limits {
 
     #[test]
     fn entries_and_total_bytes_stop_where_unpack_would() {
-        let src = tempfile::tempdir().unwrap();
+        let src = tempdir();
         for i in 0..10 {
             write(src.path(), &format!("f{i}"), &[b'x'; 100]);
         }
@@ -1242,7 +1252,7 @@ mod limits {
             limits,
             ..UnpackOptions::default()
         };
-        let dest = tempfile::tempdir().unwrap();
+        let dest = tempdir();
         match unpack_bytes(&bomb, dest.path(), &options) {
             Err(ArchiveError::LimitExceeded {
                 limit,
@@ -1278,7 +1288,7 @@ mod limits {
                 limits,
                 ..UnpackOptions::default()
             };
-            let dest = tempfile::tempdir().unwrap();
+            let dest = tempdir();
             let report = unpack_bytes(&bomb, dest.path(), &options).unwrap();
             assert_eq!(report.bytes, 16 << 20);
         }
@@ -1286,7 +1296,7 @@ mod limits {
 
     #[test]
     fn what_ccws_packs_never_trips_a_ratio_guard_of_256() {
-        let src = tempfile::tempdir().unwrap();
+        let src = tempdir();
         File::create(src.path().join("zeros"))
             .unwrap()
             .set_len(16 << 20)
@@ -1303,7 +1313,7 @@ mod limits {
                 ..PackOptions::default()
             };
             let (_, bytes) = pack(src.path(), Vec::new(), &options, None).unwrap();
-            let dest = tempfile::tempdir().unwrap();
+            let dest = tempdir();
             let unpack_options = UnpackOptions {
                 limits,
                 ..UnpackOptions::default()
@@ -1329,7 +1339,7 @@ mod limits {
             max_total_bytes: 20 * 513,
             ..Limits::default()
         };
-        let src = tempfile::tempdir().unwrap();
+        let src = tempdir();
         let dir = format!("{}/{}", "d".repeat(200), "e".repeat(200));
         for i in 0..18 {
             write(src.path(), &format!("{dir}/{:0>190}", i), &[1; 513]);
