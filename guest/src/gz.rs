@@ -5,7 +5,7 @@
 
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 
-use crate::gzframe::{self, GzWriter, BLOCK};
+use crate::gzframe::{self, check_level, GzWriter, BLOCK};
 use crate::io::{Blame, MultiGz, Tracked, Tripped};
 use crate::types::{ArchiveError, Limits};
 
@@ -15,16 +15,6 @@ pub(crate) const BUFFER: usize = 256 * 1024;
 /// What `pack` and `gzip` write through: the blocked gzip writer over a
 /// buffered, tracked output.
 pub(crate) type GzSink<W> = GzWriter<BufWriter<Tracked<W>>>;
-
-/// Refuse a gzip level outside 0-9.
-pub fn check_level(level: u32) -> Result<(), ArchiveError> {
-    if level > 9 {
-        return Err(ArchiveError::InvalidOptions(format!(
-            "gzip level {level} is out of range 0-9"
-        )));
-    }
-    Ok(())
-}
 
 /// Start one gzip member into `out` (no name, mtime 0: the same header on
 /// every path), recording `out`'s own failures in `blame`. A sink dropped

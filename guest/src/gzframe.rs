@@ -1,7 +1,14 @@
-//! gzip members (RFC 1952) around flate2's raw deflate, checksummed with
-//! [`crate::crc`] (so that the ccws component can have the host compute the
-//! CRC): [`GzWriter`] writes one member as a blocked deflate stream
-//! ([`deflate_block`]), [`GzMember`] reads one.
+//! The blocked deflate format, in one place: every gzip member ccws writes
+//! is a run of independently deflated blocks (see [`BLOCK`]).
+//!
+//! The public surface is what a writer that deflates the blocks elsewhere
+//! needs (ccws's multi-instance gzip stage, the benchmark's threads):
+//! [`Member`] (the header, each block's dictionary, the trailer),
+//! [`deflate_block`], and [`crc32`], the checksum the trailer holds (which
+//! the host also computes for the component, through its `checksum`
+//! import). Inside the crate, [`GzWriter`] writes a member itself and
+//! [`GzMember`] reads any gzip member (RFC 1952) around flate2's raw
+//! deflate.
 
 use std::io::{self, BufRead, Read, Write};
 
@@ -9,6 +16,7 @@ use flate2::bufread::DeflateDecoder;
 use flate2::{Compress, Compression, FlushCompress, Status};
 
 use crate::crc::Crc32;
+use crate::types::ArchiveError;
 
 const MAGIC: [u8; 2] = [0x1f, 0x8b];
 const DEFLATE: u8 = 8;
@@ -44,9 +52,27 @@ pub const MAX_RATIO: usize = 256;
 /// anywhere between blocks, it inflates to nothing.
 const EMPTY_STORED: [u8; 5] = [0x00, 0x00, 0x00, 0xff, 0xff];
 
+/// The CRC-32 (IEEE, as gzip uses) of `data`, continuing from `crc` (0 to
+/// start): the checksum of a member's trailer. Natively, and for the
+/// component through the host's `checksum` import, it is `crc32fast`'s
+/// carry-less-multiply kernel.
+pub fn crc32(crc: u32, data: &[u8]) -> u32 {
+    crate::crc::crc32(crc, data)
+}
+
+/// Refuse a gzip level outside 0-9.
+pub(crate) fn check_level(level: u32) -> Result<(), ArchiveError> {
+    if level > 9 {
+        return Err(ArchiveError::InvalidOptions(format!(
+            "gzip level {level} is out of range 0-9"
+        )));
+    }
+    Ok(())
+}
+
 /// The gzip member header ccws writes: no name, mtime 0, OS unknown (the
 /// header flate2's `GzBuilder` writes).
-pub fn header(level: u32) -> [u8; 10] {
+fn header(level: u32) -> [u8; 10] {
     // XFL: 2 = best compression, 4 = fastest, 0 otherwise.
     let xfl = match level {
         9.. => 2,
@@ -56,36 +82,59 @@ pub fn header(level: u32) -> [u8; 10] {
     [MAGIC[0], MAGIC[1], DEFLATE, 0, 0, 0, 0, 0, xfl, OS_UNKNOWN]
 }
 
-/// The gzip member trailer: CRC-32 and length (mod 2^32) of the input.
-fn trailer(crc: &Crc32) -> [u8; 8] {
-    let mut t = [0u8; 8];
-    t[..4].copy_from_slice(&crc.sum().to_le_bytes());
-    t[4..].copy_from_slice(&crc.amount().to_le_bytes());
-    t
-}
-
-/// The bookkeeping around a member's blocks, the same for every writer of
-/// them ([`GzWriter`], the host's multi-instance stage, the benchmark's
-/// threads): the CRC-32 and length of all input, and each block's
-/// dictionary, the last [`WINDOW`] bytes of input before it. (Every block
-/// is [`BLOCK`] bytes but the last, which may be empty.)
-#[derive(Debug, Default)]
-pub struct Blocks {
+/// One gzip member of the blocked format, as a writer puts it together:
+/// [`Member::header`], then for each block in order (every one [`BLOCK`]
+/// bytes of input but the last, which may be empty) its
+/// [`deflate_block`] with the dictionary [`Member::next_block`] gives, then
+/// [`Member::trailer`]. The bytes are the same whoever deflates the blocks.
+#[derive(Debug)]
+pub struct Member {
+    level: u32,
     crc: Crc32,
     dictionary: Vec<u8>,
 }
 
-impl Blocks {
-    /// Count `block` in, and return the dictionary to deflate it with.
-    pub fn next(&mut self, block: &[u8]) -> Vec<u8> {
+impl Member {
+    /// A member at gzip `level` (0-9; anything else is `InvalidOptions`).
+    pub fn new(level: u32) -> Result<Self, ArchiveError> {
+        check_level(level)?;
+        Ok(Self::at(level))
+    }
+
+    /// A member at `level`, already checked.
+    fn at(level: u32) -> Self {
+        Member {
+            level,
+            crc: Crc32::default(),
+            dictionary: Vec::new(),
+        }
+    }
+
+    /// The gzip level.
+    pub fn level(&self) -> u32 {
+        self.level
+    }
+
+    /// The member's header.
+    pub fn header(&self) -> [u8; 10] {
+        header(self.level)
+    }
+
+    /// Count the next `block` in, and return the dictionary to deflate it
+    /// with: the last [`WINDOW`] bytes of input before it.
+    pub fn next_block(&mut self, block: &[u8]) -> Vec<u8> {
         self.crc.update(block);
         let tail = block[block.len().saturating_sub(WINDOW)..].to_vec();
         std::mem::replace(&mut self.dictionary, tail)
     }
 
-    /// The member's trailer, after the last block.
+    /// The member's trailer, after the last block: the CRC-32 and length
+    /// (mod 2^32) of all input.
     pub fn trailer(&self) -> [u8; 8] {
-        trailer(&self.crc)
+        let mut t = [0u8; 8];
+        t[..4].copy_from_slice(&self.crc.sum().to_le_bytes());
+        t[4..].copy_from_slice(&self.crc.amount().to_le_bytes());
+        t
     }
 }
 
@@ -169,26 +218,25 @@ fn bound(len: usize) -> usize {
 /// Writes one gzip member as a blocked deflate stream (see [`BLOCK`]):
 /// the same bytes whatever the write sizes, and the same bytes as the
 /// host's multi-instance gzip stage.
-pub struct GzWriter<W: Write> {
+pub(crate) struct GzWriter<W: Write> {
     out: W,
-    level: u32,
     /// Input of the current block.
     block: Vec<u8>,
-    blocks: Blocks,
+    member: Member,
     compressed: Vec<u8>,
     /// Whether the header is out.
     started: bool,
 }
 
 impl<W: Write> GzWriter<W> {
-    /// Start a member into `out` at `level` (0-9). Nothing is written until
-    /// a block is full or [`GzWriter::finish`] is called.
-    pub fn new(out: W, level: u32) -> Self {
+    /// Start a member into `out` at `level` (checked already: 0-9).
+    /// Nothing is written until a block is full or [`GzWriter::finish`] is
+    /// called.
+    pub(crate) fn new(out: W, level: u32) -> Self {
         GzWriter {
             out,
-            level,
             block: Vec::with_capacity(BLOCK),
-            blocks: Blocks::default(),
+            member: Member::at(level),
             compressed: Vec::new(),
             started: false,
         }
@@ -197,15 +245,15 @@ impl<W: Write> GzWriter<W> {
     /// Checksum and compress the current block, and write it out.
     fn emit(&mut self, last: bool) -> io::Result<()> {
         if !self.started {
-            self.out.write_all(&header(self.level))?;
+            self.out.write_all(&self.member.header())?;
             self.started = true;
         }
         // The CRC once per block, not per write: in the component each
         // update is a call to the host, and tar writes 512-byte headers.
-        let dictionary = self.blocks.next(&self.block);
+        let dictionary = self.member.next_block(&self.block);
         self.compressed.clear();
         deflate_block(
-            self.level,
+            self.member.level(),
             &dictionary,
             &self.block,
             last,
@@ -218,9 +266,9 @@ impl<W: Write> GzWriter<W> {
 
     /// Write the last block and the trailer (CRC-32, length), and hand
     /// `out` back. Dropping a `GzWriter` unfinished writes neither.
-    pub fn finish(mut self) -> io::Result<W> {
+    pub(crate) fn finish(mut self) -> io::Result<W> {
         self.emit(true)?;
-        self.out.write_all(&self.blocks.trailer())?;
+        self.out.write_all(&self.member.trailer())?;
         Ok(self.out)
     }
 }
@@ -245,7 +293,7 @@ impl<W: Write> Write for GzWriter<W> {
 /// that what follows (another member, padding, garbage) is left in the
 /// reader. Every malformation is an `InvalidData` error (a truncation
 /// `UnexpectedEof`) saying what was wrong.
-pub struct GzMember<R: BufRead> {
+pub(crate) struct GzMember<R: BufRead> {
     deflate: DeflateDecoder<R>,
     crc: Crc32,
     done: bool,
@@ -253,7 +301,7 @@ pub struct GzMember<R: BufRead> {
 
 impl<R: BufRead> GzMember<R> {
     /// Read the member header from `input` (which must be at its first byte).
-    pub fn new(mut input: R) -> io::Result<Self> {
+    pub(crate) fn new(mut input: R) -> io::Result<Self> {
         read_header(&mut input)?;
         Ok(GzMember {
             deflate: DeflateDecoder::new(input),
@@ -263,7 +311,7 @@ impl<R: BufRead> GzMember<R> {
     }
 
     /// The reader, just past this member once it has been read to the end.
-    pub fn into_inner(self) -> R {
+    pub(crate) fn into_inner(self) -> R {
         self.deflate.into_inner()
     }
 
@@ -628,16 +676,23 @@ mod tests {
     #[test]
     fn independent_blocks_put_together_equal_the_writer() {
         let data = text(3 * BLOCK + 5);
-        let mut assembled = header(6).to_vec();
+        let mut member = Member::new(6).unwrap();
+        let mut assembled = member.header().to_vec();
         let blocks: Vec<&[u8]> = data.chunks(BLOCK).collect();
         for (i, block) in blocks.iter().enumerate() {
+            // The whole input before the block, or the dictionary the
+            // member gives: the same bytes.
             let before = &data[..i * BLOCK];
+            let dictionary = member.next_block(block);
+            assert_eq!(dictionary, &before[before.len().saturating_sub(WINDOW)..]);
             deflate_block(6, before, block, i + 1 == blocks.len(), &mut assembled).unwrap();
         }
-        let mut crc = Crc32::default();
-        crc.update(&data);
-        assembled.extend_from_slice(&trailer(&crc));
+        assembled.extend_from_slice(&member.trailer());
         assert_eq!(assembled, gz(&data, 6));
+        assert!(matches!(
+            Member::new(10),
+            Err(ArchiveError::InvalidOptions(_))
+        ));
     }
 
     #[test]

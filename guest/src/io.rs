@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::rc::Rc;
 
+use crate::ending::Ending;
 use crate::fsio;
 use crate::gzframe::GzMember;
 use crate::types::{ArchiveError, LimitKind, Limits};
@@ -80,49 +81,40 @@ impl<W: Write> Write for Tracked<W> {
     }
 }
 
-/// Shuts a [`Gated`] writer: once shut, every write through it fails.
-/// `tar::Builder` writes its end-of-archive marker when dropped; a failed
-/// `pack-tar` shuts the gate first, so that a failure never leaves a
-/// complete-looking tar behind.
-#[derive(Debug, Clone, Default)]
-pub struct Gate(Rc<Cell<bool>>);
-
-impl Gate {
-    /// Make every later write fail.
-    pub fn shut(&self) {
-        self.0.set(true);
-    }
-}
-
-/// A writer behind a [`Gate`].
+/// A writer that fails every write once its producer has failed (see
+/// [`Ending`]): `tar::Builder` writes its end-of-archive marker when
+/// dropped, and a failed `pack-tar` must not leave a complete-looking tar.
 pub struct Gated<W> {
     inner: W,
-    gate: Gate,
+    ending: Ending,
 }
 
 impl<W> Gated<W> {
-    /// Wrap `inner` behind `gate`.
-    pub fn new(inner: W, gate: Gate) -> Self {
-        Gated { inner, gate }
+    /// Wrap `inner`; writes stop once `ending` says the producer failed.
+    pub fn new(inner: W, ending: Ending) -> Self {
+        Gated { inner, ending }
     }
 
     /// The wrapped writer.
     pub fn into_inner(self) -> W {
         self.inner
     }
+
+    fn refuse(&self) -> io::Result<()> {
+        if self.ending.failed() {
+            return Err(io::Error::other("output shut after a failure"));
+        }
+        Ok(())
+    }
 }
 
 impl<W: Write> Write for Gated<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.gate.0.get() {
-            return Err(io::Error::other("output shut after a failure"));
-        }
+        self.refuse()?;
         self.inner.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        if self.gate.0.get() {
-            return Err(io::Error::other("output shut after a failure"));
-        }
+        self.refuse()?;
         self.inner.flush()
     }
 }

@@ -4,8 +4,9 @@
 //! `wit/archive.wit`); built natively it is the same code as a library, used
 //! by benchmarks and unit tests.
 
-pub mod crc;
+mod crc;
 mod destfs;
+pub mod ending;
 mod fsio;
 pub mod gz;
 pub mod gzframe;
@@ -27,7 +28,8 @@ mod component;
 #[cfg(test)]
 mod tests;
 
-pub use gz::{check_level, deflate_block, gunzip, gzip};
+pub use ending::{Ending, Producer};
+pub use gz::{deflate_block, gunzip, gzip};
 pub use pack::{pack, pack_tar};
 pub use pattern::Patterns;
 pub use types::*;

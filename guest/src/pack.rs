@@ -15,8 +15,10 @@ use std::path::Path;
 
 use tar::{EntryType, Header};
 
-use crate::gz::{check_level, finish_gz, gz_sink};
-use crate::io::{Blame, Gate, Gated, Tracked};
+use crate::ending::Ending;
+use crate::gz::{finish_gz, gz_sink};
+use crate::gzframe::check_level;
+use crate::io::{Blame, Gated, Tracked};
 use crate::oserror::describe;
 use crate::pattern::Patterns;
 use crate::srcfs::{Dir, Kind, Listing, SrcFile, Stat};
@@ -55,12 +57,12 @@ pub fn pack_tar<W: Write>(
     check_level(options.level)?;
     let root = Dir::open_root(src).map_err(|e| io_error(src, &e))?;
     let blame = Blame::default();
-    let gate = Gate::default();
+    let ending = Ending::new();
     let buffered = BufWriter::with_capacity(
         COPY_BUFFER,
-        Gated::new(Tracked::new(out, blame.clone()), gate.clone()),
+        Gated::new(Tracked::new(out, blame.clone()), ending.clone()),
     );
-    let (report, buffered) = walk_into(root, buffered, options, filter, &blame, Some(&gate))?;
+    let (report, buffered) = walk_into(root, buffered, options, filter, &blame, Some(&ending))?;
     let mut gated = buffered
         .into_inner()
         .map_err(|e| blame.stream_error(e.into_error(), ""))?;
@@ -69,17 +71,18 @@ pub fn pack_tar<W: Write>(
 }
 
 /// Walk `src` (listed as `root`) and write its entries and the
-/// end-of-archive marker into `sink`. On failure `gate` (for a plain tar
-/// sink) is shut before the sink is dropped: `tar::Builder` writes the
-/// end-of-archive marker when dropped, which would make a failed tar look
-/// complete. (A gzip sink needs none: it writes no trailer unless finished.)
+/// end-of-archive marker into `sink`, and say how that ended in `ending`
+/// (for a plain tar sink behind [`Gated`]). A failure is said before the
+/// sink is dropped: `tar::Builder` writes the end-of-archive marker when
+/// dropped, which would make a failed tar look complete. (A gzip sink
+/// needs none: it writes no trailer unless finished.)
 fn walk_into<T: Write>(
     root: (Dir, Listing),
     sink: T,
     options: &PackOptions,
     filter: Option<&mut (dyn Filter + '_)>,
     blame: &Blame,
-    gate: Option<&Gate>,
+    ending: Option<&Ending>,
 ) -> Result<(Report, T), ArchiveError> {
     let exclude = Patterns::new(&options.exclude).map_err(ArchiveError::InvalidOptions)?;
     let mut packer = Packer {
@@ -92,20 +95,28 @@ fn walk_into<T: Write>(
         blame: blame.clone(),
         copy: vec![0; COPY_BUFFER].into_boxed_slice(),
     };
-    let shut = || {
-        if let Some(gate) = gate {
-            gate.shut();
+    let fail = |e: &ArchiveError| {
+        if let Some(ending) = ending {
+            ending.fail(e.to_string());
         }
     };
     if let Err(e) = packer.walk(&root.0, root.1, "") {
-        shut();
+        fail(&e);
         return Err(e);
     }
-    let sink = packer.builder.into_inner().map_err(|e| {
-        shut();
-        packer.blame.stream_error(e, "")
-    })?;
-    Ok((packer.report, sink))
+    match packer.builder.into_inner() {
+        Ok(sink) => {
+            if let Some(ending) = ending {
+                ending.finish();
+            }
+            Ok((packer.report, sink))
+        }
+        Err(e) => {
+            let e = packer.blame.stream_error(e, "");
+            fail(&e);
+            Err(e)
+        }
+    }
 }
 
 struct Packer<'a, 'f, W: Write> {

@@ -90,6 +90,16 @@ pub struct PackOptions {
     pub limits: Limits,
 }
 
+impl PackOptions {
+    /// Check the options as a pack would, before anything runs: the gzip
+    /// level and every exclude pattern.
+    pub fn check(&self) -> Result<(), ArchiveError> {
+        crate::gzframe::check_level(self.level)?;
+        crate::pattern::Patterns::new(&self.exclude).map_err(ArchiveError::InvalidOptions)?;
+        Ok(())
+    }
+}
+
 impl Default for PackOptions {
     fn default() -> Self {
         PackOptions {

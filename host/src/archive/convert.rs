@@ -139,9 +139,10 @@ mod tests {
     /// crosses the boundary.
     #[test]
     fn every_type_round_trips_through_the_wit_bindings() {
-        fn round<C: Clone + PartialEq + std::fmt::Debug, W: From<C>>(c: C)
+        fn round<C, W>(c: C)
         where
-            C: From<W>,
+            C: Clone + PartialEq + std::fmt::Debug + From<W>,
+            W: From<C>,
         {
             assert_eq!(C::from(W::from(c.clone())), c);
         }

@@ -1,18 +1,19 @@
 //! The gzip stage of a pipelined pack, in several sandbox instances at once
 //! (as pigz runs several threads). The guest writes every gzip member as a
-//! blocked deflate stream (`ccws_archive::gzframe::BLOCK`): 1 MiB blocks of
-//! input, each compressed on its own, primed with the 32 KiB before it. So
-//! here the tar stream from the pipe is cut into those blocks, each block
-//! goes to the next of N instances (`deflate-block`), and the results are
-//! written in order between the gzip header and a trailer of the CRC-32 and
-//! length computed here: the same bytes as the guest's own `gzip` and `pack`.
+//! blocked deflate stream (`ccws_archive::gzframe`): 1 MiB blocks of input,
+//! each compressed on its own, primed with the 32 KiB before it. So here the
+//! tar stream from the pipe is cut into those blocks, each block goes to
+//! the next of N instances (`deflate-block`), and the results are written
+//! in order into a `gzframe::Member`'s frame (its header, and a trailer of
+//! the CRC-32 and length computed here): the same bytes as the guest's own
+//! `gzip` and `pack`.
 //!
 //! Each instance has its own store, memory cap and CPU budget (time spent
 //! waiting for the next block is not charged), and preopens nothing.
 
 use std::collections::VecDeque;
 
-use ccws_archive::gzframe::{self, BLOCK};
+use ccws_archive::gzframe::{Member, BLOCK};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -62,10 +63,10 @@ where
     }
     let in_flight = 2 * queues.len();
 
-    out.write_all(&gzframe::header(level.into()))
+    let mut member = Member::new(level.into())?;
+    out.write_all(&member.header())
         .await
         .map_err(HostError::Stream)?;
-    let mut blocks = gzframe::Blocks::default();
     let mut total = 0u64;
     let mut pending: VecDeque<oneshot::Receiver<_>> = VecDeque::new();
     for n in 0.. {
@@ -76,7 +77,7 @@ where
         total += block.len() as u64;
         let (reply, answer) = oneshot::channel();
         let job = Job {
-            dictionary: blocks.next(&block),
+            dictionary: member.next_block(&block),
             block,
             last,
             reply,
@@ -94,7 +95,7 @@ where
             break;
         }
     }
-    out.write_all(&blocks.trailer())
+    out.write_all(&member.trailer())
         .await
         .map_err(HostError::Stream)?;
     out.shutdown().await.map_err(HostError::Stream)?;

@@ -11,6 +11,7 @@ mod bindings;
 mod convert;
 mod deflate;
 mod engine;
+mod finished;
 mod nonblock;
 mod pipe;
 mod pipeline;
@@ -28,10 +29,11 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 pub use ccws_archive::{
-    ArchiveError, EntryKind, LimitKind, Limits, PackOptions, Report, SkipReason, Skipped,
-    UnpackOptions, Verdict,
+    ArchiveError, Ending, EntryKind, LimitKind, Limits, PackOptions, Producer, Report, SkipReason,
+    Skipped, UnpackOptions, Verdict,
 };
 pub use engine::{cache_key, default_cache_dir};
+pub use finished::Finished;
 pub use sandbox::FilterFn;
 
 use bindings::{Archiver as Bindings, ArchiverPre};
@@ -235,7 +237,7 @@ impl Archiver {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         // Checked here: the WIT level is a u8, so 300 would be reported as 255.
-        ccws_archive::check_level(options.level)?;
+        options.check()?;
         let src = canonical_dir(src)?;
         if self.pipelined() {
             return self.pack_pipelined(src, out, options, filter).await;

@@ -8,16 +8,17 @@
 //! A plain pipe ends with EOF when its writer goes away, which would let a
 //! failed first stage look like a complete, valid stream to the second (a
 //! `gzip` of a half-packed tar would still be a well-formed tar.gz). Here the
-//! stream ends only when the first stage's owner says it finished
-//! ([`PipeEnd::finish`]); if it says the stage failed ([`PipeEnd::fail`]), or
-//! the write end goes away without either, the reader gets an error, after
-//! the data written before it. When the reader goes away, the writer's next
-//! call fails.
+//! stream ends as [`ccws_archive::Ending`] has it: only when the first
+//! stage's owner says it finished ([`PipeEnd::finish`]); if it says the stage
+//! failed ([`PipeEnd::fail`]), or the write end goes away without either, the
+//! reader gets an error, after the data written before it. When the reader
+//! goes away, the writer's next call fails.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
+use ccws_archive::Ending;
 use tokio::sync::Notify;
 use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
 
@@ -28,9 +29,9 @@ pub fn pipe(capacity: usize) -> (PipeWriter, PipeReader, PipeEnd) {
         state: Mutex::new(State {
             chunks: VecDeque::new(),
             queued: 0,
-            end: None,
             reader_gone: false,
         }),
+        ending: Ending::new(),
         capacity,
         readable: Notify::new(),
         writable: Notify::new(),
@@ -44,6 +45,8 @@ pub fn pipe(capacity: usize) -> (PipeWriter, PipeReader, PipeEnd) {
 
 struct Shared {
     state: Mutex<State>,
+    /// How the writing stage ended.
+    ending: Ending,
     capacity: usize,
     /// Data or the end arrived (one waiter: the reader).
     readable: Notify,
@@ -54,13 +57,7 @@ struct Shared {
 struct State {
     chunks: VecDeque<Bytes>,
     queued: usize,
-    end: Option<End>,
     reader_gone: bool,
-}
-
-enum End {
-    Closed,
-    Failed(String),
 }
 
 impl Shared {
@@ -76,16 +73,13 @@ pub struct PipeEnd(Arc<Shared>);
 impl PipeEnd {
     /// The writing stage finished: the reader gets EOF after the data.
     pub fn finish(&self) {
-        self.end(End::Closed);
+        self.0.ending.finish();
+        self.0.readable.notify_one();
     }
 
     /// The writing stage failed: the reader gets `why` after the data.
     pub fn fail(&self, why: impl Into<String>) {
-        self.end(End::Failed(why.into()));
-    }
-
-    fn end(&self, end: End) {
-        self.0.lock().end.get_or_insert(end);
+        self.0.ending.fail(why);
         self.0.readable.notify_one();
     }
 }
@@ -97,13 +91,11 @@ impl Drop for PipeWriter {
     /// Without a word from [`PipeEnd`], the stage stopped without finishing
     /// (an early return, a panic): that is a failure, never an EOF.
     fn drop(&mut self) {
-        let why = if std::thread::panicking() {
+        PipeEnd(self.0.clone()).fail(if std::thread::panicking() {
             "the stage writing this pipe panicked"
         } else {
             "the stage writing this pipe stopped without finishing"
-        };
-        self.0.lock().end.get_or_insert(End::Failed(why.into()));
-        self.0.readable.notify_one();
+        });
     }
 }
 
@@ -131,6 +123,13 @@ impl Pollable for PipeWriter {
 #[async_trait::async_trait]
 impl OutputStream for PipeWriter {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        // Nothing is written after the word on how the stage ended (the
+        // reader relies on it).
+        if self.0.ending.word().is_some() {
+            return Err(StreamError::Trap(wasmtime::Error::msg(
+                "write to a pipe after its stage ended",
+            )));
+        }
         let mut st = self.0.lock();
         if st.reader_gone {
             return Err(reader_gone());
@@ -186,7 +185,7 @@ impl Pollable for PipeReader {
         loop {
             {
                 let st = self.0.lock();
-                if !st.chunks.is_empty() || st.end.is_some() {
+                if !st.chunks.is_empty() || self.0.ending.word().is_some() {
                     return;
                 }
             }
@@ -198,6 +197,9 @@ impl Pollable for PipeReader {
 #[async_trait::async_trait]
 impl InputStream for PipeReader {
     fn read(&mut self, size: usize) -> StreamResult<Bytes> {
+        // The word first: once there is one, nothing more is written, so
+        // the data left below is all there will be.
+        let word = self.0.ending.word();
         let mut st = self.0.lock();
         if !st.chunks.is_empty() {
             let chunk = take(&mut st.chunks, size);
@@ -206,12 +208,11 @@ impl InputStream for PipeReader {
             self.0.writable.notify_one();
             return Ok(chunk);
         }
-        match &st.end {
+        drop(st);
+        match word {
             None => Ok(Bytes::new()),
-            Some(End::Closed) => Err(StreamError::Closed),
-            Some(End::Failed(why)) => Err(StreamError::LastOperationFailed(wasmtime::Error::msg(
-                why.clone(),
-            ))),
+            Some(Ok(())) => Err(StreamError::Closed),
+            Some(Err(why)) => Err(StreamError::LastOperationFailed(wasmtime::Error::msg(why))),
         }
     }
 }

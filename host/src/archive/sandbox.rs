@@ -68,7 +68,7 @@ pub(crate) fn link_checksum(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()
     linker.instance("ccws:archive/checksum@0.1.0")?.func_wrap(
         "crc32",
         |store: StoreContextMut<'_, Sandbox>, (crc, data): (u32, WasmList<u8>)| {
-            Ok((ccws_archive::crc::crc32(crc, data.as_le_slice(&store)),))
+            Ok((ccws_archive::gzframe::crc32(crc, data.as_le_slice(&store)),))
         },
     )
 }

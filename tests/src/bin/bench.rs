@@ -764,17 +764,17 @@ mod child {
         level: u32,
         workers: usize,
     ) -> Result<()> {
-        use ccws_archive::gzframe::{deflate_block, header, Blocks, BLOCK};
+        use ccws_archive::gzframe::{deflate_block, Member, BLOCK};
         use std::io::Read;
-        out.write_all(&header(level))?;
-        let mut blocks = Blocks::default();
+        let mut member = Member::new(level)?;
+        out.write_all(&member.header())?;
         std::thread::scope(|s| -> Result<()> {
             let mut pending = std::collections::VecDeque::new();
             loop {
                 let mut block = Vec::with_capacity(BLOCK);
                 (&mut input).take(BLOCK as u64).read_to_end(&mut block)?;
                 let last = block.len() < BLOCK;
-                let dict = blocks.next(&block);
+                let dict = member.next_block(&block);
                 pending.push_back(s.spawn(move || {
                     let mut deflated = Vec::new();
                     deflate_block(level, &dict, &block, last, &mut deflated).map(|()| deflated)
@@ -793,7 +793,7 @@ mod child {
                 }
             }
         })?;
-        out.write_all(&blocks.trailer())?;
+        out.write_all(&member.trailer())?;
         Ok(())
     }
 
