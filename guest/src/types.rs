@@ -154,7 +154,7 @@ pub enum Verdict {
     Exclude,
 }
 
-/// The host-supplied exclusion predicate (the seed's `excludeRel`).
+/// The host-supplied exclusion predicate (`filter` in the WIT).
 pub trait Filter {
     /// Decide one `/`-separated relative path.
     fn check(&mut self, rel: &str, kind: EntryKind) -> Verdict;
