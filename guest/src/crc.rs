@@ -2,9 +2,9 @@
 //! carry-less-multiply kernel. In the ccws component (the `archiver` world)
 //! the host computes it through the `checksum` import, with that same
 //! kernel: wasm has no carry-less multiply, and zlib-rs's table loop compiled
-//! by Cranelift runs at about a quarter of its speed (profiled: 15 % of an
-//! unpack). The `archiver-plain` component, which imports nothing but WASI,
-//! computes it itself with zlib-rs.
+//! by Cranelift is far slower (BENCHMARKS.md has the figures). The
+//! `archiver-plain` component, which imports nothing but WASI, computes it
+//! itself with zlib-rs.
 
 /// A running CRC-32 and the length it covers (mod 2^32): what a gzip
 /// trailer holds.

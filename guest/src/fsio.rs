@@ -1,6 +1,6 @@
 //! Positional file I/O. Inside the component, `pread`/`pwrite` map to the
-//! WASI descriptor's direct `read`/`write` calls, which are several times
-//! faster than std's stream-based file I/O under wasmtime-wasi.
+//! WASI descriptor's direct `read`/`write` calls, which cost far less than
+//! std's stream-based file I/O under wasmtime-wasi.
 
 use std::fs::File;
 use std::io;

@@ -34,8 +34,8 @@ const OS_UNKNOWN: u8 = 255;
 /// byte boundary (as pigz does). So a host can compress the blocks of one
 /// stream in several sandbox instances at once (`deflate-block`) and get
 /// the same bytes as one instance, and the bytes never depend on how the
-/// input was split into writes. The size stays within 0.1 % of one
-/// stream's (0.02 % smaller on ccws-bench's mixed tree).
+/// input was split into writes. (The cost in size against one stream is
+/// in BENCHMARKS.md.)
 pub const BLOCK: usize = 1 << 20;
 /// The deflate window: how much earlier input a block may refer back to.
 pub const WINDOW: usize = 32 * 1024;

@@ -79,9 +79,9 @@ pub struct SandboxConfig {
     /// streams, and a deflate instance's waits for its next block, do not
     /// count); each instance of a pipelined pack or unpack has its own.
     /// `None` runs the guest uncapped, on code compiled without the checks
-    /// the cap needs (packs 5–15 % and unpacks 2–23 % faster, inflate-bound
-    /// ones most, on the machines in BENCHMARKS.md): only for trusted input, as nothing
-    /// then stops a guest that hangs.
+    /// the cap needs (faster, inflate-bound unpacks most; BENCHMARKS.md has
+    /// the figures): only for trusted input, as nothing then stops a guest
+    /// that hangs.
     pub cpu_time: Option<Duration>,
     /// Where to cache the compiled component; `None` compiles in memory.
     pub cache_dir: Option<PathBuf>,
