@@ -3,7 +3,8 @@
 //!
 //! - [`config`]: the [`S3Config`], its builder and validation.
 //! - [`sigv4`]: request signing.
-//! - [`client`]: the [`S3Client`] and the object operations ([`multipart`] for large uploads).
+//! - [`client`]: the [`S3Client`] and the object operations ([`multipart`] for large uploads,
+//!   [`list`] for listing and batched deletion).
 //! - [`retry`]: the [`RetryConfig`] (backoff with full jitter).
 //! - [`error`]: the typed [`S3Error`].
 
@@ -11,6 +12,7 @@ pub mod client;
 pub mod config;
 mod copy;
 pub mod error;
+pub mod list;
 pub mod multipart;
 pub mod retry;
 pub mod sigv4;
@@ -18,6 +20,7 @@ pub mod sigv4;
 pub use client::{GetObject, ObjectMeta, PutCondition, S3Client};
 pub use config::{ConfigError, S3Config, S3ConfigBuilder};
 pub use error::S3Error;
+pub use list::{DeleteFailure, ListPage};
 pub use retry::RetryConfig;
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
-use super::StoreError;
+use super::{DeleteFailure, ListPage, StoreError};
 use crate::durable::{lock_file, persist_synced, private_dir};
 use crate::s3::{GetObject, ObjectMeta, PutCondition};
 
@@ -161,6 +161,80 @@ impl LocalStore {
         self.put_stream(dest, file, PutCondition::None).await
     }
 
+    /// One page of the objects whose keys start with `prefix`, in key
+    /// order: at most `max` of them, after the key `after` (the `next` of
+    /// the page before).
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        max: u32,
+    ) -> Result<ListPage, StoreError> {
+        let root = self.root.clone();
+        let (prefix, after) = (prefix.to_owned(), after.map(str::to_owned));
+        let max = max.max(1) as usize;
+        tokio::task::spawn_blocking(move || {
+            let mut walk = Walk {
+                prefix: &prefix,
+                after: after.as_deref(),
+                // One more than a page: whether there is a next one.
+                want: max + 1,
+                out: Vec::new(),
+            };
+            walk.dir(&root, "").map_err(Self::local_err(&root))?;
+            let mut objects = walk.out;
+            let next = if objects.len() > max {
+                objects.truncate(max);
+                objects.last().map(|o| o.key.clone())
+            } else {
+                None
+            };
+            Ok(ListPage { objects, next })
+        })
+        .await
+        .map_err(|e| StoreError::Local {
+            path: self.root.clone(),
+            source: io::Error::other(e),
+        })?
+    }
+
+    /// Remove `keys` (absent ones are fine); returns those that could not
+    /// be removed, and why. Directories the removals leave empty go too.
+    pub async fn delete_many(&self, keys: &[String]) -> Result<Vec<DeleteFailure>, StoreError> {
+        let mut paths = Vec::with_capacity(keys.len());
+        for k in keys {
+            paths.push((k.clone(), self.path(k)?));
+        }
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut failures = Vec::new();
+            let mut parents = std::collections::BTreeSet::new();
+            for (key, path) in paths {
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        failures.push(DeleteFailure {
+                            key,
+                            reason: e.to_string(),
+                        });
+                        continue;
+                    }
+                }
+                if let Some(dir) = path.parent() {
+                    parents.insert(dir.to_path_buf());
+                }
+            }
+            remove_empty_dirs(&root, parents);
+            Ok(failures)
+        })
+        .await
+        .map_err(|e| StoreError::Local {
+            path: self.root.clone(),
+            source: io::Error::other(e),
+        })?
+    }
+
     /// Remove `key` (absent is fine, as in S3).
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
@@ -168,6 +242,108 @@ impl LocalStore {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Self::local_err(&path)(e)),
+        }
+    }
+}
+
+/// A walk of the store's tree in key order (byte order of the keys),
+/// collecting up to `want` objects under `prefix` after `after`.
+struct Walk<'a> {
+    prefix: &'a str,
+    after: Option<&'a str>,
+    want: usize,
+    out: Vec<ObjectMeta>,
+}
+
+impl Walk<'_> {
+    /// Walk `dir`, whose objects' keys start with `at` (`""` or ending in `/`).
+    fn dir(&mut self, dir: &Path, at: &str) -> io::Result<()> {
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            // Removed meanwhile (a concurrent delete): nothing in it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !at.is_empty() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        // A directory sorts as its name and `/`, so that the walk's order is
+        // the keys' byte order (`a.b` before `a/b`, as `.` < `/`).
+        let mut entries: Vec<(String, bool, fs::DirEntry)> = Vec::new();
+        for e in rd {
+            let e = e?;
+            let Ok(name) = e.file_name().into_string() else {
+                tracing::warn!(dir = %dir.display(), "local store: a name that is not UTF-8 is no key; left out of the listing");
+                continue;
+            };
+            if at.is_empty() && (name == TMP_DIR || name == LOCK_FILE) {
+                continue;
+            }
+            let ft = match e.file_type() {
+                Ok(ft) => ft,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(err),
+            };
+            if ft.is_dir() {
+                entries.push((format!("{name}/"), true, e));
+            } else if ft.is_file() {
+                entries.push((name, false, e));
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, is_dir, e) in entries {
+            let key = format!("{at}{name}");
+            if is_dir {
+                let under = key.starts_with(self.prefix) || self.prefix.starts_with(&key);
+                // Every key below sorts before `after` unless `after` is
+                // itself below.
+                let passed = self
+                    .after
+                    .is_some_and(|a| key.as_str() < a && !a.starts_with(&key));
+                if under && !passed {
+                    self.dir(&e.path(), &key)?;
+                }
+            } else if key.starts_with(self.prefix)
+                && self.after.is_none_or(|a| key.as_str() > a)
+                && validate_key(&key).is_ok()
+            {
+                match e.metadata() {
+                    Ok(md) if md.is_file() => self.out.push(meta(&key, &md)),
+                    Ok(_) => {}
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            if self.out.len() >= self.want {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Remove the directories in `dirs` that are empty, and their parents that
+/// become empty, up to (not including) `root`; under the store's lock, so
+/// a write that has just created its directory never loses it before its
+/// rename.
+fn remove_empty_dirs(root: &Path, dirs: std::collections::BTreeSet<PathBuf>) {
+    if dirs.is_empty() {
+        return;
+    }
+    let lock_path = root.join(LOCK_FILE);
+    let Ok(_lock) = lock_file(&lock_path) else {
+        return;
+    };
+    // Deepest first, so that a parent is tried after its children.
+    let mut dirs: Vec<PathBuf> = dirs.into_iter().collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for dir in dirs {
+        let mut at = dir.as_path();
+        while at != root && at.starts_with(root) {
+            if fs::remove_dir(at).is_err() {
+                break;
+            }
+            match at.parent() {
+                Some(p) => at = p,
+                None => break,
+            }
         }
     }
 }

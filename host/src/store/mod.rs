@@ -10,7 +10,11 @@ use tokio::io::AsyncRead;
 
 pub use local::{validate_key, LocalStore};
 
+pub use crate::s3::{DeleteFailure, ListPage};
 use crate::s3::{GetObject, ObjectMeta, PutCondition, S3Client, S3Error};
+
+/// The most objects a listing page holds (S3's own limit).
+pub const MAX_PAGE: u32 = crate::s3::list::MAX_LIST_PAGE;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -180,11 +184,86 @@ impl Store {
         }
     }
 
+    /// One page of the objects whose keys start with `prefix`, in key
+    /// order: at most `max` (1 to [`MAX_PAGE`]), after the page whose
+    /// `next` was `token`.
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        token: Option<&str>,
+        max: u32,
+    ) -> Result<ListPage, StoreError> {
+        let max = max.clamp(1, MAX_PAGE);
+        match self {
+            Store::S3(c) => Ok(c.list_page(prefix, token, max).await?),
+            Store::Local(l) => l.list_page(prefix, token, max).await,
+        }
+    }
+
+    /// The listing of `prefix`, page by page (`page_size` objects each).
+    pub fn pages(&self, prefix: &str, page_size: u32) -> Pages<'_> {
+        Pages {
+            store: self,
+            prefix: prefix.to_owned(),
+            page_size,
+            token: None,
+            done: false,
+        }
+    }
+
+    /// Every object whose key starts with `prefix`, in key order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let mut pages = self.pages(prefix, MAX_PAGE);
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await? {
+            out.extend(page);
+        }
+        Ok(out)
+    }
+
+    /// Delete `keys` (absent ones are fine), in batches; returns those that
+    /// could not be deleted, and why. A failure of a whole batch is an
+    /// error; the batches before it stay deleted.
+    pub async fn delete_many(&self, keys: &[String]) -> Result<Vec<DeleteFailure>, StoreError> {
+        match self {
+            Store::S3(c) => Ok(c.delete_many(keys).await?),
+            Store::Local(l) => l.delete_many(keys).await,
+        }
+    }
+
     /// Delete `key` (absent is fine).
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         match self {
             Store::S3(c) => Ok(c.delete(key).await?),
             Store::Local(l) => l.delete(key).await,
         }
+    }
+}
+
+/// A listing in progress: [`Pages::next`] fetches one page at a time.
+#[derive(Debug)]
+pub struct Pages<'a> {
+    store: &'a Store,
+    prefix: String,
+    page_size: u32,
+    token: Option<String>,
+    done: bool,
+}
+
+impl Pages<'_> {
+    /// The next page's objects, or `None` after the last page.
+    pub async fn next(&mut self) -> Result<Option<Vec<ObjectMeta>>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self
+            .store
+            .list_page(&self.prefix, self.token.as_deref(), self.page_size)
+            .await?;
+        match page.next {
+            Some(t) => self.token = Some(t),
+            None => self.done = true,
+        }
+        Ok(Some(page.objects))
     }
 }
