@@ -90,11 +90,45 @@ pub fn project_hash(project_dir: &Path) -> String {
 }
 
 /// Object keys, under an optional prefix:
-/// `<prefix>workspaces/<ws>/claude-home.tar.gz` and
-/// `<prefix>workspaces/<ws>/sessions/<session>.jsonl`.
+/// `<prefix>workspaces/<ws>/claude-home.tar.gz` (and other objects of the
+/// workspace beside it), `<prefix>workspaces/<ws>/sessions/<session>.jsonl`
+/// and `<prefix>workspaces/<ws>/sessions/<session>/...` (a session's own
+/// objects). [`Keys::parse`] reads a key back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Keys {
     prefix: String,
+}
+
+/// What an object key belongs to, as [`Keys::parse`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOwner<'a> {
+    /// One session's object: its transcript (`sessions/<session>.jsonl`),
+    /// or any object under `sessions/<session>/`.
+    Session {
+        /// The workspace id.
+        workspace: &'a str,
+        /// The session id.
+        session: &'a str,
+    },
+    /// An object of the workspace itself (the shared home, its last good
+    /// copy, ...): `name` is the key after `workspaces/<workspace>/`.
+    Workspace {
+        /// The workspace id.
+        workspace: &'a str,
+        /// The rest of the key.
+        name: &'a str,
+    },
+}
+
+impl<'a> KeyOwner<'a> {
+    /// The workspace the key belongs to.
+    pub fn workspace(&self) -> &'a str {
+        match self {
+            KeyOwner::Session { workspace, .. } | KeyOwner::Workspace { workspace, .. } => {
+                workspace
+            }
+        }
+    }
 }
 
 impl Keys {
@@ -108,6 +142,52 @@ impl Keys {
                 format!("{prefix}/")
             },
         }
+    }
+
+    /// The prefix every key starts with (`""`, or ending in `/`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// What every workspace's keys start with: `<prefix>workspaces/`.
+    pub fn all_workspaces(&self) -> String {
+        format!("{}workspaces/", self.prefix)
+    }
+
+    /// What all of one workspace's keys start with.
+    pub fn workspace_objects(&self, workspace: &str) -> String {
+        format!("{}{workspace}/", self.all_workspaces())
+    }
+
+    /// What all of a workspace's session keys start with.
+    pub fn all_sessions(&self, workspace: &str) -> String {
+        format!("{}sessions/", self.workspace_objects(workspace))
+    }
+
+    /// A listing prefix that holds all of one session's keys (and those of
+    /// sessions whose ids extend it: sort them out with [`Keys::parse`]).
+    pub fn session_listing(&self, workspace: &str, session: &str) -> String {
+        format!("{}{session}", self.all_sessions(workspace))
+    }
+
+    /// Which workspace or session `key` belongs to; `None` for a key
+    /// outside `<prefix>workspaces/<ws>/`.
+    pub fn parse<'k>(&self, key: &'k str) -> Option<KeyOwner<'k>> {
+        let rest = key.strip_prefix(self.prefix.as_str())?;
+        let (workspace, name) = rest.strip_prefix("workspaces/")?.split_once('/')?;
+        if workspace.is_empty() || name.is_empty() {
+            return None;
+        }
+        let session = name
+            .strip_prefix("sessions/")
+            .and_then(|r| match r.split_once('/') {
+                Some((s, below)) => (!below.is_empty()).then_some(s),
+                None => r.strip_suffix(".jsonl"),
+            });
+        Some(match session {
+            Some(session) if !session.is_empty() => KeyOwner::Session { workspace, session },
+            _ => KeyOwner::Workspace { workspace, name },
+        })
     }
 
     /// The workspace's shared home tarball.
@@ -225,6 +305,82 @@ mod tests {
             l.must_be_dirs(),
             ["projects", "projects/ws_w1", "projects/ws_w1/memory"]
         );
+    }
+
+    #[test]
+    fn every_key_parses_back_to_its_owner() {
+        for prefix in ["", "team/a"] {
+            let k = Keys::new(prefix);
+            let session = |key: String| {
+                assert!(key.starts_with(&k.session_listing("w.1", "s-1")), "{key}");
+                assert_eq!(
+                    k.parse(&key),
+                    Some(KeyOwner::Session {
+                        workspace: "w.1",
+                        session: "s-1"
+                    }),
+                    "{key}"
+                );
+            };
+            session(k.transcript("w.1", "s-1"));
+            session(k.transcript_index("w.1", "s-1"));
+            session(k.transcript_part("w.1", "s-1", 42));
+            session(k.session_state("w.1", "s-1"));
+            session(k.session_state_index("w.1", "s-1"));
+            session(k.session_state_delta("w.1", "s-1", 3));
+            for (key, name) in [
+                (k.home("w.1"), "claude-home.tar.gz"),
+                (k.home_good("w.1"), "claude-home.good.tar.gz"),
+                (k.home_rejected("w.1"), "claude-home.rejected.tar.gz"),
+            ] {
+                assert!(key.starts_with(&k.workspace_objects("w.1")), "{key}");
+                assert_eq!(
+                    k.parse(&key),
+                    Some(KeyOwner::Workspace {
+                        workspace: "w.1",
+                        name
+                    })
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn parse_sorts_out_neighbours_and_strangers() {
+        let k = Keys::new("p");
+        // A session whose id extends another's is its own.
+        assert_eq!(
+            k.parse("p/workspaces/w/sessions/s.jsonl.jsonl"),
+            Some(KeyOwner::Session {
+                workspace: "w",
+                session: "s.jsonl"
+            })
+        );
+        assert_eq!(
+            k.parse("p/workspaces/w/sessions/s2/x"),
+            Some(KeyOwner::Session {
+                workspace: "w",
+                session: "s2"
+            })
+        );
+        // Under sessions/ but no session's: the workspace's.
+        assert_eq!(
+            k.parse("p/workspaces/w/sessions/notes.txt"),
+            Some(KeyOwner::Workspace {
+                workspace: "w",
+                name: "sessions/notes.txt"
+            })
+        );
+        for stranger in [
+            "workspaces/w/claude-home.tar.gz",
+            "p/other/w/x",
+            "p/workspaces/w",
+            "p/workspaces//x",
+            "p/workspaces/w/",
+            "pq/workspaces/w/x",
+        ] {
+            assert_eq!(k.parse(stranger), None, "{stranger}");
+        }
     }
 
     #[test]

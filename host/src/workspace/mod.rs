@@ -34,7 +34,7 @@ use crate::durable::private_dir;
 use crate::store::{Store, StoreError};
 
 pub use jsonmerge::SharedBase;
-pub use layout::{Keys, Layout};
+pub use layout::{KeyOwner, Keys, Layout};
 pub use merge::MergeReport;
 pub use outbox::Outbox;
 pub use session::Owner;
