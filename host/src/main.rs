@@ -17,7 +17,10 @@ fn main() -> ExitCode {
     // SAFETY: umask only sets the process's file creation mask.
     unsafe { libc::umask(0o077) };
     ccws::config::capture_env();
-    let args = cli::args::Cli::parse();
+    let args = match cli::args::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => return usage_error(e),
+    };
     cli::logging::init(args.global.verbose);
     if let Err(e) = hardened {
         tracing::warn!(
@@ -30,15 +33,59 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("ccws: starting the async runtime: {e}");
-            return ExitCode::from(1);
+            let e = cli::error::CliError::Other(format!("starting the async runtime: {e}"));
+            return fail(args.global.json, &e);
         }
     };
+    let json = args.global.json;
     match runtime.block_on(cli::commands::run(args)) {
         Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("ccws: {e}");
-            ExitCode::from(e.exit_code())
-        }
+        Err(e) => fail(json, &e),
     }
+}
+
+/// Report `e` on stderr (as JSON with `--json`) and exit with its code.
+fn fail(json: bool, e: &cli::error::CliError) -> ExitCode {
+    if json {
+        cli::output::error_json(e);
+    } else {
+        cli::output::say(&format!("ccws: {e}"));
+    }
+    ExitCode::from(e.exit_code())
+}
+
+/// A command line clap refused, or `--help` / `--version`: clap's own text
+/// (help on stdout), or with `--json` a usage error as JSON on stderr.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    // (Not an agent's own `--json`, after `--`.)
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    if informational || !json {
+        // A closed stream here is no panic: clap writes and reports.
+        let _ = e.print();
+        return ExitCode::from(
+            if informational && e.kind() != ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                0
+            } else {
+                2
+            },
+        );
+    }
+    let text = e.render().to_string();
+    let message = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("usage error")
+        .trim_start_matches("error: ");
+    cli::output::error_json(&cli::error::CliError::Usage(message.to_owned()));
+    ExitCode::from(2)
 }

@@ -6,6 +6,7 @@ mod claude;
 #[path = "../src/faultproxy.rs"]
 #[allow(dead_code)]
 mod faultproxy;
+mod ops;
 #[path = "../src/s3s.rs"]
 #[allow(dead_code)]
 mod s3s;
@@ -84,6 +85,56 @@ fn wait_for(path: &Path) {
             path.display()
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `stdout` as the one document a `--json` command prints: one compact
+/// line of JSON, with snake_case names throughout.
+fn json_doc(stdout: &[u8]) -> serde_json::Value {
+    let text = std::str::from_utf8(stdout).expect("JSON output is UTF-8");
+    assert!(
+        text.ends_with('\n') && text.matches('\n').count() == 1,
+        "not one line of JSON: {text:?}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    assert_one_style(&v, "$");
+    v
+}
+
+/// Every object key in `v` is snake_case, and so is every value that
+/// names a variant (`status`, `source`, `kind`; a skipped entry's `reason`).
+fn assert_one_style(v: &serde_json::Value, at: &str) {
+    fn snake(s: &str) -> bool {
+        !s.is_empty()
+            && s.split('_').all(|w| {
+                !w.is_empty()
+                    && w.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            })
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+    }
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, val) in map {
+                let here = format!("{at}.{k}");
+                assert!(snake(k), "{here}: the name {k:?} is not snake_case");
+                let names_a_variant = matches!(k.as_str(), "status" | "source" | "kind")
+                    || (k == "reason" && at.contains(".skipped"));
+                if names_a_variant {
+                    if let Some(s) = val.as_str() {
+                        assert!(snake(s), "{here}: the value {s:?} is not snake_case");
+                    }
+                }
+                assert_one_style(val, &here);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                assert_one_style(item, &format!("{at}[{i}]"));
+            }
+        }
+        _ => {}
     }
 }
 

@@ -88,6 +88,15 @@ pub struct SessionArgs {
     pub session: String,
 }
 
+/// How a command lists the store.
+#[derive(Debug, Args)]
+pub struct ListingArgs {
+    /// Objects per listing request (1-1000).
+    #[arg(long, default_value_t = 1000, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub page_size: u32,
+}
+
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -144,6 +153,66 @@ pub enum Command {
     },
     /// Deliver uploads queued in the outbox.
     Flush {
+        /// Only this workspace's entries.
+        #[arg(short, long)]
+        workspace: Option<String>,
+    },
+    /// List the workspaces in the store, or one workspace's objects and sessions.
+    ///
+    /// Without WORKSPACE: each workspace with its number of sessions,
+    /// objects, bytes and newest last-modified time. With it: the
+    /// workspace's own objects (the shared home and what lies beside it)
+    /// and each session's objects added up.
+    Ls {
+        /// The workspace to show.
+        workspace: Option<String>,
+        #[command(flatten)]
+        listing: ListingArgs,
+    },
+    /// Delete a session's objects, or a whole workspace's, from the store.
+    ///
+    /// Asks first on a terminal; elsewhere --yes is needed. A session's
+    /// objects are its transcript (sessions/<S>.jsonl) and everything under
+    /// sessions/<S>/; a workspace's, everything under workspaces/<W>/.
+    /// Uploads waiting in this machine's outbox are not touched (a note
+    /// says so): a later flush writes them again.
+    Rm {
+        /// Workspace id.
+        #[arg(short, long)]
+        workspace: String,
+        /// Only this session's objects.
+        #[arg(short, long)]
+        session: Option<String>,
+        /// Do not ask.
+        #[arg(short, long)]
+        yes: bool,
+        #[command(flatten)]
+        listing: ListingArgs,
+    },
+    /// Delete the sessions no one has written to for a while.
+    ///
+    /// A session's age is that of its newest object. Sessions with uploads
+    /// waiting in this machine's outbox are kept, and so is one written to
+    /// while gc runs. The shared homes stay (their accumulating directories
+    /// are pruned whenever a session publishes a home; see --cleanup-days).
+    Gc {
+        /// Delete sessions untouched for this long: 30d, 12h, 90m, 2w, 1d12h.
+        #[arg(long, value_name = "AGE", value_parser = super::ops::parse_age)]
+        older_than: std::time::Duration,
+        /// Only say what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only this workspace's sessions.
+        #[arg(short, long)]
+        workspace: Option<String>,
+        #[command(flatten)]
+        listing: ListingArgs,
+    },
+    /// Show the uploads waiting in this machine's outbox.
+    ///
+    /// Each with its kind (transcript, state, home), key, size, age and the
+    /// error its last attempt met. `ccws flush` delivers them.
+    Outbox {
         /// Only this workspace's entries.
         #[arg(short, long)]
         workspace: Option<String>,

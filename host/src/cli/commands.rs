@@ -1,17 +1,19 @@
 //! What each command does.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ccws::archive::{Archiver, Limits, PackOptions, Report, SandboxConfig, UnpackOptions};
 use ccws::config::{self, Overrides, StoreSettings};
 use ccws::s3::{PutCondition, S3Client};
 use ccws::store::{LocalStore, Store};
-use ccws::workspace::{Keys, Owner, TeardownReport, Workspace, WorkspaceConfig, Workspaces};
+use ccws::workspace::{
+    Keys, Outbox, Owner, TeardownReport, Workspace, WorkspaceConfig, Workspaces,
+};
 
 use super::args::{Cli, Command, Global, SessionArgs};
 use super::error::CliError;
-use super::progress;
+use super::output::{self, say};
+use super::{ops, progress};
 
 /// Exit code when uploads are still waiting in the outbox.
 const EXIT_QUEUED: u8 = 75;
@@ -35,13 +37,28 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             let w = ws
                 .setup(&session.workspace, &session.session, owner)
                 .await?;
-            print_setup(g, &w);
+            // The output is the hand-over: a caller that never got it
+            // cannot use the session, so it is torn down again.
+            if let Err(e) = output::write_strict(&setup_output(g, &w)) {
+                let undone = match ws.teardown(&session.workspace, &session.session).await {
+                    Ok(_) => "the session was torn down again".to_owned(),
+                    Err(t) => format!("tearing the session down again failed too: {t}"),
+                };
+                return Err(CliError::Output(std::io::Error::new(
+                    e.kind(),
+                    format!("{e}; the session's paths never reached the caller, so {undone}"),
+                )));
+            }
             Ok(0)
         }
         Command::Teardown { session } => {
             let ws = workspaces(g)?;
             let r = ws.teardown(&session.workspace, &session.session).await?;
-            print_teardown(g, &r);
+            if g.json {
+                output::json(&r)?;
+            } else {
+                note_teardown(&r);
+            }
             // Safely queued, but not delivered yet: the documented 75.
             Ok(if r.delivered() { 0 } else { EXIT_QUEUED })
         }
@@ -49,14 +66,81 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             let ws = workspaces(g)?;
             let r = ws.flush(workspace.as_deref()).await?;
             if g.json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                output::json(&r)?;
             } else {
-                eprintln!("delivered {}, still queued {}", r.delivered, r.remaining);
+                say(&format!(
+                    "delivered {}, still queued {}",
+                    r.delivered, r.remaining
+                ));
                 for e in &r.errors {
-                    eprintln!("  {e}");
+                    say(&format!("  {e}"));
                 }
             }
             Ok(if r.remaining == 0 { 0 } else { EXIT_QUEUED })
+        }
+        Command::Ls { workspace, listing } => {
+            let store = store(g)?;
+            let keys = Keys::new(&g.prefix);
+            match workspace {
+                None => {
+                    let list = ops::list_workspaces(&store, &keys, listing.page_size).await?;
+                    ops::print_workspaces(g.json, &list)?;
+                }
+                Some(w) => {
+                    let l = ops::list_workspace(&store, &keys, &w, listing.page_size).await?;
+                    ops::print_workspace(g.json, &l)?;
+                }
+            }
+            Ok(0)
+        }
+        Command::Rm {
+            workspace,
+            session,
+            yes,
+            listing,
+        } => {
+            let store = store(g)?;
+            let keys = Keys::new(&g.prefix);
+            let r = ops::remove(
+                &store,
+                &keys,
+                &outbox(g),
+                &workspace,
+                session.as_deref(),
+                yes,
+                listing.page_size,
+            )
+            .await?;
+            match r {
+                Some(r) => ops::print_removal(g.json, &r),
+                // Not confirmed (already said).
+                None => Ok(1),
+            }
+        }
+        Command::Gc {
+            older_than,
+            dry_run,
+            workspace,
+            listing,
+        } => {
+            let store = store(g)?;
+            let keys = Keys::new(&g.prefix);
+            let r = ops::gc(
+                &store,
+                &keys,
+                &outbox(g),
+                workspace.as_deref(),
+                older_than,
+                dry_run,
+                listing.page_size,
+            )
+            .await?;
+            ops::print_gc(g.json, &r)
+        }
+        Command::Outbox { workspace } => {
+            let items = ops::outbox_items(&outbox(g), &Keys::new(&g.prefix), workspace.as_deref())?;
+            ops::print_outbox(g.json, &items)?;
+            Ok(0)
         }
         Command::Get { key, dest } => get(g, &key, &dest).await,
         Command::Put {
@@ -66,6 +150,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             if_none_match,
         } => {
             let store = store(g)?;
+            let full = Keys::new(&g.prefix).object(&key);
             let cond = match (if_match, if_none_match) {
                 (Some(e), _) => PutCondition::IfMatch(e),
                 (None, true) => PutCondition::IfNoneMatchAny,
@@ -77,20 +162,19 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
                 .await
                 .map_err(|e| CliError::Other(format!("{}: {e}", src.display())))?;
             let meta = store
-                .put_stream(&key, pb.wrap_async_read(file), cond)
+                .put_stream(&full, pb.wrap_async_read(file), cond)
                 .await?;
             pb.finish_and_clear();
             if g.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"key": meta.key, "size": meta.size, "etag": meta.etag})
-                );
+                output::json(
+                    &serde_json::json!({"key": key, "size": meta.size, "etag": meta.etag}),
+                )?;
             } else {
-                eprintln!(
+                say(&format!(
                     "uploaded {key} ({} bytes, etag {})",
                     meta.size,
                     meta.etag.unwrap_or_default()
-                );
+                ));
             }
             Ok(0)
         }
@@ -113,7 +197,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
                     None,
                 )
                 .await?;
-            print_report(g, "packed", &r);
+            print_report(g, "packed", &r)?;
             Ok(0)
         }
         Command::Unpack {
@@ -137,7 +221,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             let r = a
                 .unpack_file(&archive, &dir, &UnpackOptions { limits, exclude }, None)
                 .await?;
-            print_report(g, "unpacked", &r);
+            print_report(g, "unpacked", &r)?;
             Ok(0)
         }
         Command::Component { out, plain } => {
@@ -154,13 +238,11 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
                 ccws::archive::COMPONENT_WASM
             };
             if out == Path::new("-") {
-                std::io::stdout()
-                    .write_all(wasm)
-                    .map_err(|e| CliError::Other(format!("stdout: {e}")))?;
+                output::write(wasm)?;
             } else {
                 std::fs::write(&out, wasm)
                     .map_err(|e| CliError::Other(format!("{}: {e}", out.display())))?;
-                eprintln!("wrote {} ({} bytes)", out.display(), wasm.len());
+                say(&format!("wrote {} ({} bytes)", out.display(), wasm.len()));
             }
             Ok(0)
         }
@@ -235,7 +317,7 @@ async fn run_turn(
     }
     let code = match cmd.spawn() {
         Err(e) => {
-            eprintln!("ccws: cannot run {:?}: {e}", command[0]);
+            say(&format!("ccws: cannot run {:?}: {e}", command[0]));
             127
         }
         Ok(mut child) => {
@@ -246,7 +328,7 @@ async fn run_turn(
                         break match status {
                             Ok(st) => exit_status_code(st),
                             Err(e) => {
-                                eprintln!("ccws: waiting for the agent: {e}");
+                                say(&format!("ccws: waiting for the agent: {e}"));
                                 1
                             }
                         };
@@ -262,9 +344,9 @@ async fn run_turn(
         }
     };
     match ws.teardown(&s.workspace, &s.session).await {
-        Ok(r) => print_teardown(g, &r),
+        Ok(r) => note_teardown(&r),
         Err(e) => {
-            eprintln!("ccws: teardown: {e}");
+            say(&format!("ccws: teardown: {e}"));
             if code == 0 {
                 return Err(e.into());
             }
@@ -430,14 +512,24 @@ fn exit_status_code(st: std::process::ExitStatus) -> u8 {
 
 async fn get(g: &Global, key: &str, dest: &Path) -> Result<u8, CliError> {
     let store = store(g)?;
-    let obj = store.get(key).await?;
+    let obj = store.get(&Keys::new(&g.prefix).object(key)).await?;
     let pb = progress::bar(&format!("get {key}"), Some(obj.meta.size));
     let mut body = pb.wrap_async_read(obj.body);
     if dest == Path::new("-") {
+        // The object is the output: no JSON after it.
         let mut out = tokio::io::stdout();
-        tokio::io::copy(&mut body, &mut out)
-            .await
-            .map_err(|e| CliError::Other(format!("downloading {key}: {e}")))?;
+        let copied = async {
+            tokio::io::copy(&mut body, &mut out).await?;
+            tokio::io::AsyncWriteExt::flush(&mut out).await
+        };
+        match copied.await {
+            Ok(_) => {}
+            // The reader went away: the output ends, quietly.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            Err(e) => return Err(CliError::Other(format!("downloading {key}: {e}"))),
+        }
+        pb.finish_and_clear();
+        return Ok(0);
     } else {
         // Write beside the destination and rename: never a partial file.
         let dir = dest
@@ -462,10 +554,9 @@ async fn get(g: &Global, key: &str, dest: &Path) -> Result<u8, CliError> {
     }
     pb.finish_and_clear();
     if g.json {
-        println!(
-            "{}",
-            serde_json::json!({"key": key, "size": obj.meta.size, "etag": obj.meta.etag})
-        );
+        output::json(
+            &serde_json::json!({"key": key, "size": obj.meta.size, "etag": obj.meta.etag}),
+        )?;
     }
     Ok(0)
 }
@@ -490,14 +581,21 @@ fn store(g: &Global) -> Result<Store, CliError> {
     })
 }
 
+/// ccws's durable state directory on this machine.
+fn state_dir(g: &Global) -> PathBuf {
+    g.state_dir
+        .clone()
+        .unwrap_or_else(|| config::default_state_dir(&config::process_env()))
+}
+
+/// This machine's outbox (as [`Workspaces`] keeps it), without a store.
+fn outbox(g: &Global) -> Outbox {
+    Outbox::new(state_dir(g).join("outbox"))
+}
+
 fn workspaces(g: &Global) -> Result<Workspaces, CliError> {
     let store = store(g)?;
-    let env = config::process_env();
-    let state_dir: PathBuf = g
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| config::default_state_dir(&env));
-    let mut cfg = WorkspaceConfig::new(state_dir);
+    let mut cfg = WorkspaceConfig::new(state_dir(g));
     cfg.temp_base = g.temp_dir.clone();
     cfg.keys = Keys::new(&g.prefix);
     cfg.cleanup.max_age = (g.cleanup_days > 0)
@@ -506,40 +604,52 @@ fn workspaces(g: &Global) -> Result<Workspaces, CliError> {
     Ok(Workspaces::new(store, archiver()?, cfg))
 }
 
-fn print_setup(g: &Global, w: &Workspace) {
+/// What `setup` prints: the session as JSON, or shell `export` lines.
+fn setup_output(g: &Global, w: &Workspace) -> Vec<u8> {
     if g.json {
-        println!("{}", serde_json::to_string_pretty(w).unwrap_or_default());
-        return;
+        return output::json_line(w);
     }
     // Shell syntax, so a broker can `eval "$(ccws setup ...)"`.
+    let mut text = String::new();
     for (k, v) in w.env() {
         let quoted = v.to_string_lossy().replace('\'', "'\\''");
-        println!("export {k}='{quoted}'");
+        text.push_str(&format!("export {k}='{quoted}'\n"));
     }
+    text.into_bytes()
 }
 
-fn print_teardown(g: &Global, r: &TeardownReport) {
-    if g.json {
-        println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
-        return;
-    }
+/// Say on stderr what a teardown left queued.
+fn note_teardown(r: &TeardownReport) {
     // A refused transcript was already reported by teardown's warning.
     tracing::info!(transcript = ?r.transcript, home = ?r.home, "teardown done");
     if !r.delivered() {
-        eprintln!("ccws: some uploads are queued in the outbox (they failed, or wait behind older ones); `ccws flush` or the next setup will deliver them");
+        say("ccws: some uploads are queued in the outbox (they failed, or wait behind older ones); `ccws flush` or the next setup will deliver them");
     }
 }
 
-fn print_report(g: &Global, verb: &str, r: &Report) {
+/// A skipped entry's reason as the snake_case word `--json` uses.
+fn skip_reason(r: ccws::archive::SkipReason) -> String {
+    serde_json::to_value(r)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn print_report(g: &Global, verb: &str, r: &Report) -> Result<(), CliError> {
     if g.json {
-        println!("{}", serde_json::to_string(r).unwrap_or_default());
-        return;
+        return output::json(r);
     }
-    eprintln!(
+    say(&format!(
         "{verb} {} files, {} dirs, {} bytes",
         r.files, r.dirs, r.bytes
-    );
+    ));
     for s in &r.skipped {
-        eprintln!("  skipped {} ({:?}) {}", s.path, s.reason, s.detail);
+        say(&format!(
+            "  skipped {} ({}) {}",
+            s.path,
+            skip_reason(s.reason),
+            s.detail
+        ));
     }
+    Ok(())
 }

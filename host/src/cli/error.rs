@@ -23,6 +23,10 @@ pub enum CliError {
     /// The command line asks for something that cannot be done.
     #[error("{0}")]
     Usage(String),
+    /// Writing the results to stdout failed (not for a closed stdout,
+    /// which only ends the output).
+    #[error("writing to stdout: {0}")]
+    Output(std::io::Error),
     /// Anything else, with context.
     #[error("{0}")]
     Other(String),
@@ -51,7 +55,35 @@ impl CliError {
                 _ => 1,
             },
             CliError::Usage(_) => 2,
-            CliError::Other(_) => 1,
+            CliError::Output(_) | CliError::Other(_) => 1,
+        }
+    }
+
+    /// What kind of failure this is, for programs (`--json` errors): one
+    /// snake_case word or two, stable across releases.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CliError::Settings(_) => "config",
+            CliError::Store(_) => "store",
+            CliError::Archive(e) if from_the_store(e) => "store",
+            CliError::Archive(_) => "archive",
+            CliError::Workspace(e) => match e {
+                WorkspaceError::Archive { source, .. } if from_the_store(source) => "store",
+                WorkspaceError::InvalidId { .. } => "invalid_id",
+                WorkspaceError::TempBase { .. } => "temp_dir",
+                WorkspaceError::SessionBusy { .. } => "session_busy",
+                WorkspaceError::NoSession { .. } => "no_session",
+                WorkspaceError::WrongWorkspace { .. } => "wrong_workspace",
+                WorkspaceError::Store { .. } => "store",
+                WorkspaceError::Archive { .. } => "archive",
+                WorkspaceError::Io { .. } => "io",
+                WorkspaceError::TooManyConflicts { .. } => "conflicts",
+                WorkspaceError::UnusableSession { .. } => "unusable_session",
+                WorkspaceError::Unsaved { .. } => "unsaved",
+            },
+            CliError::Usage(_) => "usage",
+            CliError::Output(_) => "output",
+            CliError::Other(_) => "error",
         }
     }
 }

@@ -4,4 +4,6 @@ pub mod args;
 pub mod commands;
 pub mod error;
 pub mod logging;
+pub mod ops;
+pub mod output;
 pub mod progress;

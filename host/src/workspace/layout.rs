@@ -149,6 +149,18 @@ impl Keys {
         &self.prefix
     }
 
+    /// The key of the object `key` names below the prefix (what `ccws get`
+    /// and `ccws put` take).
+    pub fn object(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// `key` below the prefix (as [`Keys::object`] takes it), or the
+    /// whole key when it lies outside the prefix.
+    pub fn relative<'k>(&self, key: &'k str) -> &'k str {
+        key.strip_prefix(self.prefix.as_str()).unwrap_or(key)
+    }
+
     /// What every workspace's keys start with: `<prefix>workspaces/`.
     pub fn all_workspaces(&self) -> String {
         format!("{}workspaces/", self.prefix)
