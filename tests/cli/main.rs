@@ -6,6 +6,7 @@ mod claude;
 #[path = "../src/faultproxy.rs"]
 #[allow(dead_code)]
 mod faultproxy;
+mod interface;
 mod ops;
 #[path = "../src/s3s.rs"]
 #[allow(dead_code)]

@@ -131,6 +131,17 @@ pub enum Command {
         /// is handed to that user for the turn.
         #[arg(long, value_name = "USER")]
         agent_user: Option<String>,
+        /// Write the turn's report to FILE as JSON, whatever happens:
+        /// setup's and teardown's reports, the agent's exit code, what ccws
+        /// exits with, whether everything reached the store, and the error
+        /// if any. Written whole (a temp file renamed into place), or
+        /// straight into a FIFO or /dev/fd/N. Stdout stays the agent's.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Exit 75 when the agent succeeded but something is only queued
+        /// in the outbox (not yet in the store), instead of 0.
+        #[arg(long)]
+        strict: bool,
         /// The command and its arguments.
         #[arg(required = true, last = true, value_name = "CMD")]
         command: Vec<String>,

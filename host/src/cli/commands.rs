@@ -13,10 +13,8 @@ use ccws::workspace::{
 use super::args::{Cli, Command, Global, SessionArgs};
 use super::error::CliError;
 use super::output::{self, say};
+use super::report::{ReportSink, RunRecord, EXIT_QUEUED};
 use super::{ops, progress};
-
-/// Exit code when uploads are still waiting in the outbox.
-const EXIT_QUEUED: u8 = 75;
 
 /// Run the parsed command; returns the exit code.
 pub async fn run(cli: Cli) -> Result<u8, CliError> {
@@ -27,9 +25,16 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             command,
             pass_aws_env,
             agent_user,
+            report,
+            strict,
         } => {
             let user = agent_user.as_deref().map(AgentUser::lookup).transpose()?;
-            run_turn(g, &session, &command, pass_aws_env, user.as_ref()).await
+            // Opened first: a report that cannot be written fails the
+            // turn before it starts.
+            let sink = report.as_deref().map(ReportSink::open).transpose()?;
+            let mut rec = RunRecord::new(&session.workspace, &session.session);
+            let res = run_turn(g, &session, &command, pass_aws_env, user.as_ref(), &mut rec).await;
+            rec.finish(res, strict, sink)
         }
         Command::Setup { session, owner_pid } => {
             let ws = workspaces(g)?;
@@ -256,6 +261,7 @@ async fn run_turn(
     command: &[String],
     pass_aws_env: bool,
     user: Option<&AgentUser>,
+    rec: &mut RunRecord,
 ) -> Result<u8, CliError> {
     use tokio::signal::unix::{signal, SignalKind};
 
@@ -265,6 +271,7 @@ async fn run_turn(
         .setup(&s.workspace, &s.session, Owner::of(std::process::id()))
         .await?;
     tracing::info!(dir = %w.layout.temp_dir.display(), "workspace ready");
+    rec.setup = Some(w.report.clone());
     if let Some(user) = user {
         if let Err(e) = user.hand_over(&w.layout.temp_dir) {
             let _ = ws.teardown(&s.workspace, &s.session).await;
@@ -343,13 +350,19 @@ async fn run_turn(
             code
         }
     };
+    rec.agent_exit_code = Some(code);
     match ws.teardown(&s.workspace, &s.session).await {
-        Ok(r) => note_teardown(&r),
+        Ok(r) => {
+            note_teardown(&r);
+            rec.teardown = Some(r);
+        }
         Err(e) => {
             say(&format!("ccws: teardown: {e}"));
+            let e = CliError::from(e);
             if code == 0 {
-                return Err(e.into());
+                return Err(e);
             }
+            rec.teardown_error = Some(e);
         }
     }
     Ok(code)

@@ -7,3 +7,4 @@ pub mod logging;
 pub mod ops;
 pub mod output;
 pub mod progress;
+pub mod report;

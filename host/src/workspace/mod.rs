@@ -233,7 +233,7 @@ impl Workspace {
 
 /// Where Setup's claude-home came from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case", tag = "source")]
+#[serde(rename_all = "snake_case", tag = "source")]
 pub enum HomeSource {
     /// Downloaded from the store.
     Store {
@@ -260,7 +260,7 @@ pub enum HomeSource {
 
 /// Where Setup's transcript came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub enum TranscriptSource {
     /// Downloaded from the store.
     Store,
@@ -285,7 +285,7 @@ pub struct SetupReport {
 
 /// What happened to one upload.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "status")]
+#[serde(rename_all = "snake_case", tag = "status")]
 pub enum Delivery {
     /// Uploaded.
     Uploaded {

@@ -25,7 +25,7 @@ const LOCK: &str = ".lock";
 
 /// What an entry holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// A session transcript (uploaded as is).
     Transcript,
