@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) => return usage_error(e),
     };
-    cli::logging::init(args.global.verbose);
+    cli::logging::init(args.global.verbose, args.global.log_format);
     if let Err(e) = hardened {
         tracing::warn!(
             "cannot mark ccws not dumpable (other processes of this user could inspect it): {e}"

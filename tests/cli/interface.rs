@@ -430,3 +430,42 @@ fn help_and_version_still_print() {
     assert_eq!(out.status.code(), Some(0));
     assert!(!out.stdout.is_empty());
 }
+
+#[test]
+fn logs_are_json_lines_or_plain_text_off_a_terminal() {
+    let m = Machine::new();
+    let turn = |c: &mut std::process::Command| {
+        let out = c
+            .args(["-v", "run", "-w", "w", "-s", "s", "--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    for json in [
+        turn(m.cmd().args(["--log-format", "json"])),
+        turn(m.cmd().env("CCWS_LOG_FORMAT", "json")),
+    ] {
+        assert!(json.lines().count() >= 2, "{json}");
+        for line in json.lines() {
+            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+            assert!(v["timestamp"].is_string(), "{line}");
+        }
+        let done = json
+            .lines()
+            .find(|l| l.contains("teardown done"))
+            .unwrap_or_else(|| panic!("{json}"));
+        let v: Value = serde_json::from_str(done).unwrap();
+        assert_eq!(
+            v["transcript"], "missing",
+            "statuses as --json names them: {done}"
+        );
+    }
+    // Text, to a pipe: no colour codes.
+    let text = turn(&mut m.cmd());
+    assert!(text.contains("teardown done"), "{text}");
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    let out = m.run(&["--log-format", "yaml", "ls"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -33,9 +33,13 @@ pub struct Global {
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Print results as JSON on stdout.
+    /// Print results as one JSON document on stdout, and errors as JSON on stderr.
     #[arg(long, global = true)]
     pub json: bool,
+    /// How log lines on stderr look: text (coloured only on a terminal), or
+    /// json (one object per line).
+    #[arg(long, global = true, env = "CCWS_LOG_FORMAT", value_enum, default_value_t = super::logging::LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: super::logging::LogFormat,
     /// S3 bucket; without one, the local store is used.
     #[arg(long, global = true, env = "CCWS_BUCKET")]
     pub bucket: Option<String>,

@@ -634,7 +634,18 @@ fn setup_output(g: &Global, w: &Workspace) -> Vec<u8> {
 /// Say on stderr what a teardown left queued.
 fn note_teardown(r: &TeardownReport) {
     // A refused transcript was already reported by teardown's warning.
-    tracing::info!(transcript = ?r.transcript, home = ?r.home, "teardown done");
+    let status = |d: &ccws::workspace::Delivery| {
+        serde_json::to_value(d)
+            .ok()
+            .and_then(|v| v["status"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    tracing::info!(
+        transcript = status(&r.transcript),
+        state = status(&r.state),
+        home = status(&r.home),
+        "teardown done"
+    );
     if !r.delivered() {
         say("ccws: some uploads are queued in the outbox (they failed, or wait behind older ones); `ccws flush` or the next setup will deliver them");
     }
