@@ -21,7 +21,11 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) => return usage_error(e),
     };
-    cli::logging::init(args.global.verbose, args.global.log_format);
+    let log_format = match args.global.log_format() {
+        Ok(f) => f,
+        Err(e) => return fail(args.global.json, &cli::error::CliError::from(e)),
+    };
+    cli::logging::init(args.global.verbose, log_format);
     if let Err(e) = hardened {
         tracing::warn!(
             "cannot mark ccws not dumpable (other processes of this user could inspect it): {e}"

@@ -469,3 +469,126 @@ fn logs_are_json_lines_or_plain_text_off_a_terminal() {
     let out = m.run(&["--log-format", "yaml", "ls"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn configuration_quirks() {
+    let m = Machine::new();
+    // Set but empty means unset: the local store, no prefix.
+    let out = m
+        .cmd()
+        .args(["run", "-w", "w", "-s", "s", "--", "sh", "-c"])
+        .arg(agent("empty", "true"))
+        .env("CCWS_BUCKET", "")
+        .env("CCWS_PREFIX", "")
+        .env("CCWS_LOG_FORMAT", "")
+        .env("CCWS_CLEANUP_DAYS", "")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(m
+        .path("state/store/workspaces/w/sessions/s.jsonl")
+        .is_file());
+
+    // get and put apply the prefix, as every other command does.
+    let src = m.path("src");
+    std::fs::write(&src, "prefixed").unwrap();
+    let with_prefix = |args: &[&str]| {
+        m.cmd()
+            .env("CCWS_PREFIX", "team")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(
+        with_prefix(&["put", src.to_str().unwrap(), "x/y"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        std::fs::read_to_string(m.path("state/store/team/x/y")).unwrap(),
+        "prefixed"
+    );
+    let out = with_prefix(&["get", "x/y", "-"]);
+    assert_eq!(out.stdout, b"prefixed");
+    assert_eq!(
+        with_prefix(&["--prefix", "other", "get", "x/y", "-"])
+            .status
+            .code(),
+        Some(4),
+        "--prefix wins over CCWS_PREFIX"
+    );
+    // And the turns' objects are where `ls` under that prefix looks.
+    let out = with_prefix(&["run", "-w", "pw", "-s", "s", "--", "true"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(m
+        .path("state/store/team/workspaces/pw/claude-home.tar.gz")
+        .is_file());
+    let out = with_prefix(&["--json", "ls"]);
+    let v = json_doc(&out.stdout);
+    assert_eq!(v["workspaces"][0]["workspace"], "pw", "{v}");
+
+    // With CCWS_* set, no usage line shows those options as required.
+    let env_set = |c: &mut std::process::Command| {
+        for (k, v) in [
+            ("CCWS_BUCKET", "b"),
+            ("CCWS_PREFIX", "p"),
+            ("CCWS_LOCAL_STORE", "/nonexistent/store"),
+            ("CCWS_TEMP_DIR", "/nonexistent/tmp"),
+            ("CCWS_STATE_DIR", "/nonexistent/state"),
+            ("CCWS_CLEANUP_DAYS", "3"),
+            ("CCWS_LOG_FORMAT", "json"),
+        ] {
+            c.env(k, v);
+        }
+    };
+    for args in [
+        &["run"][..],
+        &["setup", "-w", "w"],
+        &["rm"],
+        &["gc"],
+        &["get"],
+        &["run", "--help"],
+        &["--help"],
+    ] {
+        let mut c = m.cmd();
+        env_set(&mut c);
+        let out = c.args(args).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let usage = text
+            .lines()
+            .find(|l| l.starts_with("Usage:"))
+            .unwrap_or_else(|| panic!("{args:?}: no usage line: {text}"));
+        for opt in [
+            "--bucket",
+            "--prefix",
+            "--local-store",
+            "--temp-dir",
+            "--state-dir",
+            "--cleanup-days",
+            "--log-format",
+        ] {
+            assert!(!usage.contains(opt), "{args:?}: {usage}");
+        }
+    }
+    // Values that make no sense are configuration errors.
+    for (k, v) in [("CCWS_LOG_FORMAT", "yaml"), ("CCWS_CLEANUP_DAYS", "soon")] {
+        let out = m
+            .cmd()
+            .env(k, v)
+            .args(["run", "-w", "w", "-s", "s", "--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{k}={v}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(k));
+    }
+}

@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use ccws::config::{self, SettingsError};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::logging::LogFormat;
 
 const AFTER_HELP: &str = "\
 Storage: with no bucket configured (--bucket / CCWS_BUCKET), ccws keeps objects in a
@@ -14,7 +17,8 @@ Secrets are never accepted as flags.
 
 Exit codes: 0 success; 1 error; 2 usage error; 3 configuration error; 4 store error;
 5 archive error; 6 state could not be saved (kept on disk); 75 uploads still queued in
-the outbox. `ccws run` exits with the agent's own status (128+N if killed by signal N).";
+the outbox (flush, teardown, run --strict). `ccws run` exits with the agent's own status
+(128+N if killed by signal N); --report FILE gets its report as JSON.";
 
 /// ccws keeps an AI coding agent's per-session home directory alive between
 /// turns, in S3 (or a local directory store).
@@ -37,15 +41,17 @@ pub struct Global {
     #[arg(long, global = true)]
     pub json: bool,
     /// How log lines on stderr look: text (coloured only on a terminal), or
-    /// json (one object per line).
-    #[arg(long, global = true, env = "CCWS_LOG_FORMAT", value_enum, default_value_t = super::logging::LogFormat::Text, value_name = "FORMAT")]
-    pub log_format: super::logging::LogFormat,
-    /// S3 bucket; without one, the local store is used.
-    #[arg(long, global = true, env = "CCWS_BUCKET")]
+    /// json (one object per line) [env: CCWS_LOG_FORMAT] [default: text].
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// S3 bucket [env: CCWS_BUCKET]; without one (or an empty one), the
+    /// local store is used.
+    #[arg(long, global = true)]
     pub bucket: Option<String>,
-    /// Key prefix for every object (e.g. `team-a/`).
-    #[arg(long, global = true, env = "CCWS_PREFIX", default_value = "")]
-    pub prefix: String,
+    /// Key prefix for every object, `get` and `put` included (e.g.
+    /// `team-a/`) [env: CCWS_PREFIX].
+    #[arg(long, global = true)]
+    pub prefix: Option<String>,
     /// S3 endpoint URL (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or AWS).
     #[arg(long, global = true)]
     pub endpoint: Option<String>,
@@ -58,27 +64,84 @@ pub struct Global {
     /// Path-style addressing (true for MinIO-like servers; default: true with a custom endpoint).
     #[arg(long, global = true, value_name = "BOOL")]
     pub path_style: Option<bool>,
-    /// The local store directory (used when no bucket is set).
-    #[arg(long, global = true, env = "CCWS_LOCAL_STORE")]
+    /// The local store directory, used when no bucket is set [env:
+    /// CCWS_LOCAL_STORE] [default: <state dir>/store].
+    #[arg(long, global = true)]
     pub local_store: Option<PathBuf>,
-    /// Parent of the per-session trees (`<dir>/cc-broker/sess_<id>`; default: the OS temp dir).
-    #[arg(long, global = true, env = "CCWS_TEMP_DIR")]
+    /// Parent of the per-session trees (`<dir>/cc-broker/sess_<id>`) [env:
+    /// CCWS_TEMP_DIR] [default: the OS temp dir].
+    #[arg(long, global = true)]
     pub temp_dir: Option<PathBuf>,
-    /// ccws's durable state on this machine (the outbox; default ~/.local/share/ccws).
-    #[arg(long, global = true, env = "CCWS_STATE_DIR")]
+    /// ccws's durable state on this machine (the outbox) [env:
+    /// CCWS_STATE_DIR] [default: $XDG_DATA_HOME/ccws or ~/.local/share/ccws].
+    #[arg(long, global = true)]
     pub state_dir: Option<PathBuf>,
     /// Days after which the home's accumulating directories (shell-snapshots/,
     /// paste-cache/) drop an entry when a session publishes it, as Claude
     /// Code's own cleanupPeriodDays; 0 keeps them regardless of age (at most
-    /// 1000 entries each stay either way).
-    #[arg(
-        long,
-        global = true,
-        env = "CCWS_CLEANUP_DAYS",
-        default_value_t = 30,
-        value_name = "DAYS"
-    )]
-    pub cleanup_days: u64,
+    /// 1000 entries each stay either way) [env: CCWS_CLEANUP_DAYS] [default: 30].
+    #[arg(long, global = true, value_name = "DAYS")]
+    pub cleanup_days: Option<u64>,
+}
+
+// The CCWS_* variables are read here, not by clap: clap counts an option
+// set from the environment as given on the command line, and then shows it
+// in the usage line of every error as if it were required. Set but empty
+// means unset.
+impl Global {
+    fn var(&self, name: &str) -> Option<String> {
+        config::process_env().remove(name).filter(|v| !v.is_empty())
+    }
+
+    /// `--prefix`, else `CCWS_PREFIX`, else none.
+    pub fn prefix(&self) -> String {
+        self.prefix
+            .clone()
+            .or_else(|| self.var("CCWS_PREFIX"))
+            .unwrap_or_default()
+    }
+
+    /// `--temp-dir`, else `CCWS_TEMP_DIR`.
+    pub fn temp_dir(&self) -> Option<PathBuf> {
+        self.temp_dir
+            .clone()
+            .or_else(|| self.var("CCWS_TEMP_DIR").map(PathBuf::from))
+    }
+
+    /// `--state-dir`, else `CCWS_STATE_DIR`, else the default.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| config::default_state_dir(&config::process_env()))
+    }
+
+    /// `--cleanup-days`, else `CCWS_CLEANUP_DAYS`, else 30.
+    pub fn cleanup_days(&self) -> Result<u64, SettingsError> {
+        match (self.cleanup_days, self.var("CCWS_CLEANUP_DAYS")) {
+            (Some(d), _) => Ok(d),
+            (None, Some(v)) => v.trim().parse().map_err(|_| SettingsError::BadValue {
+                name: "CCWS_CLEANUP_DAYS".into(),
+                value: v,
+                reason: "expected a whole number of days".into(),
+            }),
+            (None, None) => Ok(30),
+        }
+    }
+
+    /// `--log-format`, else `CCWS_LOG_FORMAT`, else text.
+    pub fn log_format(&self) -> Result<LogFormat, SettingsError> {
+        match (self.log_format, self.var("CCWS_LOG_FORMAT")) {
+            (Some(f), _) => Ok(f),
+            (None, Some(v)) => {
+                LogFormat::from_str(v.trim(), true).map_err(|_| SettingsError::BadValue {
+                    name: "CCWS_LOG_FORMAT".into(),
+                    value: v,
+                    reason: "expected text or json".into(),
+                })
+            }
+            (None, None) => Ok(LogFormat::Text),
+        }
+    }
 }
 
 /// The session a command is about.

@@ -85,7 +85,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         }
         Command::Ls { workspace, listing } => {
             let store = store(g)?;
-            let keys = Keys::new(&g.prefix);
+            let keys = Keys::new(&g.prefix());
             match workspace {
                 None => {
                     let list = ops::list_workspaces(&store, &keys, listing.page_size).await?;
@@ -105,7 +105,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             listing,
         } => {
             let store = store(g)?;
-            let keys = Keys::new(&g.prefix);
+            let keys = Keys::new(&g.prefix());
             let r = ops::remove(
                 &store,
                 &keys,
@@ -129,7 +129,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             listing,
         } => {
             let store = store(g)?;
-            let keys = Keys::new(&g.prefix);
+            let keys = Keys::new(&g.prefix());
             let r = ops::gc(
                 &store,
                 &keys,
@@ -143,7 +143,8 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             ops::print_gc(g.json, &r)
         }
         Command::Outbox { workspace } => {
-            let items = ops::outbox_items(&outbox(g), &Keys::new(&g.prefix), workspace.as_deref())?;
+            let items =
+                ops::outbox_items(&outbox(g), &Keys::new(&g.prefix()), workspace.as_deref())?;
             ops::print_outbox(g.json, &items)?;
             Ok(0)
         }
@@ -155,7 +156,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             if_none_match,
         } => {
             let store = store(g)?;
-            let full = Keys::new(&g.prefix).object(&key);
+            let full = Keys::new(&g.prefix()).object(&key);
             let cond = match (if_match, if_none_match) {
                 (Some(e), _) => PutCondition::IfMatch(e),
                 (None, true) => PutCondition::IfNoneMatchAny,
@@ -525,7 +526,7 @@ fn exit_status_code(st: std::process::ExitStatus) -> u8 {
 
 async fn get(g: &Global, key: &str, dest: &Path) -> Result<u8, CliError> {
     let store = store(g)?;
-    let obj = store.get(&Keys::new(&g.prefix).object(key)).await?;
+    let obj = store.get(&Keys::new(&g.prefix()).object(key)).await?;
     let pb = progress::bar(&format!("get {key}"), Some(obj.meta.size));
     let mut body = pb.wrap_async_read(obj.body);
     if dest == Path::new("-") {
@@ -581,7 +582,7 @@ fn archiver() -> Result<Archiver, CliError> {
 fn store(g: &Global) -> Result<Store, CliError> {
     let env = config::process_env();
     let o = Overrides {
-        bucket: g.bucket.clone(),
+        bucket: g.bucket.clone().filter(|b| !b.is_empty()),
         endpoint: g.endpoint.clone(),
         region: g.region.clone(),
         profile: g.profile.clone(),
@@ -596,9 +597,7 @@ fn store(g: &Global) -> Result<Store, CliError> {
 
 /// ccws's durable state directory on this machine.
 fn state_dir(g: &Global) -> PathBuf {
-    g.state_dir
-        .clone()
-        .unwrap_or_else(|| config::default_state_dir(&config::process_env()))
+    g.state_dir()
 }
 
 /// This machine's outbox (as [`Workspaces`] keeps it), without a store.
@@ -609,10 +608,11 @@ fn outbox(g: &Global) -> Outbox {
 fn workspaces(g: &Global) -> Result<Workspaces, CliError> {
     let store = store(g)?;
     let mut cfg = WorkspaceConfig::new(state_dir(g));
-    cfg.temp_base = g.temp_dir.clone();
-    cfg.keys = Keys::new(&g.prefix);
-    cfg.cleanup.max_age = (g.cleanup_days > 0)
-        .then(|| std::time::Duration::from_secs(g.cleanup_days.saturating_mul(24 * 3600)));
+    cfg.temp_base = g.temp_dir();
+    cfg.keys = Keys::new(&g.prefix());
+    let days = g.cleanup_days()?;
+    cfg.cleanup.max_age =
+        (days > 0).then(|| std::time::Duration::from_secs(days.saturating_mul(24 * 3600)));
     tracing::debug!(store = %store.describe(), "using store");
     Ok(Workspaces::new(store, archiver()?, cfg))
 }
