@@ -592,3 +592,85 @@ fn configuration_quirks() {
         assert!(String::from_utf8_lossy(&out.stderr).contains(k));
     }
 }
+
+/// Whether `program` can be run here.
+fn have(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli_definition() {
+    let m = Machine::new();
+    let script = |shell: &str| {
+        let out = m.run(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let zsh = script("zsh");
+    assert!(zsh.starts_with("#compdef ccws"), "{zsh}");
+    assert!(zsh.contains("--older-than") && zsh.contains("outbox"));
+    let fish = script("fish");
+    assert!(fish.contains("complete -c ccws") && fish.contains("page-size"));
+    // bash: the script loads, and completes subcommands and their options.
+    let bash = m.path("ccws.bash");
+    std::fs::write(&bash, script("bash")).unwrap();
+    let probe = format!(
+        "source '{}'; \
+         COMP_WORDS=(ccws l); COMP_CWORD=1; _ccws ccws l ccws; echo \"${{COMPREPLY[*]}}\"; \
+         COMP_WORDS=(ccws gc --ol); COMP_CWORD=2; _ccws ccws --ol gc; echo \"${{COMPREPLY[*]}}\"",
+        bash.display()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["--norc", "-c", &probe])
+        .output()
+        .unwrap();
+    let got = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        got,
+        "ls\n--older-than\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(m.run(&["completions", "tcsh"]).status.code(), Some(2));
+
+    // The manual page: roff on stdout, or a page per command.
+    let out = m.run(&["man"]);
+    assert_eq!(out.status.code(), Some(0));
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.contains(".TH ccws 1"), "{page}");
+    for sub in ["ls", "rm", "gc", "outbox", "run", "completions"] {
+        assert!(
+            page.contains(&format!("ccws\\-{sub}(1)")),
+            "{sub} is not listed"
+        );
+    }
+    let dir = m.path("man1");
+    std::fs::create_dir(&dir).unwrap();
+    assert_eq!(
+        m.run(&["man", "--dir", dir.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+    let run_page = std::fs::read_to_string(dir.join("ccws-run.1")).unwrap();
+    assert!(run_page.contains("strict") && run_page.contains("report"));
+    assert!(dir.join("ccws-gc.1").is_file() && dir.join("ccws.1").is_file());
+    if have("groff") {
+        // It renders without a warning.
+        let out = std::process::Command::new("sh")
+            .args(["-c", "groff -man -Tutf8 -ww -z \"$1\" 2>&1", "sh"])
+            .arg(dir.join("ccws-gc.1"))
+            .output()
+            .unwrap();
+        assert!(
+            out.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

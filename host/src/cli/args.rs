@@ -351,6 +351,24 @@ pub enum Command {
         #[arg(long, default_value_t = ccws::archive::Limits::MAX_INFLATE_RATIO)]
         max_ratio: u32,
     },
+    /// Print a shell completion script.
+    ///
+    /// bash: `ccws completions bash > /etc/bash_completion.d/ccws`;
+    /// zsh: into a directory of `$fpath` as `_ccws`;
+    /// fish: `ccws completions fish > ~/.config/fish/completions/ccws.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into DIR.
+    ///
+    /// `ccws man | man -l -` shows it; `ccws man --dir /usr/local/share/man/man1`
+    /// installs ccws.1 and ccws-<command>.1.
+    Man {
+        /// Write ccws.1 and a page per command into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Write the embedded WASI component (.wasm) for use in other hosts.
     ///
     /// By default the `archiver` world, which imports the host's `filter`;

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use clap::CommandFactory;
+
 use ccws::archive::{Archiver, Limits, PackOptions, Report, SandboxConfig, UnpackOptions};
 use ccws::config::{self, Overrides, StoreSettings};
 use ccws::s3::{PutCondition, S3Client};
@@ -149,6 +151,30 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             Ok(0)
         }
         Command::Get { key, dest } => get(g, &key, &dest).await,
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ccws", &mut script);
+            output::write(&script)?;
+            Ok(0)
+        }
+        Command::Man { dir } => {
+            let cmd = Cli::command();
+            match dir {
+                None => {
+                    let mut page = Vec::new();
+                    clap_mangen::Man::new(cmd)
+                        .render(&mut page)
+                        .map_err(|e| CliError::Other(format!("rendering the manual page: {e}")))?;
+                    output::write(&page)?;
+                }
+                Some(dir) => {
+                    clap_mangen::generate_to(cmd, &dir)
+                        .map_err(|e| CliError::Other(format!("{}: {e}", dir.display())))?;
+                    say(&format!("wrote the manual pages to {}", dir.display()));
+                }
+            }
+            Ok(0)
+        }
         Command::Put {
             src,
             key,
