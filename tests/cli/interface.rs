@@ -674,3 +674,88 @@ fn completions_and_man_pages_come_from_the_cli_definition() {
         );
     }
 }
+
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let m = Machine::new();
+    if !have("script") {
+        eprintln!("util-linux's script is not installed: no terminal to test on; skipped");
+        return;
+    }
+    // On a terminal (script's pseudo-terminal): a spinner for setup and
+    // teardown, cleared before the agent writes.
+    let line = format!("{} run -w w -s s -- sh -c 'echo agent-output'", crate::CCWS);
+    let out = m
+        .command("script")
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("setting up session s"), "{text:?}");
+    assert!(text.contains("saving session s"), "{text:?}");
+    assert!(
+        text.contains("\u{1b}[2Kagent-output"),
+        "cleared first: {text:?}"
+    );
+    // Off a terminal: none.
+    let out = m.run(&["run", "-w", "w", "-s", "s", "--", "true"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("session s"));
+}
+
+#[test]
+fn rm_asks_on_a_terminal() {
+    let m = Machine::new();
+    if !have("script") {
+        eprintln!("util-linux's script is not installed: no terminal to test on; skipped");
+        return;
+    }
+    let out = m.run(&[
+        "run",
+        "-w",
+        "w",
+        "-s",
+        "s",
+        "--",
+        "sh",
+        "-c",
+        &agent("a", "true"),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let transcript = m.path("state/store/workspaces/w/sessions/s.jsonl");
+    let ask = |answer: &str| {
+        let mut child = m
+            .command("script")
+            .args([
+                "-qec",
+                &format!("{} rm -w w -s s", crate::CCWS),
+                "/dev/null",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = ask("n\n");
+    assert!(
+        text.contains("object(s)") && text.contains("of session s of workspace w"),
+        "{text}"
+    );
+    assert!(text.contains("[y/N]"), "{text}");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(transcript.is_file(), "declined: nothing deleted");
+    let (code, text) = ask("y\n");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!transcript.exists(), "{text}");
+}

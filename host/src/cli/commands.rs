@@ -41,9 +41,10 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Setup { session, owner_pid } => {
             let ws = workspaces(g)?;
             let owner = Owner::of(owner_pid.unwrap_or_else(std::os::unix::process::parent_id));
-            let w = ws
-                .setup(&session.workspace, &session.session, owner)
-                .await?;
+            let pb = progress::activity(&format!("setting up session {}", session.session));
+            let w = ws.setup(&session.workspace, &session.session, owner).await;
+            pb.finish_and_clear();
+            let w = w?;
             // The output is the hand-over: a caller that never got it
             // cannot use the session, so it is torn down again.
             if let Err(e) = output::write_strict(&setup_output(g, &w)) {
@@ -60,7 +61,10 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         }
         Command::Teardown { session } => {
             let ws = workspaces(g)?;
-            let r = ws.teardown(&session.workspace, &session.session).await?;
+            let pb = progress::activity(&format!("saving session {}", session.session));
+            let r = ws.teardown(&session.workspace, &session.session).await;
+            pb.finish_and_clear();
+            let r = r?;
             if g.json {
                 output::json(&r)?;
             } else {
@@ -294,9 +298,12 @@ async fn run_turn(
 
     // (ccws is already not dumpable: main does that first, for every command.)
     let ws = workspaces(g)?;
+    let pb = progress::activity(&format!("setting up session {}", s.session));
     let w = ws
         .setup(&s.workspace, &s.session, Owner::of(std::process::id()))
-        .await?;
+        .await;
+    pb.finish_and_clear();
+    let w = w?;
     tracing::info!(dir = %w.layout.temp_dir.display(), "workspace ready");
     rec.setup = Some(w.report.clone());
     if let Some(user) = user {
@@ -378,7 +385,10 @@ async fn run_turn(
         }
     };
     rec.agent_exit_code = Some(code);
-    match ws.teardown(&s.workspace, &s.session).await {
+    let pb = progress::activity(&format!("saving session {}", s.session));
+    let torn_down = ws.teardown(&s.workspace, &s.session).await;
+    pb.finish_and_clear();
+    match torn_down {
         Ok(r) => {
             note_teardown(&r);
             rec.teardown = Some(r);
