@@ -62,34 +62,27 @@ fn fail(json: bool, e: &cli::error::CliError) -> ExitCode {
 /// (help on stdout), or with `--json` a usage error as JSON on stderr.
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    let informational = matches!(
-        e.kind(),
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-    );
+    let asked = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
     // (Not an agent's own `--json`, after `--`.)
     let json = std::env::args_os()
         .skip(1)
         .take_while(|a| a != "--")
         .any(|a| a == "--json");
-    if informational || !json {
+    if asked || !json {
         // A closed stream here is no panic: clap writes and reports.
         let _ = e.print();
-        return ExitCode::from(
-            if informational && e.kind() != ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                0
-            } else {
-                2
-            },
-        );
+        return ExitCode::from(if asked { 0 } else { 2 });
     }
-    let text = e.render().to_string();
-    let message = text
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("usage error")
-        .trim_start_matches("error: ");
-    cli::output::error_json(&cli::error::CliError::Usage(message.to_owned()));
+    let message = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        "no command given (see ccws --help)".to_owned()
+    } else {
+        let text = e.render().to_string();
+        text.lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("usage error")
+            .trim_start_matches("error: ")
+            .to_owned()
+    };
+    cli::output::error_json(&cli::error::CliError::Usage(message));
     ExitCode::from(2)
 }

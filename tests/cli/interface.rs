@@ -145,6 +145,7 @@ fn errors_are_json_on_stderr_with_their_exit_code_and_kind() {
         (&["--json", "rm", "-w", "w", "-s", "s"], 2, "usage"),
         (&["--json", "gc", "--older-than", "30"], 2, "usage"),
         (&["--json", "frobnicate"], 2, "usage"),
+        (&["--json"], 2, "usage"),
     ];
     for (args, code, kind) in cases {
         let out = m.run(args);
