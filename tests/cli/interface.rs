@@ -246,6 +246,27 @@ fn run_keeps_stdout_for_its_agent_and_reports_to_a_file() {
     let out = m.command("sh").args(["-c", &sh]).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(report(&m.path("fd3.json"))["exit_code"], 0);
+    // Into a FIFO a reader drains.
+    let fifo = m.path("report.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let out = m
+        .cmd()
+        .args(["run", "-w", "w", "-s", "s", "--report"])
+        .arg(&fifo)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(json_doc(&reader.join().unwrap())["delivered"], true);
+    assert!(fifo.exists(), "the FIFO itself stays");
 }
 
 #[test]

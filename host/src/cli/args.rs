@@ -253,7 +253,8 @@ pub enum Command {
     /// objects are its transcript (sessions/<S>.jsonl) and everything under
     /// sessions/<S>/; a workspace's, everything under workspaces/<W>/.
     /// Uploads waiting in this machine's outbox are not touched (a note
-    /// says so): a later flush writes them again.
+    /// says so): a later flush writes them again; so does the teardown of
+    /// a session still running somewhere.
     Rm {
         /// Workspace id.
         #[arg(short, long)]
