@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use ccws::s3::{ObjectMeta, PutCondition};
 use ccws::store::{LocalStore, Store};
+use ccws_tests::moto::Moto;
 use ccws_tests::s3s::S3sServer;
 use futures::StreamExt;
 
@@ -176,81 +177,10 @@ async fn invalid_keys_are_refused_before_anything_is_deleted() {
     assert_eq!(store.list("").await.unwrap().len(), 1, "nothing deleted");
 }
 
-/// `moto_server` (pip `moto[server]`) on a loopback port: the second S3
-/// implementation. Killed on drop.
-struct Moto {
-    child: std::process::Child,
-    endpoint: String,
-}
-
-impl Moto {
-    /// Starts one, or `None` (with a note) when `moto_server` is not installed.
-    fn start() -> Option<Moto> {
-        use std::net::{Ipv4Addr, TcpListener, TcpStream};
-        use std::time::{Duration, Instant};
-        for _ in 0..5 {
-            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let child = std::process::Command::new("moto_server")
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn();
-            let mut child = match child {
-                Ok(c) => c,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    eprintln!("moto_server is not installed (pip install 'moto[server]'); skipped");
-                    return None;
-                }
-                Err(e) => panic!("spawning moto_server: {e}"),
-            };
-            let addr = (Ipv4Addr::LOCALHOST, port).into();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                    return Some(Moto {
-                        child,
-                        endpoint: format!("http://127.0.0.1:{port}"),
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("moto_server did not start");
-    }
-
-    async fn store(&self) -> Store {
-        let cfg = ccws::s3::S3Config::builder(&self.endpoint, "us-east-1", "ccws-list", "AK", "SK")
-            .path_style(true)
-            .retry(ccws_tests::s3s::test_retry())
-            .build()
-            .unwrap();
-        let client = ccws::s3::S3Client::new(cfg).unwrap();
-        client.create_bucket().await.unwrap();
-        Store::S3(client)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn moto_lists_in_pages_and_deletes_in_batches() {
     let Some(moto) = Moto::start() else { return };
-    let store = moto.store().await;
+    let store = moto.store("ccws-list").await;
     listing_pages_in_key_order(&store).await;
     deleting_in_batches(&store, 1003).await;
 }
