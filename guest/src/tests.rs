@@ -1,5 +1,5 @@
 //! Native unit tests of the archive core (the same code the component runs).
-//! The component itself is exercised end to end by `tests/tests/archive_*.rs`.
+//! The component itself is exercised end to end by `tests/all/archive_*.rs`.
 
 use std::fs::{self, File};
 use std::io::{self, Cursor, Read, Write};
@@ -16,7 +16,7 @@ use crate::{pack, pack_file, unpack, unpack_file};
 
 /// A new temporary directory: in the system's natively; in WASI, which has
 /// none, under `/tmp`, which the runner of these tests there preopens
-/// (`tests/tests/archive_wasi_layer.rs`).
+/// (`tests/all/archive_wasi_layer.rs`).
 fn tempdir() -> tempfile::TempDir {
     #[cfg(target_os = "wasi")]
     let _ = tempfile::env::override_temp_dir(Path::new("/tmp"));

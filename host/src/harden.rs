@@ -81,7 +81,7 @@ mod tests {
     }
 
     /// The flag itself; that an agent then cannot read ccws's environment
-    /// is tested end to end in `tests/cli`.
+    /// is tested end to end in `host/tests/cli`.
     #[test]
     #[cfg(target_os = "linux")]
     fn forbid_inspection_clears_the_dumpable_flag() {

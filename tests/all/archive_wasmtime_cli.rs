@@ -5,7 +5,7 @@
 //! this test is ignored by default. Install the CLI with
 //! `cargo install wasmtime-cli@48.0.8 --locked` (or name one with
 //! `WASMTIME_CLI`), then run
-//! `cargo test -p ccws-tests --test archive_wasmtime_cli -- --ignored`.
+//! `cargo test -p ccws-tests --test all archive_wasmtime_cli -- --ignored`.
 
 use std::path::PathBuf;
 use std::process::Command;

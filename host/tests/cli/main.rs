@@ -3,12 +3,12 @@
 //! archive commands, on the local store and on the real s3s-fs server.
 
 mod claude;
-#[path = "../src/faultproxy.rs"]
+#[path = "../../../tests/src/faultproxy.rs"]
 #[allow(dead_code)]
 mod faultproxy;
 mod interface;
 mod ops;
-#[path = "../src/s3s.rs"]
+#[path = "../../../tests/src/s3s.rs"]
 #[allow(dead_code)]
 mod s3s;
 mod survive;
