@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The ccws archive core: deterministic tar.gz packing and hardened unpacking.
 //!
 //! Built for `wasm32-wasip2` this crate is the ccws WASI component (see

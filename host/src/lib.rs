@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! ccws: keeps an AI coding agent's per-session home directory alive between turns, in S3.
 //!
 //! - [`archive`]: the sandboxed archive component (wasmtime host side).

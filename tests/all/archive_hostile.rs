@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ccws::archive::{
-    ArchiveError, Archiver, HostError, LimitKind, Limits, Report, SkipReason, UnpackOptions,
+    ArchiveError, Archiver, ArchiverError, LimitKind, Limits, Report, SkipReason, UnpackOptions,
 };
 use ccws_tests::hostile::{gzip, kind, zeros, GzStream, Header, Tar, BLOCK};
 use ccws_tests::{archiver, archiver_serial};
@@ -673,7 +673,7 @@ async fn run(case: Case, a: &Archiver) -> Result<(), String> {
 fn check(
     name: &str,
     expect: &Expect,
-    result: Result<Report, HostError>,
+    result: Result<Report, ArchiverError>,
     dest: &Path,
     outer: &Path,
 ) -> Result<(), String> {
@@ -719,7 +719,7 @@ fn check(
         }
         (
             Expect::Corrupt { entry, message },
-            Err(HostError::Archive(ArchiveError::Corrupt {
+            Err(ArchiverError::Archive(ArchiveError::Corrupt {
                 entry: e,
                 message: m,
             })),
@@ -733,7 +733,7 @@ fn check(
         }
         (
             Expect::Limit { limit, entry },
-            Err(HostError::Archive(ArchiveError::LimitExceeded {
+            Err(ArchiverError::Archive(ArchiveError::LimitExceeded {
                 limit: l, entry: e, ..
             })),
         ) => {
@@ -833,7 +833,7 @@ async fn a_gzip_bomb_within_the_default_limits_is_refused() {
             assert!(
                 matches!(
                     err,
-                    HostError::Archive(ArchiveError::LimitExceeded {
+                    ArchiverError::Archive(ArchiveError::LimitExceeded {
                         limit: LimitKind::InflateRatio,
                         allowed: 1000,
                         ref entry,

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use ccws::archive::{ArchiveError, Archiver, HostError, PackOptions, SandboxConfig, UnpackOptions};
+use ccws::archive::{
+    ArchiveError, Archiver, ArchiverError, PackOptions, SandboxConfig, UnpackOptions,
+};
 use ccws_tests::{archiver, archiver_serial, archiver_with, pseudo_random, tree};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -170,11 +172,11 @@ async fn a_failing_writer_is_the_error() {
         .await
         .expect("no hang");
         match result {
-            Err(HostError::Stream(e)) => {
+            Err(ArchiverError::Stream(e)) => {
                 assert!(e.to_string().contains("disk full"), "{mode}: {e}")
             }
             other => panic!(
-                "{mode}: expected HostError::Stream, got {:?}",
+                "{mode}: expected ArchiverError::Stream, got {:?}",
                 other.map(|r| r.0)
             ),
         }
@@ -226,7 +228,7 @@ async fn a_failing_reader_is_a_stream_error_naming_the_entry() {
         .await
         .expect("no hang");
         match result {
-            Err(HostError::Input { entry, source }) => {
+            Err(ArchiverError::Input { entry, source }) => {
                 assert_eq!(entry, "b.bin", "{mode}");
                 assert!(
                     source.to_string().contains("connection reset"),
@@ -269,7 +271,7 @@ async fn a_source_short_of_its_declared_length_is_the_inputs_failure() {
             .await
             .expect("no hang");
             match result {
-                Err(e @ HostError::Input { .. }) => {
+                Err(e @ ArchiverError::Input { .. }) => {
                     assert!(e.is_callers_stream());
                     assert!(
                         e.to_string().contains("bytes it declared"),
@@ -345,7 +347,7 @@ async fn a_stopped_pack_never_writes_a_complete_gzip() {
     .await
     .expect("no hang");
     assert!(
-        matches!(result, Err(HostError::CpuTime(_))),
+        matches!(result, Err(ArchiverError::CpuTime(_))),
         "{:?}",
         result.map(|r| r.0)
     );
@@ -420,7 +422,7 @@ async fn a_tar_stage_failure_does_not_wait_for_a_stalled_input() {
         assert!(
             matches!(
                 result,
-                Err(HostError::Archive(ArchiveError::LimitExceeded { .. }))
+                Err(ArchiverError::Archive(ArchiveError::LimitExceeded { .. }))
             ),
             "{mode}: {result:?}"
         );
@@ -438,7 +440,7 @@ async fn an_out_of_range_level_is_reported_as_given() {
         .pack(src.path(), Vec::new(), &options, None)
         .await
     {
-        Err(HostError::Archive(ArchiveError::InvalidOptions(m))) => {
+        Err(ArchiverError::Archive(ArchiveError::InvalidOptions(m))) => {
             assert!(m.contains("300"), "{m}")
         }
         other => panic!("expected InvalidOptions, got {:?}", other.map(|r| r.0)),

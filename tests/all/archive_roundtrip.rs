@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use ccws::archive::{
-    ArchiveError, EntryKind, FilterFn, HostError, PackOptions, Report, SkipReason, UnpackOptions,
-    Verdict,
+    ArchiveError, ArchiverError, EntryKind, FilterFn, PackOptions, Report, SkipReason,
+    UnpackOptions, Verdict,
 };
 use ccws_tests::{archiver, tree};
 
@@ -531,7 +531,7 @@ async fn invalid_options_are_typed_errors() {
         .pack(src.path(), Vec::new(), &bad_pattern, None)
         .await
     {
-        Err(HostError::Archive(ArchiveError::InvalidOptions(m))) => {
+        Err(ArchiverError::Archive(ArchiveError::InvalidOptions(m))) => {
             assert!(m.contains("a[b"), "{m}")
         }
         other => panic!("expected InvalidOptions, got {:?}", other.map(|r| r.0)),
@@ -544,7 +544,7 @@ async fn invalid_options_are_typed_errors() {
         .pack(src.path(), Vec::new(), &bad_level, None)
         .await
     {
-        Err(HostError::Archive(ArchiveError::InvalidOptions(m))) => {
+        Err(ArchiverError::Archive(ArchiveError::InvalidOptions(m))) => {
             assert!(m.contains("10"), "{m}")
         }
         other => panic!("expected InvalidOptions, got {:?}", other.map(|r| r.0)),
@@ -857,7 +857,7 @@ async fn file_api_round_trip() {
         )
         .await
     {
-        Err(HostError::Io { path, .. }) => assert!(path.ends_with("missing.tar.gz")),
-        other => panic!("expected HostError::Io, got {other:?}"),
+        Err(ArchiverError::Io { path, .. }) => assert!(path.ends_with("missing.tar.gz")),
+        other => panic!("expected ArchiverError::Io, got {other:?}"),
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ccws::archive::{Archiver, HostError, PackOptions, Report, SandboxConfig, UnpackOptions};
+use ccws::archive::{Archiver, ArchiverError, PackOptions, Report, SandboxConfig, UnpackOptions};
 use ccws_tests::hostile::{kind, zeros, GzStream, Header, Tar};
 use ccws_tests::{archiver_with, tree};
 
@@ -16,7 +16,7 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Unpack `input` into `dest` with the default options, failing the test
 /// if it takes longer than `TIMEOUT`.
-async fn unpack_in_time<R>(a: &Archiver, input: R, dest: &Path) -> Result<Report, HostError>
+async fn unpack_in_time<R>(a: &Archiver, input: R, dest: &Path) -> Result<Report, ArchiverError>
 where
     R: tokio::io::AsyncRead + Send + 'static,
 {
@@ -65,7 +65,7 @@ async fn guest_over_its_memory_cap_is_stopped() {
     let dest = tempfile::tempdir().unwrap();
     let result = unpack_in_time(&a, input, dest.path()).await;
     match result {
-        Err(e @ HostError::MemoryLimit(limit)) => {
+        Err(e @ ArchiverError::MemoryLimit(limit)) => {
             assert_eq!(limit, CAP);
             let msg = e.to_string();
             assert!(
@@ -73,7 +73,7 @@ async fn guest_over_its_memory_cap_is_stopped() {
                 "{msg}"
             );
         }
-        other => panic!("expected HostError::MemoryLimit, got {other:?}"),
+        other => panic!("expected ArchiverError::MemoryLimit, got {other:?}"),
     }
 
     // A cap below what the guest needs to start: the trap path.
@@ -91,7 +91,7 @@ async fn guest_over_its_memory_cap_is_stopped() {
         )
         .await;
     assert!(
-        matches!(result, Err(HostError::MemoryLimit(l)) if l == 64 << 10),
+        matches!(result, Err(ArchiverError::MemoryLimit(l)) if l == 64 << 10),
         "{result:?}"
     );
 
@@ -147,12 +147,12 @@ async fn guest_over_its_cpu_budget_is_stopped() {
     let dest = tempfile::tempdir().unwrap();
     let result = unpack_in_time(&a, Cursor::new(bytes), dest.path()).await;
     match result {
-        Err(e @ HostError::CpuTime(budget)) => {
+        Err(e @ ArchiverError::CpuTime(budget)) => {
             assert_eq!(budget, BUDGET);
             let msg = e.to_string();
             assert!(msg.contains("CPU time") && msg.contains("5ms"), "{msg}");
         }
-        other => panic!("expected HostError::CpuTime, got {other:?}"),
+        other => panic!("expected ArchiverError::CpuTime, got {other:?}"),
     }
 
     // Packing is under the same budget.
@@ -170,7 +170,7 @@ async fn guest_over_its_cpu_budget_is_stopped() {
     .await
     .expect("no hang");
     assert!(
-        matches!(result, Err(HostError::CpuTime(_))),
+        matches!(result, Err(ArchiverError::CpuTime(_))),
         "{:?}",
         result.map(|r| r.0)
     );
@@ -244,7 +244,7 @@ async fn without_a_cpu_cap_the_guest_runs_on_and_its_build_is_cached_apart() {
     let dest = tempfile::tempdir().unwrap();
     let result = unpack_in_time(&capped, Cursor::new(busy), dest.path()).await;
     assert!(
-        matches!(result, Err(HostError::CpuTime(BUDGET))),
+        matches!(result, Err(ArchiverError::CpuTime(BUDGET))),
         "{result:?}"
     );
 

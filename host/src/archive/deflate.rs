@@ -22,14 +22,14 @@ use wasmtime_wasi::p2::{InputStream, Pollable, StreamError};
 
 use super::pipe::PipeReader;
 use super::sandbox::Sandbox;
-use super::{ArchiveError, Archiver, Bindings, HostError};
+use super::{ArchiveError, Archiver, ArchiverError, Bindings};
 
 /// One block for an instance, and where its deflate goes.
 struct Job {
     dictionary: Vec<u8>,
     block: Vec<u8>,
     last: bool,
-    reply: oneshot::Sender<Result<Vec<u8>, HostError>>,
+    reply: oneshot::Sender<Result<Vec<u8>, ArchiverError>>,
 }
 
 /// Gzip everything `input` delivers into `out`, compressing its blocks in
@@ -43,7 +43,7 @@ pub(super) async fn gzip_blocks<W>(
     mut input: PipeReader,
     mut out: W,
     level: u8,
-) -> Result<(u64, W), HostError>
+) -> Result<(u64, W), ArchiverError>
 where
     W: AsyncWrite + Unpin,
 {
@@ -66,7 +66,7 @@ where
     let mut member = Member::new(level.into())?;
     out.write_all(&member.header())
         .await
-        .map_err(HostError::Stream)?;
+        .map_err(ArchiverError::Stream)?;
     let mut total = 0u64;
     let mut pending: VecDeque<oneshot::Receiver<_>> = VecDeque::new();
     for n in 0.. {
@@ -89,7 +89,9 @@ where
         pending.push_back(answer);
         while pending.len() >= in_flight || (last && !pending.is_empty()) {
             let deflated = next_answer(&mut pending).await?;
-            out.write_all(&deflated).await.map_err(HostError::Stream)?;
+            out.write_all(&deflated)
+                .await
+                .map_err(ArchiverError::Stream)?;
         }
         if last {
             break;
@@ -97,21 +99,21 @@ where
     }
     out.write_all(&member.trailer())
         .await
-        .map_err(HostError::Stream)?;
-    out.shutdown().await.map_err(HostError::Stream)?;
+        .map_err(ArchiverError::Stream)?;
+    out.shutdown().await.map_err(ArchiverError::Stream)?;
     Ok((total, out))
 }
 
 /// Read from `input` until `block` is full (`true`) or the input ends
 /// (`false`). A failed input (the tar stage failed) is a `Stream` error.
-async fn fill(input: &mut PipeReader, block: &mut Vec<u8>) -> Result<bool, HostError> {
+async fn fill(input: &mut PipeReader, block: &mut Vec<u8>) -> Result<bool, ArchiverError> {
     while block.len() < BLOCK {
         input.ready().await;
         match input.read(BLOCK - block.len()) {
             Ok(bytes) => block.extend_from_slice(&bytes),
             Err(StreamError::Closed) => return Ok(false),
             Err(e) => {
-                return Err(HostError::Archive(ArchiveError::Stream {
+                return Err(ArchiverError::Archive(ArchiveError::Stream {
                     entry: String::new(),
                     message: e.to_string(),
                 }))
@@ -123,8 +125,8 @@ async fn fill(input: &mut PipeReader, block: &mut Vec<u8>) -> Result<bool, HostE
 
 /// The oldest block's deflate (the next bytes of the output).
 async fn next_answer(
-    pending: &mut VecDeque<oneshot::Receiver<Result<Vec<u8>, HostError>>>,
-) -> Result<Vec<u8>, HostError> {
+    pending: &mut VecDeque<oneshot::Receiver<Result<Vec<u8>, ArchiverError>>>,
+) -> Result<Vec<u8>, ArchiverError> {
     let Some(answer) = pending.pop_front() else {
         unreachable!("called with blocks pending");
     };
@@ -133,8 +135,8 @@ async fn next_answer(
 
 /// Why the instances stopped: the first failed answer, in block order.
 async fn first_failure(
-    mut pending: VecDeque<oneshot::Receiver<Result<Vec<u8>, HostError>>>,
-) -> HostError {
+    mut pending: VecDeque<oneshot::Receiver<Result<Vec<u8>, ArchiverError>>>,
+) -> ArchiverError {
     while !pending.is_empty() {
         if let Err(e) = next_answer(&mut pending).await {
             return e;
@@ -145,8 +147,8 @@ async fn first_failure(
 
 /// A block's answer never came: its instance's task panicked (the answers
 /// of failed blocks are sent before an instance stops) or was aborted.
-fn instance_gone() -> HostError {
-    HostError::Trap(
+fn instance_gone() -> ArchiverError {
+    ArchiverError::Trap(
         "a deflate instance stopped without answering (its task panicked, a bug in ccws: the \
          panic message is above; or the pack was cancelled)"
             .into(),
@@ -192,7 +194,7 @@ mod tests {
         blocks: usize,
         fail: bool,
         config: SandboxConfig,
-    ) -> (Result<u64, HostError>, Vec<u8>, Vec<u8>) {
+    ) -> (Result<u64, ArchiverError>, Vec<u8>, Vec<u8>) {
         let archiver = Archiver::new(SandboxConfig {
             cache_dir: None,
             ..config
@@ -236,7 +238,7 @@ mod tests {
         // before the input fails.
         let (got, out, _) = gzip_of_a_pipe(7, true, SandboxConfig::default()).await;
         match got {
-            Err(HostError::Archive(ArchiveError::Stream { message, .. })) => {
+            Err(ArchiverError::Archive(ArchiveError::Stream { message, .. })) => {
                 assert!(message.contains("tar stage failed"), "{message}")
             }
             other => panic!("expected a stream error, got {other:?}"),
@@ -259,7 +261,7 @@ mod tests {
             ..SandboxConfig::default()
         };
         let (got, out, _) = gzip_of_a_pipe(7, false, tight).await;
-        assert!(matches!(got, Err(HostError::CpuTime(_))), "{got:?}");
+        assert!(matches!(got, Err(ArchiverError::CpuTime(_))), "{got:?}");
         assert!(
             ccws_archive::gunzip(&out[..], Vec::new(), &Default::default()).is_err(),
             "a failed gzip must not look complete"

@@ -14,20 +14,20 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, OptLevel};
 
-use super::HostError;
+use super::ArchiverError;
 
 /// Build the engine ccws runs the component in: Cranelift optimising for
 /// speed and, when `interruptible`, epoch interruption (the CPU budget).
 /// Interruption compiles a check of the epoch into every function entry and
 /// loop header; the cache key covers the setting, so the two builds of the
 /// component are cached apart.
-pub fn new_engine(interruptible: bool) -> Result<Engine, HostError> {
+pub fn new_engine(interruptible: bool) -> Result<Engine, ArchiverError> {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
         .epoch_interruption(interruptible)
         .cranelift_opt_level(OptLevel::Speed);
-    Engine::new(&config).map_err(|e| HostError::Engine(format!("creating the engine: {e:#}")))
+    Engine::new(&config).map_err(|e| ArchiverError::Engine(format!("creating the engine: {e:#}")))
 }
 
 /// Where the compiled component is cached by default: `$CCWS_CACHE_DIR`,
@@ -56,7 +56,7 @@ pub fn load_component(
     engine: &Engine,
     wasm: &[u8],
     cache_dir: Option<&Path>,
-) -> Result<Component, HostError> {
+) -> Result<Component, ArchiverError> {
     let Some(dir) = cache_dir else {
         return compile(engine, wasm);
     };
@@ -83,18 +83,18 @@ pub fn load_component(
     }
     let bytes = engine
         .precompile_component(wasm)
-        .map_err(|e| HostError::Engine(format!("compiling the component: {e:#}")))?;
+        .map_err(|e| ArchiverError::Engine(format!("compiling the component: {e:#}")))?;
     if let Err(e) = write_cache(dir, &artifact, &digest, &bytes) {
         tracing::warn!(dir = %dir.display(), "could not cache the compiled component: {e}");
     }
     // SAFETY: `bytes` was just produced by `precompile_component` on `engine`.
     unsafe { Component::deserialize(engine, &bytes) }
-        .map_err(|e| HostError::Engine(format!("loading the compiled component: {e:#}")))
+        .map_err(|e| ArchiverError::Engine(format!("loading the compiled component: {e:#}")))
 }
 
-fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component, HostError> {
+fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component, ArchiverError> {
     Component::new(engine, wasm)
-        .map_err(|e| HostError::Engine(format!("compiling the component: {e:#}")))
+        .map_err(|e| ArchiverError::Engine(format!("compiling the component: {e:#}")))
 }
 
 /// The artifact's bytes if present and matching its digest; `Ok(None)` when

@@ -37,7 +37,7 @@ pub use finished::Finished;
 pub use sandbox::FilterFn;
 
 use bindings::{Archiver as Bindings, ArchiverPre};
-use sandbox::{CpuClock, MemoryLimiter, Sandbox};
+use sandbox::{BusyClock, MemoryLimiter, Sandbox};
 
 /// The component ccws runs (world `archiver`: WASI plus the host's `filter`),
 /// as built from `guest/` and embedded at compile time.
@@ -109,9 +109,10 @@ impl Default for SandboxConfig {
     }
 }
 
-/// Why a call into the sandbox failed.
+/// Why a call on an [`Archiver`] failed: the archive itself
+/// ([`ArchiveError`]), the sandbox around it, or the caller's streams.
 #[derive(Debug, thiserror::Error)]
-pub enum HostError {
+pub enum ArchiverError {
     /// The guest reported a typed archive error.
     #[error(transparent)]
     Archive(#[from] ArchiveError),
@@ -157,12 +158,12 @@ pub enum HostError {
     },
 }
 
-impl HostError {
-    /// Whether the caller's own stream failed ([`HostError::Input`] or
-    /// [`HostError::Stream`]): the store or the transport, not the archive
+impl ArchiverError {
+    /// Whether the caller's own stream failed ([`ArchiverError::Input`] or
+    /// [`ArchiverError::Stream`]): the store or the transport, not the archive
     /// or the sandbox.
     pub fn is_callers_stream(&self) -> bool {
-        matches!(self, HostError::Input { .. } | HostError::Stream(_))
+        matches!(self, ArchiverError::Input { .. } | ArchiverError::Stream(_))
     }
 }
 
@@ -175,6 +176,35 @@ fn at_entry(entry: &str) -> String {
 }
 
 /// Runs the archive component. Cheap to clone; create one per process.
+///
+/// # Example
+///
+/// Pack a directory and unpack it elsewhere, each in the sandbox:
+///
+/// ```
+/// use ccws::archive::{Archiver, PackOptions, SandboxConfig, UnpackOptions};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let (src, dest) = (dir.path().join("src"), dir.path().join("dest"));
+/// std::fs::create_dir_all(src.join("memory"))?;
+/// std::fs::write(src.join("memory/notes.md"), "remember this")?;
+///
+/// let archiver = Archiver::new(SandboxConfig::default())?;
+/// let archive = dir.path().join("home.tar.gz");
+/// let packed = archiver
+///     .pack_file(&src, &archive, &PackOptions::default(), None)
+///     .await?;
+/// assert_eq!(packed.files, 1);
+///
+/// std::fs::create_dir(&dest)?;
+/// archiver
+///     .unpack_file(&archive, &dest, &UnpackOptions::default(), None)
+///     .await?;
+/// assert_eq!(std::fs::read_to_string(dest.join("memory/notes.md"))?, "remember this");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Archiver {
     inner: Arc<Inner>,
@@ -195,12 +225,12 @@ impl Drop for Inner {
 
 impl Archiver {
     /// Load the embedded component (from the compile cache when possible).
-    pub fn new(config: SandboxConfig) -> Result<Self, HostError> {
+    pub fn new(config: SandboxConfig) -> Result<Self, ArchiverError> {
         Self::with_component(COMPONENT_WASM, config)
     }
 
     /// Load a component from its bytes (for testing other builds).
-    pub fn with_component(wasm: &[u8], config: SandboxConfig) -> Result<Self, HostError> {
+    pub fn with_component(wasm: &[u8], config: SandboxConfig) -> Result<Self, ArchiverError> {
         let engine = engine::new_engine(config.cpu_time.is_some())?;
         let component = engine::load_component(&engine, wasm, config.cache_dir.as_deref())?;
         let pre = link(&engine, &component)?;
@@ -232,7 +262,7 @@ impl Archiver {
         out: W,
         options: &PackOptions,
         filter: Option<FilterFn>,
-    ) -> Result<(Report, W), HostError>
+    ) -> Result<(Report, W), ArchiverError>
     where
         W: AsyncWrite + Unpin + Send + 'static,
     {
@@ -263,7 +293,7 @@ impl Archiver {
         match (called, streams::copied(copier).await) {
             (Ok(report), Ok(out)) => Ok((report, out)),
             // The writer failing is the root cause of a guest stream error.
-            (Err(HostError::Archive(ArchiveError::Stream { .. })) | Ok(_), Err(e)) => Err(e),
+            (Err(ArchiverError::Archive(ArchiveError::Stream { .. })) | Ok(_), Err(e)) => Err(e),
             (Err(e), _) => Err(e),
         }
     }
@@ -276,7 +306,7 @@ impl Archiver {
         dest: &Path,
         options: &UnpackOptions,
         filter: Option<FilterFn>,
-    ) -> Result<Report, HostError>
+    ) -> Result<Report, ArchiverError>
     where
         R: AsyncRead + Send + 'static,
     {
@@ -285,7 +315,7 @@ impl Archiver {
 
     /// [`Archiver::unpack`] of an archive whose compressed length is known
     /// (an object's size): an input that ends short of `len` bytes, or goes
-    /// past them, fails as [`HostError::Input`].
+    /// past them, fails as [`ArchiverError::Input`].
     pub async fn unpack_sized<R>(
         &self,
         input: R,
@@ -293,7 +323,7 @@ impl Archiver {
         dest: &Path,
         options: &UnpackOptions,
         filter: Option<FilterFn>,
-    ) -> Result<Report, HostError>
+    ) -> Result<Report, ArchiverError>
     where
         R: AsyncRead + Send + 'static,
     {
@@ -303,7 +333,7 @@ impl Archiver {
 
     /// [`Archiver::unpack`] from either kind of source, of `len` bytes if
     /// known; a failure of the source is named as the cause
-    /// ([`HostError::Input`]).
+    /// ([`ArchiverError::Input`]).
     async fn unpack_source(
         &self,
         input: streams::Source,
@@ -311,8 +341,8 @@ impl Archiver {
         dest: &Path,
         options: &UnpackOptions,
         filter: Option<FilterFn>,
-    ) -> Result<Report, HostError> {
-        std::fs::create_dir_all(dest).map_err(|source| HostError::Io {
+    ) -> Result<Report, ArchiverError> {
+        std::fs::create_dir_all(dest).map_err(|source| ArchiverError::Io {
             path: dest.to_path_buf(),
             source,
         })?;
@@ -328,8 +358,8 @@ impl Archiver {
         match (unpacked, fault.take()) {
             // The guest saw its input stream fail: the source's own error
             // is the cause.
-            (Err(HostError::Archive(ArchiveError::Stream { entry, .. })), Some(source)) => {
-                Err(HostError::Input { entry, source })
+            (Err(ArchiverError::Archive(ArchiveError::Stream { entry, .. })), Some(source)) => {
+                Err(ArchiverError::Input { entry, source })
             }
             (unpacked, _) => unpacked,
         }
@@ -342,7 +372,7 @@ impl Archiver {
         dest: PathBuf,
         options: &UnpackOptions,
         filter: Option<FilterFn>,
-    ) -> Result<Report, HostError> {
+    ) -> Result<Report, ArchiverError> {
         let host_filter = filter.is_some();
         let mut store = self.store(Some((&dest, FsPerms::ReadWrite)), filter, None)?;
         let stream = input.stream(&store);
@@ -372,8 +402,8 @@ impl Archiver {
         archive: &Path,
         options: &PackOptions,
         filter: Option<FilterFn>,
-    ) -> Result<Report, HostError> {
-        let io_err = |source| HostError::Io {
+    ) -> Result<Report, ArchiverError> {
+        let io_err = |source| ArchiverError::Io {
             path: archive.to_path_buf(),
             source,
         };
@@ -418,8 +448,8 @@ impl Archiver {
         dest: &Path,
         options: &UnpackOptions,
         filter: Option<FilterFn>,
-    ) -> Result<Report, HostError> {
-        let file = std::fs::File::open(archive).map_err(|source| HostError::Io {
+    ) -> Result<Report, ArchiverError> {
+        let file = std::fs::File::open(archive).map_err(|source| ArchiverError::Io {
             path: archive.to_path_buf(),
             source,
         })?;
@@ -442,17 +472,17 @@ impl Archiver {
         dir: Option<(&Path, FsPerms)>,
         filter: Option<FilterFn>,
         exec_root: Option<PathBuf>,
-    ) -> Result<Store<Sandbox>, HostError> {
+    ) -> Result<Store<Sandbox>, ArchiverError> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_blocking_current_thread(BLOCKING_FS);
         if let Some((dir, perms)) = dir {
             wasi.preopened_dir(dir, GUEST_ROOT, perms)
-                .map_err(|e| HostError::Io {
+                .map_err(|e| ArchiverError::Io {
                     path: dir.to_path_buf(),
                     source: std::io::Error::other(format!("{e:#}")),
                 })?;
         }
-        let clock = CpuClock::start();
+        let clock = BusyClock::start();
         let sandbox = Sandbox {
             wasi: wasi.build(),
             table: Default::default(),
@@ -481,7 +511,7 @@ impl Archiver {
     }
 
     /// Instantiate and run one export, mapping traps to typed errors.
-    async fn call<T, F>(&self, store: &mut Store<Sandbox>, f: F) -> Result<T, HostError>
+    async fn call<T, F>(&self, store: &mut Store<Sandbox>, f: F) -> Result<T, ArchiverError>
     where
         F: for<'a> FnOnce(
             &'a Bindings,
@@ -511,16 +541,16 @@ impl Archiver {
         &self,
         store: &Store<Sandbox>,
         out: wasmtime::Result<Result<T, bindings::wit::ArchiveError>>,
-    ) -> Result<T, HostError> {
+    ) -> Result<T, ArchiverError> {
         match out {
             Ok(Ok(value)) => Ok(value),
             // The guest may survive a refused allocation (e.g. `read_to_end`
             // reports it as an I/O error) and fail "cleanly": the cause is
             // still the memory cap, not the archive.
             Ok(Err(_)) if store.data().limiter.hit => {
-                Err(HostError::MemoryLimit(self.inner.config.memory_limit))
+                Err(ArchiverError::MemoryLimit(self.inner.config.memory_limit))
             }
-            Ok(Err(e)) => Err(HostError::Archive(convert::error(
+            Ok(Err(e)) => Err(ArchiverError::Archive(convert::error(
                 e,
                 store.data().root.as_deref(),
             ))),
@@ -528,17 +558,17 @@ impl Archiver {
         }
     }
 
-    fn trap(&self, store: &Store<Sandbox>, e: wasmtime::Error) -> HostError {
+    fn trap(&self, store: &Store<Sandbox>, e: wasmtime::Error) -> ArchiverError {
         if store.data().limiter.hit {
-            return HostError::MemoryLimit(self.inner.config.memory_limit);
+            return ArchiverError::MemoryLimit(self.inner.config.memory_limit);
         }
         // Only a store with a budget is ever interrupted.
         if let (Some(Trap::Interrupt), Some(budget)) =
             (e.downcast_ref::<Trap>(), self.inner.config.cpu_time)
         {
-            return HostError::CpuTime(budget);
+            return ArchiverError::CpuTime(budget);
         }
-        HostError::Trap(format!("{e:#}"))
+        ArchiverError::Trap(format!("{e:#}"))
     }
 }
 
@@ -547,19 +577,19 @@ impl Archiver {
 fn lend<T: Send + 'static>(
     store: &mut Store<Sandbox>,
     stream: T,
-) -> Result<(Resource<T>, Resource<T>), HostError> {
+) -> Result<(Resource<T>, Resource<T>), ArchiverError> {
     let owned = store
         .data_mut()
         .table
         .push(stream)
-        .map_err(|e| HostError::Engine(format!("stream table: {e}")))?;
+        .map_err(|e| ArchiverError::Engine(format!("stream table: {e}")))?;
     let borrowed = Resource::new_borrow(owned.rep());
     Ok((owned, borrowed))
 }
 
-fn link(engine: &Engine, component: &Component) -> Result<ArchiverPre<Sandbox>, HostError> {
+fn link(engine: &Engine, component: &Component) -> Result<ArchiverPre<Sandbox>, ArchiverError> {
     let mut linker = Linker::<Sandbox>::new(engine);
-    let err = |e: wasmtime::Error| HostError::Engine(format!("linking the component: {e:#}"));
+    let err = |e: wasmtime::Error| ArchiverError::Engine(format!("linking the component: {e:#}"));
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
     nonblock::link(&mut linker).map_err(err)?;
     type Here = wasmtime::component::HasSelf<Sandbox>;
@@ -583,8 +613,8 @@ fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) {
         .expect("spawning the epoch thread");
 }
 
-fn canonical_dir(dir: &Path) -> Result<PathBuf, HostError> {
-    let io = |source| HostError::Io {
+fn canonical_dir(dir: &Path) -> Result<PathBuf, ArchiverError> {
+    let io = |source| ArchiverError::Io {
         path: dir.to_path_buf(),
         source,
     };
@@ -636,7 +666,7 @@ fn inside(root: &Path, path: &Path) -> Option<String> {
 /// executable (WASI has no chmod).
 /// Paths come from the guest: only plain relative paths to regular files
 /// (never through a symlink) are touched.
-fn apply_executables(dest: &Path, rels: &[String]) -> Result<(), HostError> {
+fn apply_executables(dest: &Path, rels: &[String]) -> Result<(), ArchiverError> {
     #[cfg(unix)]
     for rel in rels {
         use std::os::unix::fs::PermissionsExt;
@@ -661,7 +691,7 @@ fn apply_executables(dest: &Path, rels: &[String]) -> Result<(), HostError> {
         }
         if safe && path.is_file() {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777 & !umask()))
-                .map_err(|source| HostError::Io { path, source })?;
+                .map_err(|source| ArchiverError::Io { path, source })?;
         }
     }
     #[cfg(not(unix))]

@@ -22,7 +22,7 @@ use super::deflate;
 use super::pipe::{pipe, PipeEnd};
 use super::streams;
 use super::{
-    apply_executables, convert, lend, ArchiveError, Archiver, FilterFn, HostError, PackOptions,
+    apply_executables, convert, lend, ArchiveError, Archiver, ArchiverError, FilterFn, PackOptions,
     Report, UnpackOptions, GUEST_ROOT, PIPE_BYTES,
 };
 
@@ -35,7 +35,7 @@ impl Archiver {
         out: W,
         options: &PackOptions,
         filter: Option<FilterFn>,
-    ) -> Result<(Report, W), HostError>
+    ) -> Result<(Report, W), ArchiverError>
     where
         W: AsyncWrite + Unpin + Send + 'static,
     {
@@ -85,7 +85,7 @@ impl Archiver {
         dest: PathBuf,
         options: &UnpackOptions,
         filter: Option<FilterFn>,
-    ) -> Result<Report, HostError> {
+    ) -> Result<Report, ArchiverError> {
         // Both stores first: nothing runs, and `input` is untouched, unless
         // both stages can start.
         let host_filter = filter.is_some();
@@ -145,8 +145,8 @@ impl Archiver {
 /// Run the stage that writes a pipe, then end the pipe with its outcome.
 async fn run_stage<T>(
     end: &PipeEnd,
-    stage: impl Future<Output = Result<T, HostError>>,
-) -> Result<T, HostError> {
+    stage: impl Future<Output = Result<T, ArchiverError>>,
+) -> Result<T, ArchiverError> {
     let result = stage.await;
     match &result {
         Ok(_) => end.finish(),
@@ -157,10 +157,10 @@ async fn run_stage<T>(
 
 /// A stage running in its own task. Dropped before it is joined (the
 /// caller's future was dropped), it is aborted: no stage outlives its call.
-struct StageTask<T>(Option<JoinHandle<Result<T, HostError>>>);
+struct StageTask<T>(Option<JoinHandle<Result<T, ArchiverError>>>);
 
 impl<T: Send + 'static> StageTask<T> {
-    fn spawn(stage: impl Future<Output = Result<T, HostError>> + Send + 'static) -> Self {
+    fn spawn(stage: impl Future<Output = Result<T, ArchiverError>> + Send + 'static) -> Self {
         StageTask(Some(tokio::spawn(stage)))
     }
 
@@ -172,14 +172,14 @@ impl<T: Send + 'static> StageTask<T> {
     }
 
     /// The stage's result; a panic in it is resumed here.
-    async fn join(mut self) -> Result<T, HostError> {
+    async fn join(mut self) -> Result<T, ArchiverError> {
         let Some(task) = self.0.take() else {
             unreachable!("a stage is joined once");
         };
         match task.await {
             Ok(result) => result,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(HostError::Trap(format!("pipeline stage stopped: {e}"))),
+            Err(e) => Err(ArchiverError::Trap(format!("pipeline stage stopped: {e}"))),
         }
     }
 }
@@ -192,8 +192,8 @@ impl<T> Drop for StageTask<T> {
     }
 }
 
-fn is_stream(e: &HostError) -> bool {
-    matches!(e, HostError::Archive(ArchiveError::Stream { .. }))
+fn is_stream(e: &ArchiverError) -> bool {
+    matches!(e, ArchiverError::Archive(ArchiveError::Stream { .. }))
 }
 
 /// The pack's result: the root cause when anything failed. The tar
@@ -201,9 +201,9 @@ fn is_stream(e: &HostError) -> bool {
 /// stage's own (an instance's, or the caller's writer, whose failure breaks
 /// the pipe upstream); a broken pipe is the answer only when nothing else is.
 fn pack_outcome<W>(
-    tarred: Result<Report, HostError>,
-    gzipped: Result<W, HostError>,
-) -> Result<(Report, W), HostError> {
+    tarred: Result<Report, ArchiverError>,
+    gzipped: Result<W, ArchiverError>,
+) -> Result<(Report, W), ArchiverError> {
     match (tarred, gzipped) {
         (Ok(report), Ok(out)) => Ok((report, out)),
         (Err(e), _) if !is_stream(&e) => Err(e),
@@ -217,21 +217,21 @@ fn pack_outcome<W>(
 /// tar, I/O) is the answer; `unpack-tar` failing because its input did is
 /// gunzip's failure, named with the entry the tar stage was reading.
 fn unpack_outcome(
-    untarred: Result<Report, HostError>,
-    gunzipped: Result<u64, HostError>,
-) -> Result<Report, HostError> {
+    untarred: Result<Report, ArchiverError>,
+    gunzipped: Result<u64, ArchiverError>,
+) -> Result<Report, ArchiverError> {
     match (untarred, gunzipped) {
         (Ok(report), Ok(_)) => Ok(report),
         (Err(e), _) if !is_stream(&e) => Err(e),
-        (Err(HostError::Archive(ArchiveError::Stream { entry, .. })), Err(g)) => Err(match g {
-            HostError::Archive(ArchiveError::Corrupt { message, .. }) => {
-                HostError::Archive(ArchiveError::Corrupt { entry, message })
+        (Err(ArchiverError::Archive(ArchiveError::Stream { entry, .. })), Err(g)) => Err(match g {
+            ArchiverError::Archive(ArchiveError::Corrupt { message, .. }) => {
+                ArchiverError::Archive(ArchiveError::Corrupt { entry, message })
             }
-            HostError::Archive(ArchiveError::Stream { message, .. }) => {
-                HostError::Archive(ArchiveError::Stream { entry, message })
+            ArchiverError::Archive(ArchiveError::Stream { message, .. }) => {
+                ArchiverError::Archive(ArchiveError::Stream { entry, message })
             }
-            HostError::Archive(ArchiveError::LimitExceeded { limit, allowed, .. }) => {
-                HostError::Archive(ArchiveError::LimitExceeded {
+            ArchiverError::Archive(ArchiveError::LimitExceeded { limit, allowed, .. }) => {
+                ArchiverError::Archive(ArchiveError::LimitExceeded {
                     limit,
                     allowed,
                     entry,
@@ -248,21 +248,21 @@ fn unpack_outcome(
 mod tests {
     use super::*;
 
-    fn stream(entry: &str, message: &str) -> HostError {
-        HostError::Archive(ArchiveError::Stream {
+    fn stream(entry: &str, message: &str) -> ArchiverError {
+        ArchiverError::Archive(ArchiveError::Stream {
             entry: entry.into(),
             message: message.into(),
         })
     }
 
-    fn corrupt(entry: &str, message: &str) -> HostError {
-        HostError::Archive(ArchiveError::Corrupt {
+    fn corrupt(entry: &str, message: &str) -> ArchiverError {
+        ArchiverError::Archive(ArchiveError::Corrupt {
             entry: entry.into(),
             message: message.into(),
         })
     }
 
-    fn shown<T: std::fmt::Debug>(r: Result<T, HostError>) -> String {
+    fn shown<T: std::fmt::Debug>(r: Result<T, ArchiverError>) -> String {
         format!("{:?}", r.map(|_| ()).unwrap_err())
     }
 
@@ -293,31 +293,31 @@ mod tests {
             Err(stream("", "broken pipe")),
         );
         assert_eq!(shown(got), shown::<()>(Err(corrupt("x", "checksum"))));
-        let got = unpack_outcome(Err(HostError::CpuTime(Default::default())), Ok(3));
-        assert!(matches!(got, Err(HostError::CpuTime(_))));
+        let got = unpack_outcome(Err(ArchiverError::CpuTime(Default::default())), Ok(3));
+        assert!(matches!(got, Err(ArchiverError::CpuTime(_))));
         let got = unpack_outcome(Ok(Report::default()), Err(corrupt("", "crc")));
         assert_eq!(shown(got), shown::<()>(Err(corrupt("", "crc"))));
     }
 
     #[test]
     fn pack_root_cause() {
-        let io = || HostError::Stream(std::io::Error::other("disk full"));
+        let io = || ArchiverError::Stream(std::io::Error::other("disk full"));
         // The caller's writer failed: the tar stage's broken pipe follows.
         let got = pack_outcome::<()>(Err(stream("a", "pipe")), Err(io()));
-        assert!(matches!(got, Err(HostError::Stream(_))));
+        assert!(matches!(got, Err(ArchiverError::Stream(_))));
         // The tar stage's own failure beats the broken pipe it caused.
-        let own = HostError::Archive(ArchiveError::InvalidOptions("bad".into()));
+        let own = ArchiverError::Archive(ArchiveError::InvalidOptions("bad".into()));
         let got = pack_outcome::<()>(Err(own), Err(stream("", "pipe")));
         assert!(matches!(
             got,
-            Err(HostError::Archive(ArchiveError::InvalidOptions(_)))
+            Err(ArchiverError::Archive(ArchiveError::InvalidOptions(_)))
         ));
         // A deflate instance over its budget: the tar stage only saw a
         // broken pipe.
         let got = pack_outcome::<()>(
             Err(stream("big", "pipe")),
-            Err(HostError::CpuTime(Default::default())),
+            Err(ArchiverError::CpuTime(Default::default())),
         );
-        assert!(matches!(got, Err(HostError::CpuTime(_))));
+        assert!(matches!(got, Err(ArchiverError::CpuTime(_))));
     }
 }

@@ -30,7 +30,7 @@ pub struct Sandbox {
     /// The host directory preopened as the guest's root, to show the guest's
     /// paths in errors as host paths.
     pub(crate) root: Option<PathBuf>,
-    pub(crate) clock: CpuClock,
+    pub(crate) clock: BusyClock,
 }
 
 impl WasiView for Sandbox {
@@ -127,18 +127,18 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// Guest CPU time, approximated as wall time since the call began minus the
-/// time the guest spent waiting on the host's streams.
+/// The time a guest has been busy: wall time since the call began minus the
+/// time it spent waiting on the host's streams (what the CPU budget counts).
 #[derive(Clone)]
-pub struct CpuClock {
+pub struct BusyClock {
     start: Instant,
     waited_ns: Arc<AtomicU64>,
 }
 
-impl CpuClock {
+impl BusyClock {
     /// Start counting now.
     pub fn start() -> Self {
-        CpuClock {
+        BusyClock {
             start: Instant::now(),
             waited_ns: Arc::default(),
         }
@@ -164,7 +164,7 @@ impl CpuClock {
 /// An input stream whose waits are not charged to the guest's CPU budget.
 pub struct TimedInput<S> {
     pub(crate) inner: S,
-    pub(crate) clock: CpuClock,
+    pub(crate) clock: BusyClock,
 }
 
 #[async_trait::async_trait]
@@ -189,7 +189,7 @@ impl<S: InputStream> InputStream for TimedInput<S> {
 /// An output stream whose waits are not charged to the guest's CPU budget.
 pub struct TimedOutput<S> {
     pub(crate) inner: S,
-    pub(crate) clock: CpuClock,
+    pub(crate) clock: BusyClock,
 }
 
 #[async_trait::async_trait]

@@ -1,7 +1,7 @@
 //! The `wasi:io` streams a guest is handed: the caller's tokio readers and
 //! writers, and the ends of a pipe between two instances. Every one charges
 //! its waits to no one: time a guest spends blocked on a stream is not CPU
-//! time (see `sandbox::CpuClock`).
+//! time (see `sandbox::BusyClock`).
 
 use std::io::Read;
 use std::pin::Pin;
@@ -18,7 +18,7 @@ use wasmtime_wasi::p2::{
 };
 
 use super::sandbox::{Sandbox, TimedInput, TimedOutput};
-use super::{HostError, PIPE_BYTES};
+use super::{ArchiverError, PIPE_BYTES};
 
 /// An input stream over the caller's reader.
 pub fn reader<R: AsyncRead + Send + 'static>(store: &Store<Sandbox>, r: R) -> DynInputStream {
@@ -232,10 +232,10 @@ where
 }
 
 /// The copier's outcome: the writer back, or why it failed.
-pub async fn copied<W>(task: JoinHandle<std::io::Result<W>>) -> Result<W, HostError> {
+pub async fn copied<W>(task: JoinHandle<std::io::Result<W>>) -> Result<W, ArchiverError> {
     task.await
-        .map_err(|e| HostError::Stream(std::io::Error::other(e)))?
-        .map_err(HostError::Stream)
+        .map_err(|e| ArchiverError::Stream(std::io::Error::other(e)))?
+        .map_err(ArchiverError::Stream)
 }
 
 #[cfg(test)]

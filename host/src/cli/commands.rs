@@ -8,9 +8,7 @@ use ccws::archive::{Archiver, Limits, PackOptions, Report, SandboxConfig, Unpack
 use ccws::config::{self, Overrides, StoreSettings};
 use ccws::s3::{PutCondition, S3Client};
 use ccws::store::{LocalStore, Store};
-use ccws::workspace::{
-    Keys, Outbox, Owner, TeardownReport, Workspace, WorkspaceConfig, Workspaces,
-};
+use ccws::workspace::{Keys, Outbox, Owner, Session, TeardownReport, WorkspaceConfig, Workspaces};
 
 use super::args::{Cli, Command, Global, SessionArgs};
 use super::error::CliError;
@@ -654,7 +652,7 @@ fn workspaces(g: &Global) -> Result<Workspaces, CliError> {
 }
 
 /// What `setup` prints: the session as JSON, or shell `export` lines.
-fn setup_output(g: &Global, w: &Workspace) -> Vec<u8> {
+fn setup_output(g: &Global, w: &Session) -> Vec<u8> {
     if g.json {
         return output::json_line(w);
     }

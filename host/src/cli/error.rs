@@ -1,6 +1,6 @@
 //! The CLI's errors and their exit codes.
 
-use ccws::archive::HostError;
+use ccws::archive::ArchiverError;
 use ccws::config::SettingsError;
 use ccws::store::StoreError;
 use ccws::workspace::WorkspaceError;
@@ -16,7 +16,7 @@ pub enum CliError {
     Store(#[from] StoreError),
     /// The archive sandbox failed.
     #[error("{0}")]
-    Archive(#[from] HostError),
+    Archive(#[from] ArchiverError),
     /// A workspace operation failed.
     #[error("{0}")]
     Workspace(#[from] WorkspaceError),
@@ -34,7 +34,7 @@ pub enum CliError {
 
 /// Whether an archive failure was the store's: the bytes stopped coming
 /// (a transport failure, a lying Content-Length), not a bad archive.
-fn from_the_store(e: &HostError) -> bool {
+fn from_the_store(e: &ArchiverError) -> bool {
     e.is_callers_stream()
 }
 

@@ -78,6 +78,35 @@ impl From<S3Error> for StoreError {
 }
 
 /// An object store: S3, or a local directory.
+///
+/// # Example
+///
+/// Conditional writes, as ccws publishes a home: create only if absent,
+/// then replace only what was read.
+///
+/// ```
+/// use ccws::s3::PutCondition;
+/// use ccws::store::{LocalStore, Store};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let store = Store::Local(LocalStore::open(dir.path())?);
+/// let first = store
+///     .put_bytes("ws/home.txt", b"v1".to_vec(), PutCondition::IfNoneMatchAny)
+///     .await?;
+/// let again = store
+///     .put_bytes("ws/home.txt", b"v1 again".to_vec(), PutCondition::IfNoneMatchAny)
+///     .await;
+/// assert!(again.unwrap_err().is_precondition_failed());
+///
+/// let etag = first.etag.expect("an ETag");
+/// store
+///     .put_bytes("ws/home.txt", b"v2".to_vec(), PutCondition::IfMatch(etag))
+///     .await?;
+/// assert_eq!(store.head("ws/home.txt").await?.size, 2);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub enum Store {
     /// An S3 bucket.

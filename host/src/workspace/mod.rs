@@ -11,23 +11,23 @@ mod journal;
 mod jsonmerge;
 pub mod layout;
 pub mod manifest;
-pub mod merge;
+pub(crate) mod merge;
 mod migrate;
 pub mod outbox;
 mod owned;
-pub mod prune;
+pub(crate) mod prune;
 mod publish;
-pub mod session;
+pub(crate) mod session;
 mod setup;
 mod state;
 mod teardown;
 mod transcript;
-pub mod untrusted;
+pub(crate) mod untrusted;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::archive::{Archiver, HostError, PackOptions, UnpackOptions};
+use crate::archive::{Archiver, ArchiverError, PackOptions, UnpackOptions};
 #[cfg(test)]
 use crate::durable::lock_file;
 use crate::durable::private_dir;
@@ -37,6 +37,7 @@ pub use jsonmerge::SharedBase;
 pub use layout::{KeyOwner, Keys, Layout};
 pub use merge::MergeReport;
 pub use outbox::Outbox;
+pub use prune::Cleanup;
 pub use session::Owner;
 
 /// The longest relative path in a home or a session's files: what a turn
@@ -61,7 +62,7 @@ pub struct WorkspaceConfig {
     /// How many times a conflicting home upload is merged and retried.
     pub merge_attempts: u32,
     /// What of the home's accumulating directories a publish keeps.
-    pub cleanup: prune::Cleanup,
+    pub cleanup: Cleanup,
 }
 
 impl WorkspaceConfig {
@@ -152,7 +153,7 @@ pub enum WorkspaceError {
         /// What was being done.
         op: String,
         /// The sandbox's error.
-        source: Box<HostError>,
+        source: Box<ArchiverError>,
     },
     /// A local file operation failed.
     #[error("{}: {source}", path.display())]
@@ -200,9 +201,10 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WorkspaceErr
     }
 }
 
-/// A set-up session: where the agent should look.
+/// A session set up for a turn: where the agent should look, and what
+/// setup did.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Workspace {
+pub struct Session {
     /// The workspace id.
     pub workspace_id: String,
     /// The session id.
@@ -215,7 +217,7 @@ pub struct Workspace {
     pub report: SetupReport,
 }
 
-impl Workspace {
+impl Session {
     /// The environment the agent runs with.
     pub fn env(&self) -> Vec<(&'static str, PathBuf)> {
         let l = &self.layout;
@@ -361,6 +363,39 @@ pub struct FlushReport {
 }
 
 /// Setup, Teardown and flush against one store.
+///
+/// # Example
+///
+/// Two turns of one session on the built-in local store: what the first
+/// turn's agent writes to its memory, the second turn finds.
+///
+/// ```
+/// use ccws::archive::{Archiver, SandboxConfig};
+/// use ccws::store::{LocalStore, Store};
+/// use ccws::workspace::{Owner, WorkspaceConfig, Workspaces};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let store = Store::Local(LocalStore::open(dir.path().join("store"))?);
+/// let mut config = WorkspaceConfig::new(dir.path().join("state"));
+/// config.temp_base = Some(dir.path().join("tmp"));
+/// let workspaces = Workspaces::new(store, Archiver::new(SandboxConfig::default())?, config);
+/// let (workspace, session) = ("demo", "6f1c1b7e-3b0e-4a53-9d57-2f4c1d2e8a90");
+///
+/// let turn = workspaces.setup(workspace, session, Owner::of(std::process::id())).await?;
+/// // The agent runs with `turn.env()` (CLAUDE_CONFIG_DIR and the rest); here it
+/// // writes one memory note.
+/// std::fs::write(turn.layout.memory_dir.join("notes.md"), "remember this")?;
+/// let report = workspaces.teardown(workspace, session).await?;
+/// assert!(report.delivered(), "saved in the store, nothing queued");
+///
+/// let next = workspaces.setup(workspace, session, Owner::of(std::process::id())).await?;
+/// let note = std::fs::read_to_string(next.layout.memory_dir.join("notes.md"))?;
+/// assert_eq!(note, "remember this");
+/// workspaces.teardown(workspace, session).await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Workspaces {
     store: Store,
@@ -585,7 +620,7 @@ fn store_err(op: impl Into<String>) -> impl FnOnce(StoreError) -> WorkspaceError
     move |source| WorkspaceError::Store { op, source }
 }
 
-fn archive_err(op: impl Into<String>) -> impl FnOnce(HostError) -> WorkspaceError {
+fn archive_err(op: impl Into<String>) -> impl FnOnce(ArchiverError) -> WorkspaceError {
     let op = op.into();
     move |source| WorkspaceError::Archive {
         op,

@@ -81,7 +81,7 @@ impl Queued {
     }
 
     /// For a home: the manifest it was built against.
-    pub fn base(&self) -> io::Result<Manifest> {
+    pub(crate) fn base(&self) -> io::Result<Manifest> {
         Ok(read_json(&self.dir.join(BASE))?.unwrap_or_default())
     }
 

@@ -17,9 +17,9 @@ use super::state;
 use super::untrusted;
 use super::{
     archive_err, discard_tree, io_err, private_dir, store_err, sweep_trash, HomeSource, Layout,
-    SetupReport, TranscriptSource, Workspace, WorkspaceError, Workspaces,
+    Session, SetupReport, TranscriptSource, WorkspaceError, Workspaces,
 };
-use crate::archive::{ArchiveError, EntryKind, HostError, Report, Verdict};
+use crate::archive::{ArchiveError, ArchiverError, EntryKind, Report, Verdict};
 
 impl Workspaces {
     /// Set up `session` of `workspace`, owned by the process `owner` (the
@@ -30,7 +30,7 @@ impl Workspaces {
         workspace: &str,
         session: &str,
         owner: Owner,
-    ) -> Result<Workspace, WorkspaceError> {
+    ) -> Result<Session, WorkspaceError> {
         let layout = self.layout(workspace, session)?;
         let files = SessionFiles::new(&self.config.state_dir, session);
         let _lock = self.session_lock(&files)?;
@@ -59,7 +59,7 @@ impl Workspaces {
             .populate(&layout, &files, workspace, session, owner)
             .await
         {
-            Ok((home, transcript, home_etag)) => Ok(Workspace {
+            Ok((home, transcript, home_etag)) => Ok(Session {
                 workspace_id: workspace.to_owned(),
                 session_id: session.to_owned(),
                 layout,
@@ -358,9 +358,9 @@ impl Workspaces {
             Ok(r) => r,
             Err(e) => {
                 return Err(match e {
-                    HostError::Archive(ArchiveError::Stream { .. })
-                    | HostError::Stream(_)
-                    | HostError::Input { .. } => Unusable::Store(e),
+                    ArchiverError::Archive(ArchiveError::Stream { .. })
+                    | ArchiverError::Stream(_)
+                    | ArchiverError::Input { .. } => Unusable::Store(e),
                     e => Unusable::Home(e.to_string()),
                 })
             }
@@ -533,7 +533,7 @@ fn write_local_settings(layout: &Layout) -> Result<(), WorkspaceError> {
 /// Why a home could not be unpacked.
 enum Unusable {
     /// The download failed: a store problem, not the home's.
-    Store(HostError),
+    Store(ArchiverError),
     /// The home itself cannot be used.
     Home(String),
 }
