@@ -7,6 +7,21 @@
 //! network, a memory cap and a CPU-time budget. Archive bytes stream through
 //! `wasi:io` streams made from tokio readers and writers.
 
+/// Call one export of the component on a fresh instance in `store`, through
+/// [`Archiver::call`]: `|x, s| x.call_pack(s, ..)` names the instance's
+/// exports `x` and the store `s`. (The boxed future is what `call`'s
+/// higher-ranked closure needs; it is written here once.)
+macro_rules! call_export {
+    ($archiver:expr, $store:expr, |$x:ident, $s:ident| $call:expr) => {
+        $archiver.call($store, |b, $s| {
+            Box::pin(async move {
+                let $x = b.ccws_archive_archive();
+                $call.await
+            })
+        })
+    };
+}
+
 mod bindings;
 mod convert;
 mod deflate;
@@ -277,16 +292,10 @@ impl Archiver {
         let stream = streams::writer(&store, guest_side);
         let (res, borrowed) = lend(&mut store, stream)?;
         let opts = convert::pack_options(options, true);
-        let called = self
-            .call(&mut store, |b, s| {
-                Box::pin(async move {
-                    b.ccws_archive_archive()
-                        .call_pack(s, GUEST_ROOT, borrowed, &opts)
-                        .await
-                })
-            })
-            .await
-            .map(Report::from);
+        let called = call_export!(self, &mut store, |x, s| x
+            .call_pack(s, GUEST_ROOT, borrowed, &opts))
+        .await
+        .map(Report::from);
         // Dropping the stream closes the pipe, so the copier sees the end.
         let _ = store.data_mut().table.delete(res);
         drop(store);
@@ -378,16 +387,10 @@ impl Archiver {
         let stream = input.stream(&store);
         let (res, borrowed) = lend(&mut store, stream)?;
         let opts = convert::unpack_options(options, host_filter);
-        let called = self
-            .call(&mut store, |b, s| {
-                Box::pin(async move {
-                    b.ccws_archive_archive()
-                        .call_unpack(s, borrowed, GUEST_ROOT, &opts)
-                        .await
-                })
-            })
-            .await
-            .map(Report::from);
+        let called = call_export!(self, &mut store, |x, s| x
+            .call_unpack(s, borrowed, GUEST_ROOT, &opts))
+        .await
+        .map(Report::from);
         let _ = store.data_mut().table.delete(res);
         let report = called?;
         apply_executables(&dest, &report.executables)?;

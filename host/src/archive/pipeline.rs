@@ -57,13 +57,8 @@ impl Archiver {
         let output = streams::timed_output(&tar_store, tar_w);
         let tarred = run_stage(&tar_end, async {
             let (_, borrowed) = lend(&mut tar_store, output)?;
-            self.call(&mut tar_store, |b, s| {
-                Box::pin(async move {
-                    b.ccws_archive_archive()
-                        .call_pack_tar(s, GUEST_ROOT, borrowed, &opts)
-                        .await
-                })
-            })
+            call_export!(self, &mut tar_store, |x, s| x
+                .call_pack_tar(s, GUEST_ROOT, borrowed, &opts))
             .await
             .map(Report::from)
         })
@@ -101,13 +96,8 @@ impl Archiver {
             run_stage(&tar_end, async {
                 let (_, in_b) = lend(&mut gz_store, gz_in)?;
                 let (_, out_b) = lend(&mut gz_store, gz_out)?;
-                this.call(&mut gz_store, |b, s| {
-                    Box::pin(async move {
-                        b.ccws_archive_archive()
-                            .call_gunzip(s, in_b, out_b, limits)
-                            .await
-                    })
-                })
+                call_export!(this, &mut gz_store, |x, s| x
+                    .call_gunzip(s, in_b, out_b, limits))
                 .await
             })
             .await
@@ -116,16 +106,10 @@ impl Archiver {
         let tar_in = streams::timed_input(&tar_store, tar_r);
         let opts = convert::unpack_options(options, host_filter);
         let (res, borrowed) = lend(&mut tar_store, tar_in)?;
-        let untarred = self
-            .call(&mut tar_store, |b, s| {
-                Box::pin(async move {
-                    b.ccws_archive_archive()
-                        .call_unpack_tar(s, borrowed, GUEST_ROOT, &opts)
-                        .await
-                })
-            })
-            .await
-            .map(Report::from);
+        let untarred = call_export!(self, &mut tar_store, |x, s| x
+            .call_unpack_tar(s, borrowed, GUEST_ROOT, &opts))
+        .await
+        .map(Report::from);
         let _ = tar_store.data_mut().table.delete(res);
         // Closes the pipe's read end: a gunzip still writing stops.
         drop(tar_store);
