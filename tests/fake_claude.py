@@ -57,7 +57,7 @@ def base36(n):
 
 
 def project_name(cwd):
-    name = re.sub(r"[^a-zA-Z0-9]", "-", cwd)
+    name = "".join(c if c.isascii() and c.isalnum() else "-" * (len(c.encode("utf-16-le")) // 2) for c in cwd)
     if len(name) <= 200:
         return name
     return name[:200] + "-" + base36(djb2(cwd))

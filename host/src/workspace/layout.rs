@@ -76,16 +76,21 @@ impl Layout {
 }
 
 /// The longest project directory name Claude Code uses as it is; a longer
-/// one is cut and given a hash suffix that depends on its runtime.
+/// one is cut and given a hash suffix, by a rule that has changed between
+/// its versions.
 pub const MAX_PROJECT_NAME: usize = 200;
 
 /// Claude Code's project directory name: the project path with every
-/// character outside `[A-Za-z0-9]` replaced by `-`.
+/// UTF-16 code unit outside `[A-Za-z0-9]` replaced by `-` (so a character
+/// outside the Basic Multilingual Plane becomes two).
 pub fn project_hash(project_dir: &Path) -> String {
     project_dir
         .to_string_lossy()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .encode_utf16()
+        .map(|u| match u8::try_from(u) {
+            Ok(b) if b.is_ascii_alphanumeric() => char::from(b),
+            _ => '-',
+        })
         .collect()
 }
 
@@ -279,6 +284,16 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn project_names_count_utf16_units_as_claude_code_does() {
+        assert_eq!(
+            project_hash(Path::new("/Users/me/.agents")),
+            "-Users-me--agents"
+        );
+        // `/`, é and each half of 😀's surrogate pair: one `-` each.
+        assert_eq!(project_hash(Path::new("/é/😀")), "-----");
+    }
 
     #[test]
     fn paths_follow_the_seed() {

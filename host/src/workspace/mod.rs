@@ -462,8 +462,8 @@ impl Workspaces {
         let base = self.temp_base()?;
         let layout = Layout::new(&base, workspace, session);
         // Claude Code cuts a longer project directory name and appends a
-        // hash that depends on how it was built; ccws could not tell where
-        // the transcript goes.
+        // hash, by a rule that has changed between its versions; ccws could
+        // not tell where the transcript goes.
         let over = layout
             .project_name()
             .len()
