@@ -1513,11 +1513,14 @@ async fn sessions_set_up_together_lose_no_project_entry_and_no_prompt() {
                 let (_d, home) = stored_home(&ws, &wsid).await;
                 let claude: serde_json::Value =
                     serde_json::from_slice(&home[".claude.json"].as_ref().unwrap().0).unwrap();
-                for (s, cwd) in sessions.iter().zip(&cwds) {
-                    assert_eq!(
-                        claude["projects"][cwd.to_string_lossy().as_ref()]["lastSessionId"],
-                        s.as_str(),
-                        "{name}/{n}: {s}'s projects entry: {claude}"
+                // Each session's projects entry is its own: not in the
+                // shared file (which would grow by one per session)...
+                for cwd in &cwds {
+                    assert!(
+                        claude["projects"]
+                            .get(cwd.to_string_lossy().as_ref())
+                            .is_none(),
+                        "{name}/{n}: {claude}"
                     );
                 }
                 assert_eq!(claude["oauthAccount"]["accountUuid"], "acct-1");
@@ -1529,6 +1532,20 @@ async fn sessions_set_up_together_lose_no_project_entry_and_no_prompt() {
                         1,
                         "{name}/{n}: {s} in {history}"
                     );
+                }
+                // ...but back in it when the session runs again.
+                for (s, cwd) in sessions.iter().zip(&cwds) {
+                    let w = ws.setup(&wsid, s, me()).await.unwrap();
+                    let path = w.layout.claude_dir.join(".claude.json");
+                    let mine: serde_json::Value =
+                        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+                    assert_eq!(
+                        mine["projects"][cwd.to_string_lossy().as_ref()]["lastSessionId"],
+                        s.as_str(),
+                        "{name}/{n}: {s}'s projects entry: {mine}"
+                    );
+                    assert_eq!(mine["numStartups"], claude["numStartups"]);
+                    ws.teardown(&wsid, s).await.unwrap();
                 }
             })
             .await

@@ -15,6 +15,7 @@ pub(crate) mod merge;
 mod migrate;
 pub mod outbox;
 mod owned;
+mod project_entry;
 pub(crate) mod prune;
 mod publish;
 pub(crate) mod session;

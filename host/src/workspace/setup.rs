@@ -12,6 +12,7 @@ use super::jsonmerge;
 use super::manifest;
 use super::outbox::Kind;
 use super::owned;
+use super::project_entry;
 use super::session::Owner;
 use super::state;
 use super::untrusted;
@@ -200,6 +201,9 @@ impl Workspaces {
         let state_index = self
             .restore_state(layout, files, workspace, session, queued_state.as_deref())
             .await?;
+        // After the merge base of the shared files was taken: the entry is
+        // the session's, not a change to the shared file.
+        project_entry::restore(layout)?;
 
         // The transcript.
         let tkey = self.config.keys.transcript(workspace, session);

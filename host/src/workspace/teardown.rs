@@ -12,6 +12,7 @@ use super::journal::{Part, Progress, Record, SessionFiles};
 use super::manifest;
 use super::outbox::{Entry, Kind};
 use super::owned;
+use super::project_entry;
 use super::prune;
 use super::publish::{readable, HomeBase, HomeRule, MAX_DEPTH};
 use super::state;
@@ -227,6 +228,7 @@ impl Workspaces {
             });
         }
         self.return_memory(layout)?;
+        project_entry::take(layout)?;
         let project = layout.project_name().to_owned();
         let id = record.session.clone();
 

@@ -243,10 +243,104 @@ pub fn move_within(root: &Path, from: &str, to: &str) -> io::Result<bool> {
     }
 }
 
+/// Replace the file `rel` (relative to `root`, `/`-separated) with
+/// `bytes`: written to a new file beside it (mode 0600), then renamed over
+/// it, its parents reached (and made) without following a symlink; a
+/// symlink at `rel` itself is replaced, never followed.
+pub fn replace_small(root: &Path, rel: &str, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let Some(dir) = open_dir(root, parent, true)? else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{parent} in {} is not a directory", root.display()),
+        ));
+    };
+    let cstr =
+        |s: String| CString::new(s).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
+    let tmp = cstr(format!(".{name}.ccws-{}", std::process::id()))?;
+    let name = cstr(name.to_owned())?;
+    // SAFETY: a live directory descriptor and a NUL-terminated name.
+    unsafe { libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0) };
+    // SAFETY: as above; O_EXCL | O_NOFOLLOW create a new file or fail.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            tmp.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned here alone.
+    let mut file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let written = file.write_all(bytes);
+    drop(file);
+    // SAFETY: a live directory descriptor and NUL-terminated names.
+    let rc = written.and_then(|()| {
+        match unsafe {
+            libc::renameat(
+                dir.as_raw_fd(),
+                tmp.as_ptr(),
+                dir.as_raw_fd(),
+                name.as_ptr(),
+            )
+        } {
+            0 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
+        }
+    });
+    if rc.is_err() {
+        // SAFETY: as above.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0) };
+    }
+    rc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn replace_small_replaces_a_symlink_and_never_writes_through_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("victim"), "theirs").unwrap();
+        // A symlink at the file itself is replaced, not followed.
+        symlink(outside.join("victim"), root.join("f.json")).unwrap();
+        replace_small(&root, "f.json", b"ours").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(outside.join("victim")).unwrap(),
+            "theirs"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("f.json")).unwrap(),
+            "ours"
+        );
+        assert!(!std::fs::symlink_metadata(root.join("f.json"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // A symlinked parent is refused.
+        symlink(&outside, root.join("link")).unwrap();
+        assert!(replace_small(&root, "link/victim", b"ours").is_err());
+        assert_eq!(
+            std::fs::read_to_string(outside.join("victim")).unwrap(),
+            "theirs"
+        );
+        // Missing parents are made.
+        replace_small(&root, "a/b/c.json", b"x").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("a/b/c.json")).unwrap(),
+            "x"
+        );
+    }
 
     fn tree() -> (tempfile::TempDir, std::path::PathBuf) {
         let root = tempfile::tempdir().unwrap();

@@ -204,12 +204,38 @@ fn together(m: &Machine, store: &[(String, String)], ws: &str, n: usize) {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (config, history) = text.split_once("=====").unwrap();
     let config: serde_json::Value = serde_json::from_str(config).unwrap();
-    assert_eq!(config["projects"].as_object().unwrap().len(), n, "{config}");
+    // Each session's projects entry travels with the session, not in the
+    // shared file (which would grow by one entry per session)...
+    let projects = config["projects"].as_object().map_or(0, |p| p.len());
+    assert_eq!(projects, 0, "{config}");
     for id in &ids {
         assert_eq!(
             history.matches(&format!("hello from {id}")).count(),
             1,
             "{id}: {history}"
+        );
+    }
+    // ...and is back in it when the session runs again.
+    for (id, env) in ids.iter().zip(&envs) {
+        let dir = &env.iter().find(|(k, _)| k == "CCWS_PROJECT_DIR").unwrap().1;
+        let mut c = m.cmd();
+        c.envs(store.iter().cloned()).args([
+            "run",
+            "-w",
+            ws,
+            "-s",
+            id,
+            "--",
+            "sh",
+            "-c",
+            "cat \"$CLAUDE_CONFIG_DIR/.claude.json\"",
+        ]);
+        let out = c.output().unwrap();
+        let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            config["projects"][dir.as_str()]["lastSessionId"],
+            id.as_str(),
+            "{config}"
         );
     }
 }
