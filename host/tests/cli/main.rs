@@ -21,6 +21,18 @@ const CCWS: &str = env!("CARGO_BIN_EXE_ccws");
 
 /// A machine for the CLI: its own temp base, state dir, local store and
 /// component cache, and no AWS settings leaking in from the environment.
+/// Run `cmd` with `args`, its outcome logged (shown when a test fails).
+fn run_logged(mut cmd: Command, args: &[&str]) -> Output {
+    let out = cmd.args(args).output().unwrap();
+    eprintln!(
+        "ccws {args:?} -> {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 struct Machine {
     dir: tempfile::TempDir,
 }
@@ -60,14 +72,7 @@ impl Machine {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let out = self.cmd().args(args).output().unwrap();
-        eprintln!(
-            "ccws {args:?} -> {:?}\nstdout: {}\nstderr: {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        run_logged(self.cmd(), args)
     }
 
     fn session_dir(&self, session: &str) -> PathBuf {

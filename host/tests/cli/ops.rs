@@ -30,14 +30,7 @@ impl Setup<'_> {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let out = self.cmd().args(args).output().unwrap();
-        eprintln!(
-            "ccws {args:?} -> {:?}\nstdout: {}\nstderr: {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        crate::run_logged(self.cmd(), args)
     }
 
     /// `ccws --json ARGS`, which must exit 0 and print one JSON document.
