@@ -15,7 +15,7 @@ pub mod error;
 pub mod list;
 pub mod multipart;
 pub mod retry;
-pub mod sigv4;
+pub(crate) mod sigv4;
 
 pub use client::{GetObject, ObjectMeta, PutCondition, S3Client};
 pub use config::{ConfigError, S3Config, S3ConfigBuilder};

@@ -206,11 +206,6 @@ impl Signer {
         }
     }
 
-    /// The session token, if any (to be sent as `x-amz-security-token`).
-    pub fn session_token(&self) -> Option<&str> {
-        self.session_token.as_deref()
-    }
-
     /// The signing key for `date` (`yyyymmdd`), derived once per date and reused.
     pub fn signing_key(&self, date: &str) -> [u8; 32] {
         let mut cache = self.key_cache.lock().unwrap_or_else(|p| p.into_inner());
