@@ -6,9 +6,12 @@
 //! only from the environment and the credentials file, never from flags.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::s3::{ConfigError, S3Config};
+use std::sync::Arc;
+
+use crate::s3::credential::{default_chain, profile::ProfileError, Profiles};
+use crate::s3::{Cached, ConfigError, CredentialError, S3Config};
 
 /// Where objects are kept.
 #[derive(Debug, Clone)]
@@ -39,24 +42,13 @@ pub struct Overrides {
 /// Why settings could not be resolved.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    /// A bucket is configured but no credentials were found.
-    #[error("bucket {bucket:?} is configured but no credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a profile in {}", credentials_file.display())]
-    NoCredentials {
-        /// The bucket.
-        bucket: String,
-        /// Where a profile was looked for.
-        credentials_file: PathBuf,
-    },
-    /// A named profile does not exist.
-    #[error("AWS profile {profile:?} not found in {} or {} (pass --profile or set AWS_PROFILE to an existing profile)", credentials_file.display(), config_file.display())]
-    NoProfile {
-        /// The profile.
-        profile: String,
-        /// The credentials file.
-        credentials_file: PathBuf,
-        /// The config file.
-        config_file: PathBuf,
-    },
+    /// The shared config files could not be used (a file unreadable, a
+    /// profile asked for that is not there).
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// The credential providers could not be set up.
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
     /// A value does not parse.
     #[error("{name}={value:?}: {reason}")]
     BadValue {
@@ -66,14 +58,6 @@ pub enum SettingsError {
         value: String,
         /// Why.
         reason: String,
-    },
-    /// A shared config file could not be read.
-    #[error("reading the AWS credentials/config file {}: {source}", path.display())]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
     },
     /// The S3 configuration is invalid.
     #[error(transparent)]
@@ -102,19 +86,12 @@ pub fn process_env() -> HashMap<String, String> {
 }
 
 /// The environment variables [`resolve_store`] takes the store's credentials
-/// from: the keys themselves, and the profile and files they are read from.
-/// `ccws run` removes them from the agent's environment (unless
-/// `--pass-aws-env`). Not listed: where the store is (`AWS_REGION`,
-/// `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL*`, `AWS_CA_BUNDLE`, `CCWS_*`),
-/// which grants no access by itself.
-pub const CREDENTIAL_VARS: &[&str] = &[
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_CONFIG_FILE",
-];
+/// from (see [`crate::s3::credential::CREDENTIAL_VARS`]). `ccws run` removes
+/// them from the agent's environment (unless `--pass-aws-env`). Not listed:
+/// where the store is (`AWS_REGION`, `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL*`,
+/// `AWS_CA_BUNDLE`, `AWS_EC2_METADATA_*`, `CCWS_*`), which grants no access by
+/// itself.
+pub use crate::s3::credential::CREDENTIAL_VARS;
 
 /// Resolve where objects are kept.
 pub fn resolve_store(
@@ -131,57 +108,8 @@ pub fn resolve_store(
         return Ok(StoreSettings::Local(dir));
     };
 
-    let home = get("HOME").map(PathBuf::from).unwrap_or_default();
-    let credentials_file = get("AWS_SHARED_CREDENTIALS_FILE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home.join(".aws/credentials"));
-    let config_file = get("AWS_CONFIG_FILE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home.join(".aws/config"));
-    let profile_name = o
-        .profile
-        .clone()
-        .or_else(|| get("AWS_PROFILE"))
-        .unwrap_or_else(|| "default".into());
-    let explicit_profile = o.profile.is_some() || get("AWS_PROFILE").is_some();
-    let creds = read_ini(&credentials_file)?;
-    let conf = read_ini(&config_file)?;
-    let cred_section = creds.get(&profile_name);
-    let conf_key = if profile_name == "default" {
-        "default".to_string()
-    } else {
-        format!("profile {profile_name}")
-    };
-    let conf_section = conf.get(&conf_key).or_else(|| conf.get(&profile_name));
-    if explicit_profile && cred_section.is_none() && conf_section.is_none() {
-        return Err(SettingsError::NoProfile {
-            profile: profile_name,
-            credentials_file,
-            config_file,
-        });
-    }
-    let from_profile = |k: &str| {
-        cred_section
-            .and_then(|s| s.get(k))
-            .or_else(|| conf_section.and_then(|s| s.get(k)))
-            .cloned()
-    };
-
-    let (access, secret, token) = match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
-        (Some(a), Some(s)) => (a, s, get("AWS_SESSION_TOKEN")),
-        _ => match (
-            from_profile("aws_access_key_id"),
-            from_profile("aws_secret_access_key"),
-        ) {
-            (Some(a), Some(s)) => (a, s, from_profile("aws_session_token")),
-            _ => {
-                return Err(SettingsError::NoCredentials {
-                    bucket,
-                    credentials_file,
-                })
-            }
-        },
-    };
+    let profiles = Profiles::load(env, o.profile.clone())?;
+    let from_profile = |k: &str| profiles.get(k);
     let region = o
         .region
         .clone()
@@ -194,7 +122,7 @@ pub fn resolve_store(
         .clone()
         .or_else(|| get("AWS_ENDPOINT_URL_S3"))
         .or_else(|| get("AWS_ENDPOINT_URL"))
-        .or_else(|| from_profile("endpoint_url"));
+        .or_else(|| profiles.s3_endpoint());
     let path_style = match (o.path_style, get("CCWS_PATH_STYLE")) {
         (Some(p), _) => p,
         (None, Some(v)) => parse_bool("CCWS_PATH_STYLE", &v)?,
@@ -202,10 +130,11 @@ pub fn resolve_store(
         (None, None) => custom_endpoint.is_some(),
     };
     let endpoint = custom_endpoint.unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
-    let mut b = S3Config::builder(endpoint, region, bucket, access, secret).path_style(path_style);
-    if let Some(t) = token {
-        b = b.session_token(t);
-    }
+    // Credentials are fetched when first needed, and again before they expire.
+    let chain = default_chain(env, profiles, &region)?;
+    let mut b = S3Config::builder(endpoint, region, bucket, "", "")
+        .credentials(Arc::new(Cached::new(Arc::new(chain))))
+        .path_style(path_style);
     if let Some(ca) = get("AWS_CA_BUNDLE") {
         b = b.ca_bundle(ca);
     }
@@ -234,47 +163,20 @@ fn parse_bool(name: &str, v: &str) -> Result<bool, SettingsError> {
     }
 }
 
-type Ini = HashMap<String, HashMap<String, String>>;
-
-/// Read an AWS-style INI file; a missing file is empty.
-fn read_ini(path: &Path) -> Result<Ini, SettingsError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ini::new()),
-        Err(source) => {
-            return Err(SettingsError::File {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    };
-    Ok(parse_ini(&text))
-}
-
-fn parse_ini(text: &str) -> Ini {
-    let mut out = Ini::new();
-    let mut section: Option<String> = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
-            out.entry(name.clone()).or_default();
-            section = Some(name);
-        } else if let (Some(s), Some((k, v))) = (&section, line.split_once('=')) {
-            out.entry(s.clone())
-                .or_default()
-                .insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::s3::Credentials;
+    use std::path::Path;
+
+    /// The credentials `c` signs with, fetched as a request would.
+    fn fetch(c: &S3Config) -> Result<Credentials, CredentialError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(c.credentials.as_ref().expect("a provider").get())
+    }
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -310,7 +212,7 @@ mod tests {
         assert_eq!(c.region, "eu-west-1");
         assert_eq!(c.endpoint, "http://127.0.0.1:9000");
         assert!(c.path_style, "custom endpoints default to path style");
-        assert_eq!(c.session_token.as_deref(), Some("tok"));
+        assert_eq!(fetch(&c).unwrap().session_token.as_deref(), Some("tok"));
         let shown = format!("{c:?}");
         assert!(
             !shown.contains("s3cr3t") && !shown.contains("tok\""),
@@ -349,7 +251,7 @@ mod tests {
         let StoreSettings::S3(c) = resolve_store(&o, &e).unwrap() else {
             panic!()
         };
-        assert_eq!(c.access_key_id, "W");
+        assert_eq!(fetch(&c).unwrap().access_key_id, "W");
         assert_eq!(c.region, "ap-south-1");
         assert_eq!(c.endpoint, "https://s3.ap-south-1.amazonaws.com");
         assert!(!c.path_style);
@@ -397,6 +299,7 @@ mod tests {
         let (creds, conf) = (creds.to_str().unwrap(), conf.to_str().unwrap());
         let base = [
             ("HOME", "/nonexistent"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
             ("CCWS_BUCKET", "b-1"),
             ("AWS_REGION", "eu-west-1"),
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
@@ -413,14 +316,17 @@ mod tests {
         for source in sources {
             let mut e = env(&base);
             e.extend(env(source));
-            assert!(
-                resolve_store(&Overrides::default(), &e).is_ok(),
-                "{source:?}"
-            );
+            let StoreSettings::S3(c) = resolve_store(&Overrides::default(), &e).unwrap() else {
+                panic!()
+            };
+            assert!(fetch(&c).is_ok(), "{source:?}");
             e.retain(|k, _| !CREDENTIAL_VARS.contains(&k.as_str()));
-            let err = resolve_store(&Overrides::default(), &e).unwrap_err();
+            let StoreSettings::S3(c) = resolve_store(&Overrides::default(), &e).unwrap() else {
+                panic!()
+            };
+            let err = fetch(&c).unwrap_err();
             assert!(
-                matches!(err, SettingsError::NoCredentials { .. }),
+                matches!(err, CredentialError::NoneFound { .. }),
                 "{source:?}: {err}"
             );
         }
@@ -428,11 +334,26 @@ mod tests {
 
     #[test]
     fn missing_credentials_and_bad_values_are_clear() {
-        let e = env(&[("HOME", "/nonexistent"), ("CCWS_BUCKET", "b-1")]);
-        let err = resolve_store(&Overrides::default(), &e)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("no credentials"), "{err}");
+        let e = env(&[
+            ("HOME", "/nonexistent"),
+            ("CCWS_BUCKET", "b-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]);
+        let StoreSettings::S3(c) = resolve_store(&Overrides::default(), &e).unwrap() else {
+            panic!()
+        };
+        let err = fetch(&c).unwrap_err().to_string();
+        // Every source says why it gave nothing.
+        for said in [
+            "no AWS credentials were found",
+            "environment: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY not both set",
+            "web identity: AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN not both set",
+            "profile default: not in /nonexistent/.aws/credentials or /nonexistent/.aws/config",
+            "container: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI not set",
+            "instance metadata: AWS_EC2_METADATA_DISABLED is true",
+        ] {
+            assert!(err.contains(said), "{said}: {err}");
+        }
         let e = env(&[
             ("HOME", "/nonexistent"),
             ("CCWS_BUCKET", "b-1"),

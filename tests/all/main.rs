@@ -13,6 +13,7 @@ mod archive_roundtrip;
 mod archive_sandbox;
 mod archive_wasi_layer;
 mod archive_wasmtime_cli;
+mod credentials;
 mod s3_faults;
 mod s3_server;
 mod s3_tls;

@@ -1,5 +1,6 @@
 //! Shared fixtures for the ccws integration tests and benchmarks.
 
+pub mod awsfake;
 pub mod moto;
 pub mod tree;
 

@@ -43,11 +43,13 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Settings(_) => 3,
+            CliError::Store(e) if e.is_credentials() => 3,
             CliError::Store(_) => 4,
             CliError::Archive(e) if from_the_store(e) => 4,
             CliError::Archive(_) => 5,
             CliError::Workspace(e) => match e {
                 WorkspaceError::Archive { source, .. } if from_the_store(source) => 4,
+                WorkspaceError::Store { source, .. } if source.is_credentials() => 3,
                 WorkspaceError::InvalidId { .. } | WorkspaceError::TempBase { .. } => 3,
                 WorkspaceError::Store { .. } | WorkspaceError::TooManyConflicts { .. } => 4,
                 WorkspaceError::Archive { .. } => 5,
@@ -64,11 +66,13 @@ impl CliError {
     pub fn kind(&self) -> &'static str {
         match self {
             CliError::Settings(_) => "config",
+            CliError::Store(e) if e.is_credentials() => "credentials",
             CliError::Store(_) => "store",
             CliError::Archive(e) if from_the_store(e) => "store",
             CliError::Archive(_) => "archive",
             CliError::Workspace(e) => match e {
                 WorkspaceError::Archive { source, .. } if from_the_store(source) => "store",
+                WorkspaceError::Store { source, .. } if source.is_credentials() => "credentials",
                 WorkspaceError::InvalidId { .. } => "invalid_id",
                 WorkspaceError::TempBase { .. } => "temp_dir",
                 WorkspaceError::SessionBusy { .. } => "session_busy",

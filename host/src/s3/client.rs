@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::config::{ConfigError, S3Config};
+use super::credential::{Cached, Credentials, StaticProvider};
 use super::error::{parse_error_xml, S3Error, XmlError};
 use super::retry::ClockSkew;
 use super::sigv4::{self, Signer, EMPTY_SHA256};
@@ -105,7 +106,9 @@ pub struct S3Client {
 pub(crate) struct Inner {
     pub(crate) cfg: S3Config,
     http: reqwest::Client,
-    signer: Signer,
+    credentials: Arc<Cached>,
+    /// The signer of the credentials last used (it caches signing keys).
+    signer: std::sync::Mutex<Option<(Credentials, Arc<Signer>)>>,
     scheme: String,
     /// `host[:port]` of the endpoint, the port only when it is not the scheme's default.
     authority: String,
@@ -345,19 +348,19 @@ impl S3Client {
         let http = b
             .build()
             .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
-        let signer = Signer::new(
-            cfg.access_key_id.clone(),
-            cfg.secret_access_key.clone(),
-            cfg.session_token.clone(),
-            cfg.region.clone(),
-            "s3",
-        );
+        let credentials = cfg.credentials.clone().unwrap_or_else(|| {
+            Arc::new(Cached::new(Arc::new(StaticProvider(Credentials {
+                session_token: cfg.session_token.clone(),
+                ..Credentials::new(cfg.access_key_id.clone(), cfg.secret_access_key.clone())
+            }))))
+        });
         Ok(S3Client {
             inner: Arc::new(Inner {
                 scheme: url.scheme().to_string(),
                 authority,
                 http,
-                signer,
+                credentials,
+                signer: std::sync::Mutex::new(None),
                 skew: ClockSkew::default(),
                 cfg,
             }),
@@ -367,6 +370,32 @@ impl S3Client {
     /// The configuration the client was built with.
     pub fn config(&self) -> &S3Config {
         &self.inner.cfg
+    }
+
+    /// The credentials requests are signed with now (fetched, or refreshed,
+    /// if need be): to check early that there are some.
+    pub async fn credentials(&self) -> Result<Credentials, S3Error> {
+        Ok(self.inner.credentials.get().await?)
+    }
+
+    /// A signer for the current credentials, made anew when they changed.
+    async fn signer(&self) -> Result<Arc<Signer>, S3Error> {
+        let creds = self.inner.credentials.get().await?;
+        let mut held = self.inner.signer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((c, s)) = held.as_ref() {
+            if *c == creds {
+                return Ok(s.clone());
+            }
+        }
+        let s = Arc::new(Signer::new(
+            creds.access_key_id.clone(),
+            creds.secret_access_key.clone(),
+            creds.session_token.clone(),
+            self.inner.cfg.region.clone(),
+            "s3",
+        ));
+        *held = Some((creds, s.clone()));
+        Ok(s)
     }
 
     /// Seconds added to the local clock when signing (learned from `RequestTimeTooSkewed`).
@@ -412,8 +441,9 @@ impl S3Client {
         let inner = &self.inner;
         let op = req.op();
         let (url, host, canonical_uri) = self.locate(req.key.as_deref(), &req.query);
+        let signer = self.signer().await?;
         let signed_at = inner.skew.now();
-        let added = inner.signer.sign_s3(
+        let added = signer.sign_s3(
             req.method.as_str(),
             &host,
             &canonical_uri,
@@ -600,6 +630,7 @@ impl S3Client {
         let retry = &self.inner.cfg.retry;
         let mut attempt = 0u32;
         let mut skew_corrected = false;
+        let mut refreshed = false;
         loop {
             attempt += 1;
             let err = match self.attempt(req).await {
@@ -622,6 +653,15 @@ impl S3Client {
                             }
                             _ => false,
                         };
+                        let expired = matches!(&e, S3Error::Auth { code, .. }
+                            if matches!(code.as_str(), "ExpiredToken" | "InvalidToken" | "TokenRefreshRequired"));
+                        if expired && !refreshed {
+                            warn!("s3: the server says the session token expired; fetching new credentials and retrying");
+                            self.inner.credentials.invalidate().await;
+                            refreshed = true;
+                            attempt -= 1;
+                            continue;
+                        }
                         if skew_suspect && !skew_corrected {
                             if let Some(d) = date.as_deref() {
                                 if self.inner.skew.correct_from(d, signed_at) {

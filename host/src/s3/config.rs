@@ -96,6 +96,9 @@ pub struct S3Config {
     pub secret_access_key: String,
     /// Optional session token, sent and signed as `x-amz-security-token` (never logged).
     pub session_token: Option<String>,
+    /// Where credentials come from instead of the three fields above (a
+    /// provider chain, refreshed before expiry); `None`: those fields.
+    pub credentials: Option<std::sync::Arc<crate::s3::credential::Cached>>,
     /// `true`: `endpoint/bucket/key`; `false`: `bucket.endpoint/key` (virtual-hosted style).
     pub path_style: bool,
     /// Extra PEM CA bundle trusted in addition to the platform roots.
@@ -127,6 +130,10 @@ impl fmt::Debug for S3Config {
                 "session_token",
                 &self.session_token.as_ref().map(|_| "<redacted>"),
             )
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "<provider>"),
+            )
             .field("path_style", &self.path_style)
             .field("ca_bundle", &self.ca_bundle)
             .field("part_size", &self.part_size)
@@ -156,6 +163,7 @@ impl S3Config {
                 access_key_id: access_key_id.into(),
                 secret_access_key: secret_access_key.into(),
                 session_token: None,
+                credentials: None,
                 path_style: false,
                 ca_bundle: None,
                 part_size: DEFAULT_PART_SIZE,
@@ -175,10 +183,10 @@ impl S3Config {
             return Err(ConfigError::EmptyRegion);
         }
         validate_bucket(&self.bucket)?;
-        if self.access_key_id.is_empty() {
+        if self.credentials.is_none() && self.access_key_id.is_empty() {
             return Err(ConfigError::EmptyAccessKey);
         }
-        if self.secret_access_key.is_empty() {
+        if self.credentials.is_none() && self.secret_access_key.is_empty() {
             return Err(ConfigError::EmptySecret);
         }
         if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&self.part_size) {
@@ -212,6 +220,13 @@ pub struct S3ConfigBuilder {
 }
 
 impl S3ConfigBuilder {
+    /// Takes credentials from `provider` (e.g. [`crate::s3::credential::default_chain`])
+    /// rather than the keys given to [`S3Config::builder`], which may then be empty.
+    pub fn credentials(mut self, provider: std::sync::Arc<crate::s3::credential::Cached>) -> Self {
+        self.cfg.credentials = Some(provider);
+        self
+    }
+
     /// Sets a session token (STS credentials).
     pub fn session_token(mut self, token: impl Into<String>) -> Self {
         self.cfg.session_token = Some(token.into());

@@ -69,6 +69,9 @@ pub enum S3Error {
         /// What the TLS stack said (holds no credentials).
         message: String,
     },
+    /// No credentials to sign with (see [`crate::s3::credential`]).
+    #[error("s3: {0}")]
+    Credentials(#[from] crate::s3::credential::CredentialError),
     /// Nothing was sent or received for longer than the read timeout.
     #[error("s3: {op}: no progress for {secs:.1} s (read timeout)")]
     Timeout {
@@ -177,6 +180,12 @@ impl S3Error {
             S3Error::RetriesExhausted { last, .. } => last.root(),
             e => e,
         }
+    }
+
+    /// True for [`S3Error::Credentials`] (also behind `RetriesExhausted`):
+    /// a matter of configuration, not of the store.
+    pub fn is_credentials(&self) -> bool {
+        matches!(self.root(), S3Error::Credentials(_))
     }
 
     /// True for [`S3Error::NotFound`] (also behind `RetriesExhausted`).

@@ -11,6 +11,7 @@
 pub mod client;
 pub mod config;
 mod copy;
+pub mod credential;
 pub mod error;
 pub mod list;
 pub mod multipart;
@@ -19,6 +20,7 @@ pub(crate) mod sigv4;
 
 pub use client::{GetObject, ObjectMeta, PutCondition, S3Client};
 pub use config::{ConfigError, S3Config, S3ConfigBuilder};
+pub use credential::{Cached, CredentialError, CredentialProvider, Credentials};
 pub use error::S3Error;
 pub use list::{DeleteFailure, ListPage};
 pub use retry::RetryConfig;

@@ -65,6 +65,12 @@ impl StoreError {
     pub fn is_precondition_failed(&self) -> bool {
         matches!(self, StoreError::PreconditionFailed { .. })
     }
+
+    /// Whether there were no credentials to sign with: a matter of
+    /// configuration, not of the store.
+    pub fn is_credentials(&self) -> bool {
+        matches!(self, StoreError::S3(e) if e.is_credentials())
+    }
 }
 
 impl From<S3Error> for StoreError {

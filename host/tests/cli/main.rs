@@ -2,7 +2,11 @@
 //! split setup/teardown flow, configuration errors, and single-object and
 //! archive commands, on the local store and on the real s3s-fs server.
 
+#[path = "../../../tests/src/awsfake.rs"]
+#[allow(dead_code)]
+mod awsfake;
 mod claude;
+mod credentials;
 #[path = "../../../tests/src/faultproxy.rs"]
 #[allow(dead_code)]
 mod faultproxy;
@@ -60,7 +64,9 @@ impl Machine {
                 c.env_remove(k);
             }
         }
+        // Tests reach loopback only: no instance-metadata probe.
         c.env("HOME", self.path("home"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("CCWS_TEMP_DIR", self.path("tmp"))
             .env("CCWS_STATE_DIR", self.path("state"))
             .env(
@@ -422,18 +428,34 @@ fn bad_input_and_configuration_errors_are_clear() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid workspace id"));
 
+    // No credentials anywhere: exit 3, and every source says why. The
+    // instance-metadata endpoint is a closed loopback port here.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
     let out = m
         .cmd()
         .args(["run", "-w", "w", "-s", "s", "--", "true"])
         .env("CCWS_BUCKET", "some-bucket")
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        )
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no credentials"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    for said in [
+        "no AWS credentials were found",
+        "environment: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY not both set",
+        "web identity: ",
+        "profile default: not in ",
+        "container: ",
+        &format!("instance metadata: no answer from http://127.0.0.1:{port}"),
+    ] {
+        assert!(stderr.contains(said), "{said}: {stderr}");
+    }
 
     std::fs::write(m.path("file"), "").unwrap();
     let out = m

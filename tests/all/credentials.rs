@@ -1,0 +1,286 @@
+//! Credentials from every provider of the default chain, over real HTTP on
+//! loopback: instance metadata (IMDSv2) and the container endpoint as
+//! fakes that speak their wire formats, STS as moto's and as a fake for
+//! its errors, `credential_process` scripts; S3 requests signed with what
+//! they hand out, checked by s3s-fs (which verifies SigV4); refresh before
+//! expiry and after an `ExpiredToken` inside one process.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ccws::s3::credential::{default_chain, Profiles};
+use ccws::s3::{Cached, CredentialError, CredentialProvider, PutCondition, S3Client};
+use ccws_tests::awsfake::{self, AwsFake};
+use ccws_tests::faultproxy::{Fault, FaultProxy, Rule};
+use ccws_tests::moto::Moto;
+use ccws_tests::s3s::S3sServer;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut e: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    e.entry("HOME".into())
+        .or_insert_with(|| "/nonexistent".into());
+    e.entry("AWS_EC2_METADATA_DISABLED".into())
+        .or_insert_with(|| "true".into());
+    e
+}
+
+fn chain(env: &HashMap<String, String>) -> ccws::s3::credential::Chain {
+    default_chain(env, Profiles::load(env, None).unwrap(), "us-east-1").unwrap()
+}
+
+/// A client of `server` (reached at `endpoint`) signing with `provider`.
+fn client_with(server: &S3sServer, endpoint: &str, provider: Arc<Cached>) -> S3Client {
+    let cfg = server
+        .config_for(endpoint)
+        .credentials(provider)
+        .build()
+        .unwrap();
+    S3Client::new(cfg).unwrap()
+}
+
+fn keys(server: &S3sServer) -> (String, String) {
+    (server.access_key.clone(), server.secret_key.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_metadata_credentials_sign_requests_and_are_refreshed() {
+    let server = S3sServer::start().await;
+    // Credentials that expire in four minutes: inside the five-minute
+    // refresh window, so every request fetches them anew.
+    let imds = AwsFake::start(awsfake::imds(
+        "ccws-role",
+        keys(&server),
+        time::Duration::minutes(4),
+    ))
+    .await;
+    let e = env(&[
+        ("AWS_EC2_METADATA_DISABLED", ""),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.endpoint()),
+    ]);
+    let c = client_with(
+        &server,
+        &server.endpoint(),
+        Arc::new(Cached::new(Arc::new(chain(&e)))),
+    );
+    c.put_bytes("a", b"one".to_vec().into(), PutCondition::None)
+        .await
+        .unwrap();
+    c.put_bytes("b", b"two".to_vec().into(), PutCondition::None)
+        .await
+        .unwrap();
+    assert_eq!(c.head("a").await.unwrap().size, 3);
+    let role = "/latest/meta-data/iam/security-credentials/ccws-role";
+    assert_eq!(imds.count(role), 3, "fetched before each request");
+    assert_eq!(imds.count("/latest/api/token"), 3);
+    // IMDSv2 only: every GET carried the session token (the fake answers
+    // 401 otherwise).
+    assert!(imds
+        .seen()
+        .iter()
+        .filter(|r| r.method == "GET")
+        .all(|r| r.headers.contains_key("x-aws-ec2-metadata-token")));
+
+    // An hour left: fetched once, kept.
+    let imds = AwsFake::start(awsfake::imds(
+        "ccws-role",
+        keys(&server),
+        time::Duration::hours(1),
+    ))
+    .await;
+    let e = env(&[
+        ("AWS_EC2_METADATA_DISABLED", ""),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.endpoint()),
+    ]);
+    let c = client_with(
+        &server,
+        &server.endpoint(),
+        Arc::new(Cached::new(Arc::new(chain(&e)))),
+    );
+    for _ in 0..3 {
+        c.head("a").await.unwrap();
+    }
+    assert_eq!(imds.count(role), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_answer_fetches_new_credentials_and_retries() {
+    let server = S3sServer::start().await;
+    let imds = AwsFake::start(awsfake::imds("r", keys(&server), time::Duration::hours(1))).await;
+    let proxy = FaultProxy::start(server.addr).await;
+    let e = env(&[
+        ("AWS_EC2_METADATA_DISABLED", ""),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.endpoint()),
+    ]);
+    let c = client_with(
+        &server,
+        &proxy.endpoint(),
+        Arc::new(Cached::new(Arc::new(chain(&e)))),
+    );
+    c.put_bytes("k", b"v".to_vec().into(), PutCondition::None)
+        .await
+        .unwrap();
+    proxy.push(Rule::on(
+        "GET",
+        "",
+        Fault::Error {
+            status: 400,
+            code: "ExpiredToken".into(),
+        },
+        1,
+    ));
+    let got = c.get("k").await.unwrap();
+    assert_eq!(got.meta.size, 1);
+    let role = "/latest/meta-data/iam/security-credentials/r";
+    assert_eq!(imds.count(role), 2, "fetched again after ExpiredToken");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_credentials_with_a_token_file() {
+    let server = S3sServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "pod-identity-token\n").unwrap();
+    let k = keys(&server);
+    let fake = AwsFake::start(move |r| {
+        if r.headers.get("authorization").map(String::as_str) != Some("pod-identity-token") {
+            return (401, "text/plain", "bad token".into());
+        }
+        (
+            200,
+            "application/json",
+            awsfake::credentials_json(&k, time::Duration::hours(1), false),
+        )
+    })
+    .await;
+    let full = format!("{}/v1/credentials", fake.endpoint());
+    let e = env(&[
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &full),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            token_file.to_str().unwrap(),
+        ),
+    ]);
+    let c = client_with(
+        &server,
+        &server.endpoint(),
+        Arc::new(Cached::new(Arc::new(chain(&e)))),
+    );
+    c.put_bytes("c", b"x".to_vec().into(), PutCondition::None)
+        .await
+        .unwrap();
+    assert_eq!(fake.count("/v1/credentials"), 1);
+
+    // A wrong token is the container source's error, not "none found".
+    std::fs::write(&token_file, "stale").unwrap();
+    let err = chain(&e).credentials().await.unwrap_err().to_string();
+    assert!(
+        err.starts_with("container: GET ") && err.contains("401"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_identity_and_assume_role_through_motos_sts() {
+    let Some(moto) = Moto::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl").unwrap();
+    let e = env(&[
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token.to_str().unwrap()),
+        ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/ccws-irsa"),
+        ("AWS_ROLE_SESSION_NAME", "ccws-test"),
+        ("AWS_ENDPOINT_URL_STS", moto.endpoint()),
+    ]);
+    let c = chain(&e).credentials().await.unwrap();
+    assert!(c.session_token.as_deref().is_some_and(|t| !t.is_empty()));
+    assert!(c.expiry.unwrap() > time::OffsetDateTime::now_utc());
+
+    // A profile assuming a role with another profile's keys (AssumeRole,
+    // SigV4-signed for sts).
+    let config = dir.path().join("config");
+    std::fs::write(
+        &config,
+        "[profile deploy]\nrole_arn = arn:aws:iam::123456789012:role/deploy\nsource_profile = base\nexternal_id = ext-1\n\n[profile base]\naws_access_key_id = AKIABASE\naws_secret_access_key = base-secret\n",
+    )
+    .unwrap();
+    let e = env(&[
+        ("AWS_CONFIG_FILE", config.to_str().unwrap()),
+        ("AWS_PROFILE", "deploy"),
+        ("AWS_ENDPOINT_URL_STS", moto.endpoint()),
+    ]);
+    let c = chain(&e).credentials().await.unwrap();
+    assert_ne!(c.access_key_id, "AKIABASE");
+    assert!(c.expiry.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sts_refusals_are_told_with_their_code_and_request_id() {
+    let sts = AwsFake::start(|r| {
+        assert!(r.body.contains("Action=AssumeRoleWithWebIdentity"), "{}", r.body);
+        (
+            403,
+            "text/xml",
+            "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>Not authorized to perform sts:AssumeRoleWithWebIdentity</Message></Error><RequestId>req-42</RequestId></ErrorResponse>".into(),
+        )
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "secret-jwt-value").unwrap();
+    let e = env(&[
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token.to_str().unwrap()),
+        ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"),
+        ("AWS_ENDPOINT_URL_STS", &sts.endpoint()),
+    ]);
+    let err = chain(&e).credentials().await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, CredentialError::Failed { .. }), "{text}");
+    for said in [
+        "web identity",
+        "AccessDenied",
+        "Not authorized",
+        "req-42",
+        "arn:aws:iam::1:role/r",
+    ] {
+        assert!(text.contains(said), "{said}: {text}");
+    }
+    assert!(!text.contains("secret-jwt-value"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_process_profiles_sign_requests() {
+    let server = S3sServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("creds.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho run >> {}\nprintf '{{\"Version\": 1, \"AccessKeyId\": \"{}\", \"SecretAccessKey\": \"{}\"}}'\n",
+            dir.path().join("runs").display(),
+            server.access_key,
+            server.secret_key
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("config");
+    std::fs::write(
+        &config,
+        format!("[default]\ncredential_process = sh {}\n", script.display()),
+    )
+    .unwrap();
+    let e = env(&[("AWS_CONFIG_FILE", config.to_str().unwrap())]);
+    let c = client_with(
+        &server,
+        &server.endpoint(),
+        Arc::new(Cached::new(Arc::new(chain(&e)))),
+    );
+    c.put_bytes("p", b"x".to_vec().into(), PutCondition::None)
+        .await
+        .unwrap();
+    c.head("p").await.unwrap();
+    let runs = std::fs::read_to_string(dir.path().join("runs")).unwrap();
+    assert_eq!(runs.lines().count(), 1, "long-lived keys: run once");
+}
