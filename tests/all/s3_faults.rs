@@ -642,10 +642,48 @@ async fn download_without_etag_falls_back_to_one_get() {
     assert!(!seen[1].contains("range:"), "{}", seen[1]);
 }
 
-/// A redirect is not followed (it would lose the signature's Authorization header): it is an
-/// error that names the bucket's region.
+/// A redirect is not followed (it would lose the signature's Authorization header): a
+/// redirect naming the bucket's region is tried once more, signed for that region, and the
+/// region kept for the process; one that still redirects is an error naming the region.
 #[tokio::test]
-async fn redirects_are_errors_naming_the_region() {
+async fn a_bucket_in_another_region_is_found_once_and_remembered() {
+    let (endpoint, seen) = fake_server(|head| {
+        if head.contains("/eu-west-1/s3/aws4_request") {
+            return b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\netag: \"e\"\r\nconnection: close\r\n\r\n".to_vec();
+        }
+        b"HTTP/1.1 301 Moved Permanently\r\nx-amz-bucket-region: eu-west-1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec()
+    })
+    .await;
+    let client = fake_client(&endpoint);
+    client.head("obj").await.unwrap();
+    assert_eq!(client.region(), "eu-west-1");
+    client.head("obj").await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "one redirect, then straight there: {seen:?}");
+    assert!(
+        seen[0].contains("/us-east-1/s3/aws4_request"),
+        "{}",
+        seen[0]
+    );
+
+    // S3's other way of saying it: 400 AuthorizationHeaderMalformed.
+    let (endpoint, seen) = fake_server(|head| {
+        if head.contains("/ap-south-1/s3/aws4_request") {
+            return b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec();
+        }
+        let body = "<Error><Code>AuthorizationHeaderMalformed</Code><Message>The authorization header is malformed; the region 'us-east-1' is wrong; expecting 'ap-south-1'</Message><Region>ap-south-1</Region><RequestId>r1</RequestId></Error>";
+        format!("HTTP/1.1 400 Bad Request\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).into_bytes()
+    })
+    .await;
+    let client = fake_client(&endpoint);
+    client
+        .put_bytes("obj", Bytes::from_static(b"x"), PutCondition::None)
+        .await
+        .unwrap();
+    assert_eq!(client.region(), "ap-south-1");
+    assert_eq!(seen.lock().unwrap().len(), 2);
+
+    // Still redirected after that: an error that names the region.
     let (endpoint, seen) = fake_server(|head| {
         let status = if head.starts_with("head ") {
             "301 Moved Permanently"
@@ -673,8 +711,43 @@ async fn redirects_are_errors_naming_the_region() {
         "{err:?}"
     );
     assert!(err.to_string().contains("another region"), "{err}");
-    // One request each: neither retried nor followed.
-    assert_eq!(seen.lock().unwrap().len(), 2);
+    // Two for the head (the second signed for eu-west-1), one for the put.
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+/// AccessDenied is a permission problem, told as one, with the operation
+/// and the request id; an answer without a request id says none.
+#[tokio::test]
+async fn access_denied_is_a_permission_problem() {
+    let (endpoint, _) = fake_server(|head| {
+        let body = if head.starts_with("put ") {
+            "<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>REQ123</RequestId></Error>"
+        } else {
+            "<Error><Code>InternalError</Code><Message>boom</Message></Error>"
+        };
+        let status = if head.starts_with("put ") { "403 Forbidden" } else { "400 Bad Request" };
+        format!("HTTP/1.1 {status}\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).into_bytes()
+    })
+    .await;
+    let client = fake_client(&endpoint);
+    let err = client
+        .put_bytes("k", Bytes::from_static(b"x"), PutCondition::None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, S3Error::Denied { .. }), "{err:?}");
+    let text = err.to_string();
+    for said in [
+        "PUT \"k\" was denied",
+        "AccessDenied",
+        "bucket policy",
+        "IAM permissions",
+        "(request id REQ123)",
+    ] {
+        assert!(text.contains(said), "{said}: {text}");
+    }
+    assert!(!text.contains("authentication"), "{text}");
+    let text = client.head("k").await.unwrap_err().to_string();
+    assert!(!text.contains("None"), "{text}");
 }
 
 #[tokio::test]

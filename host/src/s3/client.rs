@@ -107,8 +107,13 @@ pub(crate) struct Inner {
     pub(crate) cfg: S3Config,
     http: reqwest::Client,
     credentials: Arc<Cached>,
-    /// The signer of the credentials last used (it caches signing keys).
-    signer: std::sync::Mutex<Option<(Credentials, Arc<Signer>)>>,
+    /// The signer of the credentials and region last used (it caches
+    /// signing keys).
+    signer: std::sync::Mutex<Option<(Credentials, String, Arc<Signer>)>>,
+    /// The bucket's region as the server named it in a redirect, and the
+    /// authority of that region's endpoint when ours was AWS's default
+    /// one: used for the rest of the process.
+    learned: std::sync::Mutex<Option<(String, Option<String>)>>,
     scheme: String,
     /// `host[:port]` of the endpoint, the port only when it is not the scheme's default.
     authority: String,
@@ -228,6 +233,14 @@ fn redirect_error(status: u16, bucket: &str, h: &HeaderMap) -> Option<S3Error> {
         bucket: bucket.to_string(),
         region: header_str(h, "x-amz-bucket-region").map(str::to_string),
     })
+}
+
+/// The region an `AuthorizationHeaderMalformed` message says it expected
+/// ("the region 'us-east-1' is wrong; expecting 'eu-west-1'").
+fn expected_region(message: &str) -> Option<String> {
+    let rest = message.split("expecting '").nth(1)?;
+    let region = rest.split('\'').next()?;
+    (!region.is_empty() && region.len() < 64).then(|| region.to_owned())
 }
 
 fn content_length(h: &HeaderMap) -> Option<u64> {
@@ -361,6 +374,7 @@ impl S3Client {
                 http,
                 credentials,
                 signer: std::sync::Mutex::new(None),
+                learned: std::sync::Mutex::new(None),
                 skew: ClockSkew::default(),
                 cfg,
             }),
@@ -378,12 +392,47 @@ impl S3Client {
         Ok(self.inner.credentials.get().await?)
     }
 
-    /// A signer for the current credentials, made anew when they changed.
+    /// The region requests are signed for: the configured one, or the one
+    /// a redirect named.
+    pub fn region(&self) -> String {
+        let learned = self.inner.learned.lock().unwrap_or_else(|p| p.into_inner());
+        learned
+            .as_ref()
+            .map_or_else(|| self.inner.cfg.region.clone(), |(r, _)| r.clone())
+    }
+
+    /// Use `region` from now on; on AWS's default endpoint for the
+    /// configured region, that region's endpoint too. Whether anything
+    /// changed (a redirect to the region already in use is not followed).
+    fn learn_region(&self, region: &str) -> bool {
+        if region.is_empty() || region == self.region() {
+            return false;
+        }
+        let aws_default = format!("s3.{}.amazonaws.com", self.inner.cfg.region);
+        let authority =
+            (self.inner.authority == aws_default).then(|| format!("s3.{region}.amazonaws.com"));
+        warn!(bucket = %self.inner.cfg.bucket, region, "s3: the bucket is in another region; using it from now on (set AWS_REGION to skip the redirect)");
+        *self.inner.learned.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((region.to_owned(), authority));
+        true
+    }
+
+    fn authority(&self) -> String {
+        let learned = self.inner.learned.lock().unwrap_or_else(|p| p.into_inner());
+        learned
+            .as_ref()
+            .and_then(|(_, a)| a.clone())
+            .unwrap_or_else(|| self.inner.authority.clone())
+    }
+
+    /// A signer for the current credentials and region, made anew when
+    /// either changed.
     async fn signer(&self) -> Result<Arc<Signer>, S3Error> {
         let creds = self.inner.credentials.get().await?;
+        let region = self.region();
         let mut held = self.inner.signer.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((c, s)) = held.as_ref() {
-            if *c == creds {
+        if let Some((c, r, s)) = held.as_ref() {
+            if *c == creds && *r == region {
                 return Ok(s.clone());
             }
         }
@@ -391,10 +440,10 @@ impl S3Client {
             creds.access_key_id.clone(),
             creds.secret_access_key.clone(),
             creds.session_token.clone(),
-            self.inner.cfg.region.clone(),
+            region.clone(),
             "s3",
         ));
-        *held = Some((creds, s.clone()));
+        *held = Some((creds, region, s.clone()));
         Ok(s)
     }
 
@@ -408,19 +457,23 @@ impl S3Client {
         self.inner.skew.set(secs)
     }
 
-    /// (URL, host header, canonical URI) for a key (or the bucket) and query.
+    /// (URL, host header, canonical URI) for a key (or the bucket) and
+    /// query. A bucket name with dots goes in the path over HTTPS whatever
+    /// the style asked for: as a host name it would not match the
+    /// endpoint's wildcard certificate.
     fn locate(&self, key: Option<&str>, query: &[(String, String)]) -> (String, String, String) {
         let inner = &self.inner;
         let enc_key = key.map(sigv4::encode_path).unwrap_or_default();
-        let (host, path) = if inner.cfg.path_style {
+        let dotted_tls = inner.scheme == "https" && inner.cfg.bucket.contains('.');
+        let (host, path) = if inner.cfg.path_style || dotted_tls {
             let path = match key {
                 Some(_) => format!("/{}/{enc_key}", inner.cfg.bucket),
                 None => format!("/{}", inner.cfg.bucket),
             };
-            (inner.authority.clone(), path)
+            (self.authority(), path)
         } else {
             (
-                format!("{}.{}", inner.cfg.bucket, inner.authority),
+                format!("{}.{}", inner.cfg.bucket, self.authority()),
                 format!("/{enc_key}"),
             )
         };
@@ -597,6 +650,14 @@ impl S3Client {
                 return S3Error::NotFound { key: k.clone() };
             }
         }
+        if status == 403 && code == "AccessDenied" {
+            return S3Error::Denied {
+                op: req.op(),
+                code: xml.code,
+                message: xml.message,
+                request_id,
+            };
+        }
         if (status == 403 && (code.is_empty() || !matches!(code, "SlowDown")))
             || AUTH_CODES.contains(&code)
         {
@@ -631,6 +692,7 @@ impl S3Client {
         let mut attempt = 0u32;
         let mut skew_corrected = false;
         let mut refreshed = false;
+        let mut redirected = false;
         loop {
             attempt += 1;
             let err = match self.attempt(req).await {
@@ -645,6 +707,7 @@ impl S3Client {
                     } else {
                         let (e, date) = self.error_from(req, resp).await;
                         let skew_suspect = match &e {
+                            S3Error::Denied { .. } => true,
                             S3Error::Auth { code, .. } => {
                                 code == "RequestTimeTooSkewed"
                                     || code == "SignatureDoesNotMatch"
@@ -653,6 +716,25 @@ impl S3Client {
                             }
                             _ => false,
                         };
+                        // The bucket is in another region: once, there.
+                        let region = match &e {
+                            S3Error::Redirect {
+                                region: Some(r), ..
+                            } => Some(r.clone()),
+                            S3Error::Auth { code, message, .. }
+                                if code == "AuthorizationHeaderMalformed" =>
+                            {
+                                expected_region(message)
+                            }
+                            _ => None,
+                        };
+                        if let Some(r) = region.filter(|_| !redirected) {
+                            if self.learn_region(&r) {
+                                redirected = true;
+                                attempt -= 1;
+                                continue;
+                            }
+                        }
                         let expired = matches!(&e, S3Error::Auth { code, .. }
                             if matches!(code.as_str(), "ExpiredToken" | "InvalidToken" | "TokenRefreshRequired"));
                         if expired && !refreshed {
@@ -1216,6 +1298,44 @@ impl BodyState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dotted_bucket_goes_in_the_path_over_https() {
+        let client = |endpoint: &str, bucket: &str| {
+            S3Client::new(
+                S3Config::builder(endpoint, "us-east-1", bucket, "AK", "SK")
+                    .build()
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        let (url, host, _) =
+            client("https://s3.us-east-1.amazonaws.com", "my.bucket").locate(Some("k"), &[]);
+        assert_eq!(
+            (url.as_str(), host.as_str()),
+            (
+                "https://s3.us-east-1.amazonaws.com/my.bucket/k",
+                "s3.us-east-1.amazonaws.com"
+            )
+        );
+        let (url, _, _) =
+            client("https://s3.us-east-1.amazonaws.com", "my-bucket").locate(Some("k"), &[]);
+        assert_eq!(url, "https://my-bucket.s3.us-east-1.amazonaws.com/k");
+        let (url, _, _) = client("http://127.0.0.1:9000", "my.bucket").locate(Some("k"), &[]);
+        assert_eq!(
+            url, "http://my.bucket.127.0.0.1:9000/k",
+            "plain http: as asked"
+        );
+    }
+
+    #[test]
+    fn the_expected_region_is_read_from_s3s_message() {
+        assert_eq!(
+            expected_region("The authorization header is malformed; the region 'us-east-1' is wrong; expecting 'eu-west-1'").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(expected_region("malformed"), None);
+    }
 
     #[test]
     fn if_match_on_a_deleted_object_is_a_lost_condition() {

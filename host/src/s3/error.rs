@@ -27,8 +27,21 @@ pub enum S3Error {
         /// The object key.
         key: String,
     },
+    /// The credentials were accepted, but not allowed to do this (403
+    /// `AccessDenied`): a matter of permissions, not of authentication.
+    #[error("s3: {op} was denied: {code}: {message} (the credentials were accepted but may not do this: check the bucket policy and the IAM permissions of the identity in use){}", request(request_id))]
+    Denied {
+        /// The operation, e.g. `PUT key`.
+        op: String,
+        /// S3 error code (`AccessDenied`).
+        code: String,
+        /// S3's message.
+        message: String,
+        /// `x-amz-request-id` or `<RequestId>`.
+        request_id: Option<String>,
+    },
     /// The server rejected the credentials or the signature.
-    #[error("s3: authentication failed: HTTP {status} {code}: {message} (check access key id, secret, session token, region and clock; request id {request_id:?})")]
+    #[error("s3: the credentials or the signature were refused: HTTP {status} {code}: {message} (check the access key id, secret, session token, region and clock){}", request(request_id))]
     Auth {
         /// HTTP status.
         status: u16,
@@ -40,7 +53,7 @@ pub enum S3Error {
         request_id: Option<String>,
     },
     /// Any other error answer from the service.
-    #[error("s3: HTTP {status} {code}: {message} (key {key:?}, request id {request_id:?})")]
+    #[error("s3: HTTP {status} {code}: {message}{}{}", key.as_ref().map(|k| format!(" (key {k:?})")).unwrap_or_default(), request(request_id))]
     Service {
         /// HTTP status (200 for an error body inside a successful CompleteMultipartUpload).
         status: u16,
@@ -160,6 +173,13 @@ const RETRYABLE_CODES: &[&str] = &[
     "RequestTimeoutException",
     "OperationAborted",
 ];
+
+/// ` (request id X)`, or nothing when the server sent none.
+fn request(id: &Option<String>) -> String {
+    id.as_ref()
+        .map(|i| format!(" (request id {i})"))
+        .unwrap_or_default()
+}
 
 impl S3Error {
     /// Whether another attempt may succeed (connection errors, timeouts, short bodies, 408, 429,
