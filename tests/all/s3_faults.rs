@@ -770,3 +770,145 @@ async fn single_attempt_config_fails_fast() {
     assert!(matches!(err, S3Error::Transport { .. }), "{err:?}");
     assert_eq!(proxy.seen().len(), 1);
 }
+
+/// Conditional writes as S3 defines them: a 409 `ConditionalRequestConflict` is tried again
+/// (a multipart upload from the start), and a retried conditional write whose first answer
+/// was lost finds its own write rather than reporting a lost race; someone else's object is
+/// still a lost race.
+#[tokio::test]
+async fn conditional_writes_as_s3_defines_them() {
+    let s = setup(Duration::from_secs(5)).await;
+    let conflict = || Fault::Error {
+        status: 409,
+        code: "ConditionalRequestConflict".into(),
+    };
+    s.proxy.push(Rule::on("PUT", "/one", conflict(), 1));
+    s.client
+        .put_bytes(
+            "one",
+            Bytes::from_static(b"v1"),
+            PutCondition::IfNoneMatchAny,
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.direct.head("one").await.unwrap().size, 2);
+
+    s.proxy.push(Rule::on("PUT", "/two", Fault::LoseAnswer, 1));
+    let meta = s
+        .client
+        .put_bytes(
+            "two",
+            Bytes::from_static(b"mine"),
+            PutCondition::IfNoneMatchAny,
+        )
+        .await
+        .unwrap();
+    assert_eq!(meta.size, 4);
+    let puts = |key: &str| {
+        s.proxy
+            .seen()
+            .iter()
+            .filter(|r| r.method == "PUT" && r.target.ends_with(key))
+            .count()
+    };
+    assert_eq!(
+        puts("/two"),
+        2,
+        "the retry was refused by our own write, then found ours"
+    );
+
+    s.direct
+        .put_bytes("three", Bytes::from_static(b"theirs"), PutCondition::None)
+        .await
+        .unwrap();
+    let err = s
+        .client
+        .put_bytes(
+            "three",
+            Bytes::from_static(b"mine"),
+            PutCondition::IfNoneMatchAny,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, S3Error::PreconditionFailed { .. }), "{err:?}");
+
+    // Multipart (12 MiB in 5 MiB parts): a conflict at Complete uploads it all again.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("big");
+    let body = data(12 * MIB, 7);
+    std::fs::write(&path, &body).unwrap();
+    s.proxy.push(Rule::on("POST", "uploadId=", conflict(), 1));
+    s.client
+        .put_file(&path, "big", PutCondition::IfNoneMatchAny)
+        .await
+        .unwrap();
+    let creates = s
+        .proxy
+        .seen()
+        .iter()
+        .filter(|r| r.method == "POST" && r.target.contains("/big?uploads"))
+        .count();
+    assert_eq!(creates, 2, "created again after the conflict");
+    let tmp_out = tmp.path().join("out");
+    s.direct.download_file("big", &tmp_out).await.unwrap();
+    assert!(std::fs::read(&tmp_out).unwrap() == body, "bytes differ");
+    assert!(s.server.multipart_leftovers().is_empty());
+}
+
+/// A conditional multipart upload whose Complete answer was lost: the retried Complete is
+/// refused (`NoSuchUpload`, or 412 by its own write) and the object found ours. Against moto:
+/// s3s-fs answers a second Complete of a finished upload with an empty 403 `AccessDenied`,
+/// which no client could read as "done".
+#[tokio::test]
+async fn a_lost_complete_answer_finds_the_object_ours() {
+    let Some(moto) = ccws_tests::moto::Moto::start() else {
+        return;
+    };
+    let upstream: std::net::SocketAddr = moto
+        .endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let proxy = FaultProxy::start(upstream).await;
+    let bucket = "ccws-complete";
+    let direct = S3Client::new(
+        S3Config::builder(moto.endpoint(), "us-east-1", bucket, "AK", "SK")
+            .path_style(true)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    direct.create_bucket().await.unwrap();
+    let client = S3Client::new(
+        S3Config::builder(proxy.endpoint(), "us-east-1", bucket, "AK", "SK")
+            .path_style(true)
+            .part_size(5 * MIB)
+            .concurrency(2)
+            .retry(ccws_tests::s3s::test_retry())
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("big");
+    std::fs::write(&path, data(11 * MIB, 9)).unwrap();
+    proxy.push(Rule::on("POST", "uploadId=", Fault::LoseAnswer, 1));
+    let meta = client
+        .put_file(&path, "big", PutCondition::IfNoneMatchAny)
+        .await
+        .unwrap();
+    assert_eq!(meta.size, 11 * MIB as u64);
+    let completes = proxy
+        .seen()
+        .iter()
+        .filter(|r| r.method == "POST" && r.target.contains("uploadId="))
+        .count();
+    assert_eq!(completes, 2);
+    // Someone else's object (another size) is still a lost race.
+    std::fs::write(&path, data(10 * MIB, 3)).unwrap();
+    let err = client
+        .put_file(&path, "big", PutCondition::IfNoneMatchAny)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, S3Error::PreconditionFailed { .. }), "{err:?}");
+}

@@ -51,6 +51,9 @@ pub enum Fault {
     },
     /// Stall for this long before forwarding anything (no response at all), then close.
     StallBeforeResponse(Duration),
+    /// Forward, wait for the server's whole answer, then reset the connection instead of
+    /// relaying it: the request took effect, but its answer was lost.
+    LoseAnswer,
 }
 
 /// A fault for requests that match `method` and whose target (path + query) contains
@@ -413,6 +416,13 @@ async fn handle(
             };
             head_done = true;
             let rest = resp_head.split_off(end);
+            if fault == Some(Fault::LoseAnswer) {
+                // Read the server's answer to its end (the request took effect), then reset.
+                while up.read(&mut buf).await? > 0 {}
+                client.set_zero_linger()?;
+                drop(client);
+                return Ok(());
+            }
             if let Some(Fault::OkWithError { code }) = &fault {
                 // Replace the server's answer (the request did reach it).
                 client.write_all(&error_response(200, code)).await?;

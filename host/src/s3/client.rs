@@ -23,6 +23,7 @@ use super::credential::{Cached, Credentials, StaticProvider};
 use super::error::{parse_error_xml, S3Error, XmlError};
 use super::retry::ClockSkew;
 use super::sigv4::{self, Signer, EMPTY_SHA256};
+use md5::Digest as _;
 
 /// A condition on a write, checked by the server (on `PutObject`, or on
 /// `CompleteMultipartUpload` for multipart uploads).
@@ -131,6 +132,9 @@ pub(crate) struct Request {
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
     pub payload_hash: String,
+    /// Set when an attempt that may have taken effect (no answer, or a
+    /// 5xx) was retried: a later 412 may then be the request's own doing.
+    pub uncertain: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Request {
@@ -142,6 +146,7 @@ impl Request {
             headers: Vec::new(),
             body: Bytes::new(),
             payload_hash: EMPTY_SHA256.to_string(),
+            uncertain: Arc::default(),
         }
     }
 
@@ -167,6 +172,11 @@ impl Request {
         };
         self.body = body;
         self
+    }
+
+    /// Whether this is a `CompleteMultipartUpload`.
+    fn is_complete(&self) -> bool {
+        self.method == Method::POST && self.query.iter().any(|(k, _)| k == "uploadId")
     }
 
     fn op(&self) -> String {
@@ -632,10 +642,7 @@ impl S3Client {
     ) -> S3Error {
         let key = req.key.clone();
         let code = xml.code.as_str();
-        if status == 412
-            || code == "PreconditionFailed"
-            || (status == 409 && code == "ConditionalRequestConflict")
-        {
+        if status == 412 || code == "PreconditionFailed" {
             return S3Error::PreconditionFailed {
                 key: key.unwrap_or_default(),
             };
@@ -762,7 +769,9 @@ impl S3Client {
                     e
                 }
             };
-            if !err.is_retryable() {
+            // A conflict at CompleteMultipartUpload ends the upload: it is
+            // started again by the caller, not completed again.
+            if !err.is_retryable() || (req.is_complete() && err.is_conflict()) {
                 return Err(err);
             }
             if attempt >= retry.max_attempts {
@@ -774,6 +783,14 @@ impl S3Client {
                 } else {
                     err
                 });
+            }
+            let maybe_applied = match &err {
+                S3Error::Transport { .. } | S3Error::Timeout { .. } => true,
+                S3Error::Service { status, .. } => *status >= 500,
+                _ => false,
+            };
+            if maybe_applied {
+                req.uncertain.store(true, Ordering::Relaxed);
             }
             let delay = retry.backoff(attempt);
             debug!(method = %req.method, key = ?req.key, attempt, ?delay, error = %err, "s3: retrying");
@@ -848,20 +865,49 @@ impl S3Client {
     ) -> Result<ObjectMeta, S3Error> {
         check_key(key)?;
         let size = body.len() as u64;
-        let mut req = Request::new(Method::PUT, Some(key)).body(body).await;
+        let mut req = Request::new(Method::PUT, Some(key))
+            .body(body.clone())
+            .await;
         if let Some((n, v)) = cond.header() {
             req = req.header(&n, &v);
         }
-        let (headers, _) = self
+        match self
             .send_buffered(&req)
             .await
-            .map_err(|e| cond.write_error(e))?;
-        Ok(ObjectMeta {
-            key: key.to_string(),
-            size,
-            etag: header_str(&headers, "etag").map(str::to_string),
-            last_modified: None,
-        })
+            .map_err(|e| cond.write_error(e))
+        {
+            Ok((headers, _)) => Ok(ObjectMeta {
+                key: key.to_string(),
+                size,
+                etag: header_str(&headers, "etag").map(str::to_string),
+                last_modified: None,
+            }),
+            // A retried conditional PUT whose first answer was lost finds
+            // its own write: ours if the object now holds exactly our bytes.
+            Err(e @ S3Error::PreconditionFailed { .. })
+                if req.uncertain.load(Ordering::Relaxed) =>
+            {
+                let ours = format!("\"{}\"", hex::encode(md5::Md5::digest(&body)));
+                self.ours_after_all(key, &ours, size).await.ok_or(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// After a lost conditional write: the object's metadata if it is now
+    /// the one we wrote (`etag`, `size`), else `None`.
+    pub(crate) async fn ours_after_all(
+        &self,
+        key: &str,
+        etag: &str,
+        size: u64,
+    ) -> Option<ObjectMeta> {
+        let meta = self.head(key).await.ok()?;
+        let same = meta.size == size && meta.etag.as_deref() == Some(etag);
+        if same {
+            debug!(key, "s3: a conditional write answered 412 is ours (an earlier attempt's answer was lost)");
+        }
+        same.then_some(meta)
     }
 
     /// Uploads a file: one PUT below the part size, a multipart upload above.
@@ -893,7 +939,22 @@ impl S3Client {
             tokio::io::AsyncReadExt::read_to_end(&mut file, &mut buf).await?;
             return self.put_bytes(key, Bytes::from(buf), cond).await;
         }
-        self.put_stream(key, file, cond).await
+        // A conflict at the end of a multipart upload means uploading it
+        // again from the start (S3's advice): a file can be read again.
+        let mut file = file;
+        let start = tokio::io::AsyncSeekExt::stream_position(&mut file).await?;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.put_stream(key, &mut file, cond.clone()).await {
+                Err(e) if e.is_conflict() && tries < self.inner.cfg.retry.max_attempts => {
+                    warn!(key, "s3: a conditional multipart upload raced another write (409); uploading it again");
+                    tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(start))
+                        .await?;
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Opens a GET (optionally from `offset`, requiring `etag`) and returns the response.

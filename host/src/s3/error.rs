@@ -21,7 +21,7 @@ pub enum S3Error {
         /// The bucket name.
         bucket: String,
     },
-    /// A conditional write lost (412 `PreconditionFailed`, or 409 `ConditionalRequestConflict`).
+    /// A conditional write lost (412 `PreconditionFailed`).
     #[error("s3: precondition failed for {key:?} (the object changed or already exists)")]
     PreconditionFailed {
         /// The object key.
@@ -172,6 +172,8 @@ const RETRYABLE_CODES: &[&str] = &[
     "RequestThrottled",
     "RequestTimeoutException",
     "OperationAborted",
+    // A conditional write that raced another: try again (S3's advice).
+    "ConditionalRequestConflict",
 ];
 
 /// ` (request id X)`, or nothing when the server sent none.
@@ -206,6 +208,13 @@ impl S3Error {
     /// a matter of configuration, not of the store.
     pub fn is_credentials(&self) -> bool {
         matches!(self.root(), S3Error::Credentials(_))
+    }
+
+    /// True for a 409 `ConditionalRequestConflict` (also behind
+    /// `RetriesExhausted`): a conditional write raced another; it may be
+    /// tried again (a multipart upload from the start).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self.root(), S3Error::Service { code, .. } if code == "ConditionalRequestConflict")
     }
 
     /// True for [`S3Error::NotFound`] (also behind `RetriesExhausted`).

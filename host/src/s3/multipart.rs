@@ -80,6 +80,25 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The ETag S3 gives an object completed from `parts` (each part's ETag
+/// being its MD5): the MD5 of the parts' MD5s, `-` and their count.
+/// `None` when a part's ETag is not an MD5 (encrypted with KMS, say).
+fn multipart_etag(parts: &[(u32, String)]) -> Option<String> {
+    use md5::Digest as _;
+    let mut all = md5::Md5::new();
+    for (_, etag) in parts {
+        let raw = hex::decode(etag.trim_matches('"'))
+            .ok()
+            .filter(|r| r.len() == 16)?;
+        all.update(&raw);
+    }
+    Some(format!(
+        "\"{}-{}\"",
+        hex::encode(all.finalize()),
+        parts.len()
+    ))
+}
+
 impl S3Client {
     /// Uploads a stream of unknown length. If it ends within one part, one PUT; otherwise a
     /// multipart upload with `concurrency` parts in flight (memory bounded by
@@ -201,7 +220,10 @@ impl S3Client {
         }
         etags.sort_by_key(|(n, _)| *n);
         let parts = etags.len();
-        match self.complete_multipart(key, upload_id, &etags, &cond).await {
+        match self
+            .complete_multipart(key, upload_id, &etags, &cond, total)
+            .await
+        {
             Ok(etag) => Ok(ObjectMeta {
                 key: key.to_string(),
                 size: total,
@@ -267,6 +289,7 @@ impl S3Client {
         upload_id: &str,
         parts: &[(u32, String)],
         cond: &PutCondition,
+        total: u64,
     ) -> Result<String, S3Error> {
         let mut xml = String::from(
             "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
@@ -287,7 +310,7 @@ impl S3Client {
             req = req.header(&n, &v);
         }
         let op = format!("CompleteMultipartUpload {key:?}");
-        let (_, body) = self
+        let body = self
             .send(&req, |resp| {
                 let op = op.clone();
                 async move {
@@ -306,8 +329,25 @@ impl S3Client {
                 }
             })
             .await
-            .map_err(|e| cond.write_error(e))?;
-        xml_field(&body, "ETag", || op.clone())
+            .map_err(|e| cond.write_error(e));
+        match body {
+            Ok((_, body)) => xml_field(&body, "ETag", || op.clone()),
+            // A retried Complete whose first answer was lost, then refused
+            // by its own condition: ours if the object is what the parts
+            // make (S3's multipart ETag: MD5 of the parts' MD5s, "-N").
+            Err(e @ S3Error::PreconditionFailed { .. })
+                if req.uncertain.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                let Some(ours) = multipart_etag(parts) else {
+                    return Err(e);
+                };
+                match self.ours_after_all(key, &ours, total).await {
+                    Some(meta) => Ok(meta.etag.unwrap_or(ours)),
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// `AbortMultipartUpload` (with retries).
