@@ -190,15 +190,14 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
                 (None, true) => PutCondition::IfNoneMatchAny,
                 (None, false) => PutCondition::None,
             };
-            let len = std::fs::metadata(&src).map(|m| m.len()).ok();
-            let pb = progress::bar(&format!("put {key}"), len);
-            let file = tokio::fs::File::open(&src)
-                .await
+            // The library's upload of a file: one PUT, or parts in
+            // parallel, a conflicting multipart upload sent again.
+            let file = std::fs::File::open(&src)
                 .map_err(|e| CliError::Other(format!("{}: {e}", src.display())))?;
-            let meta = store
-                .put_stream(&full, pb.wrap_async_read(file), cond)
-                .await?;
+            let pb = progress::activity(&format!("put {key}"));
+            let meta = store.put_opened(file, &full, cond).await;
             pb.finish_and_clear();
+            let meta = meta?;
             if g.json {
                 output::json(
                     &serde_json::json!({"key": key, "size": meta.size, "etag": meta.etag}),
@@ -560,52 +559,35 @@ fn exit_status_code(st: std::process::ExitStatus) -> u8 {
 
 async fn get(g: &Global, key: &str, dest: &Path) -> Result<u8, CliError> {
     let store = store(g)?;
-    let obj = store.get(&Keys::new(&g.prefix()).object(key)).await?;
+    let full = Keys::new(&g.prefix()).object(key);
+    if dest != Path::new("-") {
+        // The library's download into a file: ranges in parallel, each
+        // resumed where it broke, written beside the file and renamed.
+        let pb = progress::activity(&format!("get {key}"));
+        let meta = store.download_file(&full, dest).await;
+        pb.finish_and_clear();
+        let meta = meta?;
+        if g.json {
+            output::json(&serde_json::json!({"key": key, "size": meta.size, "etag": meta.etag}))?;
+        }
+        return Ok(0);
+    }
+    let obj = store.get(&full).await?;
     let pb = progress::bar(&format!("get {key}"), Some(obj.meta.size));
     let mut body = pb.wrap_async_read(obj.body);
-    if dest == Path::new("-") {
-        // The object is the output: no JSON after it.
-        let mut out = tokio::io::stdout();
-        let copied = async {
-            tokio::io::copy(&mut body, &mut out).await?;
-            tokio::io::AsyncWriteExt::flush(&mut out).await
-        };
-        match copied.await {
-            Ok(_) => {}
-            // The reader went away: the output ends, quietly.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            Err(e) => return Err(CliError::Other(format!("downloading {key}: {e}"))),
-        }
-        pb.finish_and_clear();
-        return Ok(0);
-    } else {
-        // Write beside the destination and rename: never a partial file.
-        let dir = dest
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let io = |e: std::io::Error| CliError::Other(format!("{}: {e}", dest.display()));
-        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-        let mut out = tokio::fs::File::from_std(tmp.reopen().map_err(io)?);
-        tokio::io::copy(&mut body, &mut out)
-            .await
-            .map_err(|e| CliError::Other(format!("downloading {key}: {e}")))?;
-        tokio::io::AsyncWriteExt::flush(&mut out)
-            .await
-            .map_err(io)?;
-        drop(out);
-        let to = dest.to_path_buf();
-        tokio::task::spawn_blocking(move || ccws::durable::persist_synced(tmp, &to))
-            .await
-            .map_err(|e| CliError::Other(format!("{}: {e}", dest.display())))?
-            .map_err(io)?;
+    // The object is the output: no JSON after it.
+    let mut out = tokio::io::stdout();
+    let copied = async {
+        tokio::io::copy(&mut body, &mut out).await?;
+        tokio::io::AsyncWriteExt::flush(&mut out).await
+    };
+    match copied.await {
+        Ok(_) => {}
+        // The reader went away: the output ends, quietly.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => return Err(CliError::Other(format!("downloading {key}: {e}"))),
     }
     pb.finish_and_clear();
-    if g.json {
-        output::json(
-            &serde_json::json!({"key": key, "size": obj.meta.size, "etag": obj.meta.etag}),
-        )?;
-    }
     Ok(0)
 }
 

@@ -4,7 +4,8 @@
 //! Run: `cargo run --release -p ccws-tests --bin s3bench [-- SIZE_MIB [ROUNDS]]` (default
 //! 200 MiB, 3 rounds; the tools take turns each round and the median round is reported).
 //! Each transfer runs in its own child process under `/usr/bin/time -v` (peak RSS); ccws's
-//! child is this binary itself (`s3bench ccws put|get ...`), calling the library directly.
+//! child is this binary itself (`s3bench ccws put|get ...`), calling the library directly;
+//! `ccws-cli` is the `ccws` binary built beside it (`ccws put` / `ccws get`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -149,6 +150,32 @@ fn tool_cmd(
             ],
             vec![],
         ),
+        "ccws-cli" => {
+            // The `ccws` binary built beside this one, as a user runs it.
+            let bin = std::env::current_exe().unwrap().with_file_name("ccws");
+            let args = if op == "put" {
+                vec!["put".to_string(), p, key.into()]
+            } else {
+                vec!["get".to_string(), key.into(), p]
+            };
+            let env = [
+                ("CCWS_BUCKET", c.bucket.as_str()),
+                ("AWS_ENDPOINT_URL", c.endpoint.as_str()),
+                ("AWS_ACCESS_KEY_ID", c.ak.as_str()),
+                ("AWS_SECRET_ACCESS_KEY", c.sk.as_str()),
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            (
+                std::iter::once(bin.display().to_string())
+                    .chain(args)
+                    .collect(),
+                env,
+            )
+        }
         "rclone" => {
             let remote = format!("bench:{}/{key}", c.bucket);
             let (src, dst) = if op == "put" {
@@ -246,7 +273,7 @@ fn main() {
         "s3bench: {mib} MiB object, s3s-fs 0.14.1 on {} (loopback), /usr/bin/time -v for peak RSS",
         c.endpoint
     );
-    let tools = ["ccws", "rclone", "boto3"];
+    let tools = ["ccws", "ccws-cli", "rclone", "boto3"];
     // Per tool: (upload secs, upload RSS, download secs, download RSS) per round.
     let mut runs: Vec<Vec<Round>> = vec![Vec::new(); tools.len()];
     for _ in 0..rounds {
