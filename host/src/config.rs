@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::s3::credential::{default_chain, profile::ProfileError, Profiles};
-use crate::s3::{Cached, ConfigError, CredentialError, S3Config};
+use crate::s3::{Cached, ConfigError, CredentialError, Encryption, S3Config};
 
 /// Where objects are kept.
 #[derive(Debug, Clone)]
@@ -37,6 +37,12 @@ pub struct Overrides {
     pub path_style: Option<bool>,
     /// Local store directory (used when no bucket is configured).
     pub local_store: Option<PathBuf>,
+    /// Server-side encryption: `AES256` or `aws:kms`.
+    pub sse: Option<String>,
+    /// The KMS key for `aws:kms`.
+    pub sse_kms_key_id: Option<String>,
+    /// The storage class of every object written.
+    pub storage_class: Option<String>,
 }
 
 /// Why settings could not be resolved.
@@ -135,6 +141,35 @@ pub fn resolve_store(
     let mut b = S3Config::builder(endpoint, region, bucket, "", "")
         .credentials(Arc::new(Cached::new(Arc::new(chain))))
         .path_style(path_style);
+    let kms_key = o
+        .sse_kms_key_id
+        .clone()
+        .or_else(|| get("CCWS_SSE_KMS_KEY_ID"));
+    match o.sse.clone().or_else(|| get("CCWS_SSE")) {
+        Some(sse) => {
+            let e = Encryption::parse(&sse, kms_key).map_err(|reason| SettingsError::BadValue {
+                name: "CCWS_SSE (--sse)".into(),
+                value: sse.clone(),
+                reason,
+            })?;
+            b = b.encryption(e);
+        }
+        None if kms_key.is_some() => {
+            return Err(SettingsError::BadValue {
+                name: "CCWS_SSE_KMS_KEY_ID (--sse-kms-key-id)".into(),
+                value: kms_key.unwrap_or_default(),
+                reason: "a KMS key needs CCWS_SSE=aws:kms (--sse aws:kms)".into(),
+            })
+        }
+        None => {}
+    }
+    if let Some(class) = o
+        .storage_class
+        .clone()
+        .or_else(|| get("CCWS_STORAGE_CLASS"))
+    {
+        b = b.storage_class(class);
+    }
     if let Some(ca) = get("AWS_CA_BUNDLE") {
         b = b.ca_bundle(ca);
     }
@@ -372,5 +407,55 @@ mod tests {
             ("AWS_SECRET_ACCESS_KEY", "b"),
         ]);
         assert!(resolve_store(&Overrides::default(), &e).is_err());
+    }
+
+    #[test]
+    fn encryption_and_storage_class_from_flags_or_variables() {
+        let base = [
+            ("HOME", "/nonexistent"),
+            ("CCWS_BUCKET", "b-1"),
+            ("AWS_ACCESS_KEY_ID", "a"),
+            ("AWS_SECRET_ACCESS_KEY", "b"),
+        ];
+        let with = |extra: &[(&str, &str)]| {
+            let mut e = env(&base);
+            e.extend(env(extra));
+            e
+        };
+        let e = with(&[
+            ("CCWS_SSE", "aws:kms"),
+            ("CCWS_SSE_KMS_KEY_ID", "alias/agents"),
+            ("CCWS_STORAGE_CLASS", "STANDARD_IA"),
+        ]);
+        let StoreSettings::S3(c) = resolve_store(&Overrides::default(), &e).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            c.encryption,
+            Some(Encryption::Kms {
+                key_id: Some("alias/agents".into())
+            })
+        );
+        assert_eq!(c.storage_class.as_deref(), Some("STANDARD_IA"));
+        let o = Overrides {
+            sse: Some("AES256".into()),
+            ..Default::default()
+        };
+        let StoreSettings::S3(c) = resolve_store(&o, &with(&[])).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.encryption, Some(Encryption::Aes256));
+        for (extra, says) in [
+            (&[("CCWS_SSE", "aes")][..], "not AES256 or aws:kms"),
+            (
+                &[("CCWS_SSE_KMS_KEY_ID", "k")][..],
+                "needs CCWS_SSE=aws:kms",
+            ),
+        ] {
+            let err = resolve_store(&Overrides::default(), &with(extra))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{err}");
+        }
     }
 }

@@ -912,3 +912,77 @@ async fn a_lost_complete_answer_finds_the_object_ours() {
         .unwrap_err();
     assert!(matches!(err, S3Error::PreconditionFailed { .. }), "{err:?}");
 }
+
+/// Buckets whose policy demands headers: every object write (a PUT, a multipart upload's
+/// create, a server-side copy) asks for the configured encryption and storage class, and
+/// moto (the second S3 implementation) accepts them. Part uploads carry neither, as S3 wants.
+#[tokio::test]
+async fn encryption_and_storage_class_ride_on_every_object_write() {
+    let Some(moto) = ccws_tests::moto::Moto::start() else {
+        return;
+    };
+    let upstream: std::net::SocketAddr = moto
+        .endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let proxy = FaultProxy::start(upstream).await;
+    let bucket = "ccws-sse";
+    S3Client::new(
+        S3Config::builder(moto.endpoint(), "us-east-1", bucket, "AK", "SK")
+            .path_style(true)
+            .build()
+            .unwrap(),
+    )
+    .unwrap()
+    .create_bucket()
+    .await
+    .unwrap();
+    let client = S3Client::new(
+        S3Config::builder(proxy.endpoint(), "us-east-1", bucket, "AK", "SK")
+            .path_style(true)
+            .part_size(5 * MIB)
+            .encryption(ccws::s3::Encryption::Aes256)
+            .storage_class("STANDARD_IA")
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    client
+        .put_bytes("small", Bytes::from_static(b"x"), PutCondition::None)
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("big");
+    std::fs::write(&path, data(11 * MIB, 5)).unwrap();
+    client
+        .put_file(&path, "big", PutCondition::None)
+        .await
+        .unwrap();
+    client.copy("small", "copied").await.unwrap();
+    for r in proxy.seen() {
+        let head = r.head.to_ascii_lowercase();
+        let writes_object = (r.method == "PUT" && !r.target.contains("partNumber="))
+            || (r.method == "POST" && r.target.contains("?uploads"));
+        let asks = head.contains("x-amz-server-side-encryption: aes256")
+            && head.contains("x-amz-storage-class: standard_ia");
+        assert_eq!(asks, writes_object, "{} {}", r.method, r.target);
+    }
+    assert_eq!(
+        proxy
+            .seen()
+            .iter()
+            .filter(|r| r
+                .head
+                .to_ascii_lowercase()
+                .contains("x-amz-server-side-encryption"))
+            .count(),
+        3,
+        "PUT small, create big, copy, and no part: {:?}",
+        proxy
+            .seen()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.target))
+            .collect::<Vec<_>>()
+    );
+}

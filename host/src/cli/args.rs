@@ -64,6 +64,18 @@ pub struct Global {
     /// Path-style addressing (true for MinIO-like servers; default: true with a custom endpoint).
     #[arg(long, global = true, value_name = "BOOL")]
     pub path_style: Option<bool>,
+    /// Server-side encryption of every object written: AES256 or aws:kms
+    /// [env: CCWS_SSE] [default: the bucket's].
+    #[arg(long, global = true, value_name = "AES256|aws:kms")]
+    pub sse: Option<String>,
+    /// The KMS key (id or ARN) for `--sse aws:kms` [env: CCWS_SSE_KMS_KEY_ID]
+    /// [default: the account's aws/s3 key].
+    #[arg(long, global = true, value_name = "KEY")]
+    pub sse_kms_key_id: Option<String>,
+    /// Storage class of every object written, e.g. STANDARD_IA [env:
+    /// CCWS_STORAGE_CLASS] [default: the bucket's].
+    #[arg(long, global = true, value_name = "CLASS")]
+    pub storage_class: Option<String>,
     /// The local store directory, used when no bucket is set [env:
     /// CCWS_LOCAL_STORE] [default: <state dir>/store].
     #[arg(long, global = true)]

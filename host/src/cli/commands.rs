@@ -604,6 +604,9 @@ fn store(g: &Global) -> Result<Store, CliError> {
         profile: g.profile.clone(),
         path_style: g.path_style,
         local_store: g.local_store.clone(),
+        sse: g.sse.clone(),
+        sse_kms_key_id: g.sse_kms_key_id.clone(),
+        storage_class: g.storage_class.clone(),
     };
     Ok(match config::resolve_store(&o, &env)? {
         StoreSettings::S3(c) => Store::S3(S3Client::new(*c).map_err(config::SettingsError::from)?),

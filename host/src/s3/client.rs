@@ -174,6 +174,20 @@ impl Request {
         self
     }
 
+    /// Adds the headers every object write carries: encryption and
+    /// storage class, as configured.
+    pub(crate) fn object_write(mut self, cfg: &S3Config) -> Self {
+        if let Some(e) = &cfg.encryption {
+            for (k, v) in e.headers() {
+                self = self.header(k, &v);
+            }
+        }
+        if let Some(c) = &cfg.storage_class {
+            self = self.header("x-amz-storage-class", c);
+        }
+        self
+    }
+
     /// Whether this is a `CompleteMultipartUpload`.
     fn is_complete(&self) -> bool {
         self.method == Method::POST && self.query.iter().any(|(k, _)| k == "uploadId")
@@ -866,6 +880,7 @@ impl S3Client {
         check_key(key)?;
         let size = body.len() as u64;
         let mut req = Request::new(Method::PUT, Some(key))
+            .object_write(&self.inner.cfg)
             .body(body.clone())
             .await;
         if let Some((n, v)) = cond.header() {

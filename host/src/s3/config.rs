@@ -78,6 +78,45 @@ pub enum ConfigError {
     HttpClient(String),
 }
 
+/// Server-side encryption, for buckets whose policy demands it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encryption {
+    /// S3-managed keys (`AES256`).
+    Aes256,
+    /// KMS (`aws:kms`), with the key's id or ARN, or the bucket's default key.
+    Kms {
+        /// The key id or ARN; `None`: the account's default `aws/s3` key.
+        key_id: Option<String>,
+    },
+}
+
+impl Encryption {
+    /// From the values of `--sse` and `--sse-kms-key-id` (or `CCWS_SSE`,
+    /// `CCWS_SSE_KMS_KEY_ID`): `AES256` or `aws:kms`.
+    pub fn parse(sse: &str, kms_key_id: Option<String>) -> Result<Encryption, String> {
+        match (sse, kms_key_id) {
+            ("AES256", None) => Ok(Encryption::Aes256),
+            ("AES256", Some(_)) => Err("a KMS key id goes with aws:kms, not AES256".into()),
+            ("aws:kms", key_id) => Ok(Encryption::Kms { key_id }),
+            (other, _) => Err(format!("{other:?} is not AES256 or aws:kms")),
+        }
+    }
+
+    /// The headers that ask for it.
+    pub(crate) fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Encryption::Aes256 => vec![("x-amz-server-side-encryption", "AES256".into())],
+            Encryption::Kms { key_id } => {
+                let mut h = vec![("x-amz-server-side-encryption", "aws:kms".to_owned())];
+                if let Some(k) = key_id {
+                    h.push(("x-amz-server-side-encryption-aws-kms-key-id", k.clone()));
+                }
+                h
+            }
+        }
+    }
+}
+
 /// Everything needed to talk to one bucket of an S3-compatible service.
 ///
 /// Build it with [`S3Config::builder`]; [`S3Config::validate`] checks every field.
@@ -101,6 +140,10 @@ pub struct S3Config {
     pub credentials: Option<std::sync::Arc<crate::s3::credential::Cached>>,
     /// `true`: `endpoint/bucket/key`; `false`: `bucket.endpoint/key` (virtual-hosted style).
     pub path_style: bool,
+    /// Server-side encryption asked for on every object written.
+    pub encryption: Option<Encryption>,
+    /// Storage class of every object written (`STANDARD_IA`, ...); `None`: the bucket's default.
+    pub storage_class: Option<String>,
     /// Extra PEM CA bundle trusted in addition to the platform roots.
     pub ca_bundle: Option<PathBuf>,
     /// Multipart part size in bytes (at least 5 MiB).
@@ -135,6 +178,8 @@ impl fmt::Debug for S3Config {
                 &self.credentials.as_ref().map(|_| "<provider>"),
             )
             .field("path_style", &self.path_style)
+            .field("encryption", &self.encryption)
+            .field("storage_class", &self.storage_class)
             .field("ca_bundle", &self.ca_bundle)
             .field("part_size", &self.part_size)
             .field("concurrency", &self.concurrency)
@@ -165,6 +210,8 @@ impl S3Config {
                 session_token: None,
                 credentials: None,
                 path_style: false,
+                encryption: None,
+                storage_class: None,
                 ca_bundle: None,
                 part_size: DEFAULT_PART_SIZE,
                 concurrency: DEFAULT_CONCURRENCY,
@@ -224,6 +271,18 @@ impl S3ConfigBuilder {
     /// rather than the keys given to [`S3Config::builder`], which may then be empty.
     pub fn credentials(mut self, provider: std::sync::Arc<crate::s3::credential::Cached>) -> Self {
         self.cfg.credentials = Some(provider);
+        self
+    }
+
+    /// Asks for server-side encryption of every object written.
+    pub fn encryption(mut self, encryption: Encryption) -> Self {
+        self.cfg.encryption = Some(encryption);
+        self
+    }
+
+    /// Writes every object in this storage class.
+    pub fn storage_class(mut self, class: impl Into<String>) -> Self {
+        self.cfg.storage_class = Some(class.into());
         self
     }
 
@@ -374,6 +433,27 @@ pub fn validate_bucket(bucket: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encryption_is_parsed_and_asked_for() {
+        assert_eq!(Encryption::parse("AES256", None), Ok(Encryption::Aes256));
+        let kms =
+            Encryption::parse("aws:kms", Some("arn:aws:kms:eu-west-1:1:key/k".into())).unwrap();
+        assert_eq!(
+            kms.headers(),
+            vec![
+                ("x-amz-server-side-encryption", "aws:kms".to_owned()),
+                (
+                    "x-amz-server-side-encryption-aws-kms-key-id",
+                    "arn:aws:kms:eu-west-1:1:key/k".to_owned()
+                ),
+            ]
+        );
+        assert!(Encryption::parse("AES256", Some("k".into())).is_err());
+        assert!(Encryption::parse("aes", None)
+            .unwrap_err()
+            .contains("not AES256 or aws:kms"));
+    }
 
     fn base() -> S3ConfigBuilder {
         S3Config::builder(

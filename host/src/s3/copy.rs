@@ -26,7 +26,9 @@ impl S3Client {
             self.config().bucket,
             utf8_percent_encode(src, SOURCE)
         );
-        let req = Request::new(Method::PUT, Some(dest)).header("x-amz-copy-source", &source);
+        let req = Request::new(Method::PUT, Some(dest))
+            .header("x-amz-copy-source", &source)
+            .object_write(&self.inner.cfg);
         let (headers, body) = self.send_buffered(&req).await.map_err(|e| match e {
             // The missing object is the source, not the destination.
             S3Error::NotFound { .. } => S3Error::NotFound { key: src.into() },

@@ -19,7 +19,7 @@ pub mod retry;
 pub(crate) mod sigv4;
 
 pub use client::{GetObject, ObjectMeta, PutCondition, S3Client};
-pub use config::{ConfigError, S3Config, S3ConfigBuilder};
+pub use config::{ConfigError, Encryption, S3Config, S3ConfigBuilder};
 pub use credential::{Cached, CredentialError, CredentialProvider, Credentials};
 pub use error::S3Error;
 pub use list::{DeleteFailure, ListPage};

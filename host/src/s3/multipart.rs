@@ -252,7 +252,9 @@ impl S3Client {
 
     /// `CreateMultipartUpload`; returns the upload id.
     pub(crate) async fn create_multipart(&self, key: &str) -> Result<String, S3Error> {
-        let req = Request::new(Method::POST, Some(key)).query("uploads", "");
+        let req = Request::new(Method::POST, Some(key))
+            .query("uploads", "")
+            .object_write(&self.inner.cfg);
         let (_, body) = self.send_buffered(&req).await?;
         xml_field(&body, "UploadId", || {
             format!("CreateMultipartUpload {key:?}")
