@@ -12,9 +12,11 @@ pub mod client;
 pub mod config;
 mod copy;
 pub mod credential;
+mod download;
 pub mod error;
 pub mod list;
 pub mod multipart;
+mod request;
 pub mod retry;
 pub(crate) mod sigv4;
 

@@ -1,0 +1,419 @@
+//! Reading objects: a GET as a stream that resumes where it broke
+//! (`Range` from the last byte received, pinned to the first answer's ETag),
+//! and a download into a file in parallel ranges, each resumed on its own,
+//! fsynced and renamed into place.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::{BoxStream, Stream, StreamExt, TryStreamExt};
+use futures::FutureExt;
+use reqwest::{Method, StatusCode};
+use tracing::debug;
+
+use super::client::{
+    check_key, content_length, header_str, meta_from_headers, transport, GetObject, ObjectMeta,
+    Request, S3Client,
+};
+use super::error::S3Error;
+
+impl S3Client {
+    /// Opens a GET (optionally from `offset`, requiring `etag`) and returns the response.
+    async fn open_get(
+        &self,
+        key: &str,
+        range: Option<(u64, u64)>,
+        etag: Option<&str>,
+    ) -> Result<reqwest::Response, S3Error> {
+        let mut req = Request::new(Method::GET, Some(key));
+        if let Some((first, last)) = range {
+            req = req.header("range", &format!("bytes={first}-{last}"));
+        }
+        if let Some(e) = etag {
+            req = req.header("if-match", e);
+        }
+        self.send(&req, |resp| async move { Ok(resp) }).await
+    }
+
+    /// Streams an object: the body yields bytes as they arrive (see [`GetObject`]).
+    pub async fn get(&self, key: &str) -> Result<GetObject, S3Error> {
+        let (meta, stream) = self.get_stream(key).await?;
+        let body = tokio_util::io::StreamReader::new(stream.map(|r| r.map_err(S3Error::into_io)));
+        Ok(GetObject {
+            meta,
+            body: Box::pin(body),
+        })
+    }
+
+    /// The metadata and a verified, resuming byte stream of an object.
+    pub(crate) async fn get_stream(
+        &self,
+        key: &str,
+    ) -> Result<
+        (
+            ObjectMeta,
+            impl Stream<Item = Result<Bytes, S3Error>> + Send + 'static,
+        ),
+        S3Error,
+    > {
+        check_key(key)?;
+        let resp = self.open_get(key, None, None).await?;
+        let expected = content_length(resp.headers());
+        let meta = meta_from_headers(key, resp.headers(), expected.unwrap_or(0));
+        let stream = BodyState::new(
+            self,
+            key,
+            meta.etag.clone(),
+            0,
+            expected,
+            expected,
+            Some(resp),
+        )
+        .into_stream();
+        Ok((meta, stream))
+    }
+
+    /// Downloads an object to `dest` (parent directories created). The bytes go to a temporary
+    /// file in the same directory, renamed over `dest` only once complete and verified.
+    ///
+    /// The first request asks for the first part (`Range`), which gives the size and ETag in one
+    /// round trip; larger objects are then fetched as `concurrency` ranged GETs (`If-Match` the
+    /// ETag, so every range comes from the same object version), written at their offsets.
+    pub async fn download_file(&self, key: &str, dest: &Path) -> Result<ObjectMeta, S3Error> {
+        check_key(key)?;
+        let cfg = &self.inner.cfg;
+        let part = cfg.part_size as u64;
+        let mut resp = match self.open_get(key, Some((0, part - 1)), None).await {
+            Ok(r) => r,
+            // An empty object has no byte 0: S3 answers 416 to any range.
+            Err(S3Error::Service { status: 416, .. }) => self.open_get(key, None, None).await?,
+            Err(e) => return Err(e),
+        };
+        let (mut etag, mut len, mut total) = first_range(key, part, &resp)?;
+        if etag.is_none() && total.is_some_and(|t| Some(t) != len) {
+            // Without an ETag the other ranges cannot be pinned (If-Match) to the version the
+            // first came from: fetch the whole object in one unranged GET instead.
+            debug!(
+                key,
+                "s3: no ETag on a ranged GET; downloading in one request"
+            );
+            drop(resp);
+            resp = self.open_get(key, None, None).await?;
+            (etag, len, total) = first_range(key, part, &resp)?;
+        }
+        let h = resp.headers();
+        let mut meta = meta_from_headers(key, h, total.unwrap_or(0));
+
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        tokio::fs::create_dir_all(&parent).await?;
+        let tmp = tokio::task::spawn_blocking(move || {
+            tempfile::Builder::new()
+                .prefix(".ccws-download-")
+                .tempfile_in(parent)
+        })
+        .await
+        .expect("tempfile creation does not panic")?;
+        let file = Arc::new(tmp.as_file().try_clone()?);
+
+        let first = BodyState::new(self, key, etag.clone(), 0, len, total, Some(resp));
+        let mut jobs = vec![write_at(file.clone(), 0, first.into_stream()).boxed()];
+        if let (Some(total), Some(first_len), Some(etag)) = (total, len, etag.as_ref()) {
+            let mut start = first_len;
+            while start < total {
+                let n = part.min(total - start);
+                let body = BodyState::new(
+                    self,
+                    key,
+                    Some(etag.clone()),
+                    start,
+                    Some(n),
+                    Some(total),
+                    None,
+                );
+                jobs.push(write_at(file.clone(), start, body.into_stream()).boxed());
+                start += n;
+            }
+        }
+        let written: u64 = futures::stream::iter(jobs)
+            .buffer_unordered(cfg.concurrency)
+            .try_fold(0u64, |acc, n| async move { Ok(acc + n) })
+            .await?;
+        if let Some(total) = total {
+            if written != total {
+                return Err(S3Error::ShortBody {
+                    op: format!("GET {key:?}"),
+                    expected: total,
+                    got: written,
+                });
+            }
+        }
+        drop(file);
+        let dest = dest.to_path_buf();
+        // Flush the bytes to disk before the rename makes them visible under `dest`, so a
+        // crash cannot leave a complete-looking file with missing data.
+        tokio::task::spawn_blocking(move || crate::durable::persist_synced(tmp, &dest))
+            .await
+            .expect("rename does not panic")?;
+        meta.size = written;
+        Ok(meta)
+    }
+}
+
+/// ETag, `Content-Length` and object size of a GET's answer.
+type FirstRange = (Option<String>, Option<u64>, Option<u64>);
+
+/// (ETag, Content-Length, object size) of the answer to a GET of the first `part` bytes (or
+/// of an unranged GET), checking a 206's `Content-Range`.
+fn first_range(key: &str, part: u64, resp: &reqwest::Response) -> Result<FirstRange, S3Error> {
+    let h = resp.headers();
+    let etag = header_str(h, "etag").map(str::to_string);
+    let len = content_length(h);
+    if resp.status() != StatusCode::PARTIAL_CONTENT {
+        return Ok((etag, len, len));
+    }
+    let total = header_str(h, "content-range")
+        .filter(|v| v.starts_with("bytes 0-"))
+        .and_then(|v| v.rsplit_once('/'))
+        .and_then(|(_, t)| t.parse::<u64>().ok());
+    match (total, len) {
+        (Some(t), Some(l)) if l == t.min(part) => Ok((etag, len, Some(t))),
+        _ => Err(S3Error::InvalidResponse {
+            op: format!("GET {key:?}"),
+            message: format!(
+                "bad Content-Range {:?} for the first {part} bytes",
+                header_str(h, "content-range")
+            ),
+        }),
+    }
+}
+
+/// Writes a body stream into `file` from offset `base`, in blocks of up to 1 MiB.
+async fn write_at(
+    file: Arc<std::fs::File>,
+    base: u64,
+    body: impl Stream<Item = Result<Bytes, S3Error>>,
+) -> Result<u64, S3Error> {
+    const BLOCK: usize = 1 << 20;
+    async fn flush(file: &Arc<std::fs::File>, at: u64, data: Bytes) -> Result<(), S3Error> {
+        use std::os::unix::fs::FileExt;
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || file.write_all_at(&data, at))
+            .await
+            .expect("pwrite does not panic")?;
+        Ok(())
+    }
+    let mut body = std::pin::pin!(body);
+    let mut buf = BytesMut::with_capacity(BLOCK);
+    let mut at = base;
+    while let Some(chunk) = body.next().await {
+        buf.extend_from_slice(&chunk?);
+        if buf.len() >= BLOCK {
+            let data = buf.split().freeze();
+            let n = data.len() as u64;
+            flush(&file, at, data).await?;
+            at += n;
+            buf.reserve(BLOCK);
+        }
+    }
+    if !buf.is_empty() {
+        let data = buf.split().freeze();
+        let n = data.len() as u64;
+        flush(&file, at, data).await?;
+        at += n;
+    }
+    Ok(at - base)
+}
+
+/// State of a streamed GET body: verifies length and resumes after transient failures.
+struct BodyState {
+    client: S3Client,
+    key: String,
+    etag: Option<String>,
+    /// Offset of this body in the object.
+    base: u64,
+    /// Bytes this body must deliver (the range's length), if known.
+    expected: Option<u64>,
+    /// The object's total size, if known.
+    total: Option<u64>,
+    received: u64,
+    stream: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
+    failures: u32,
+    done: bool,
+}
+
+impl BodyState {
+    /// A body for `[base, base + expected)` of an object of `total` bytes; `resp` is an
+    /// already-open response for it, or `None` to open it (with `Range` + `If-Match`) on first read.
+    fn new(
+        client: &S3Client,
+        key: &str,
+        etag: Option<String>,
+        base: u64,
+        expected: Option<u64>,
+        total: Option<u64>,
+        resp: Option<reqwest::Response>,
+    ) -> BodyState {
+        BodyState {
+            client: client.clone(),
+            key: key.to_string(),
+            etag,
+            base,
+            expected,
+            total,
+            received: 0,
+            stream: resp.map(|r| r.bytes_stream().boxed()),
+            failures: 0,
+            done: false,
+        }
+    }
+
+    fn into_stream(self) -> impl Stream<Item = Result<Bytes, S3Error>> + Send + 'static {
+        futures::stream::unfold(self, |mut st| async move {
+            let item = st.next_chunk().await?;
+            Some((item, st))
+        })
+    }
+
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, S3Error>> {
+        // Per chunk this only reads; the client and the op name are used on failure only.
+        let idle = self.client.inner.cfg.read_timeout;
+        let max_attempts = self.client.inner.cfg.retry.max_attempts;
+        let op = |key: &str| format!("GET {key:?}");
+        loop {
+            if self.done {
+                return None;
+            }
+            if self.expected.is_some_and(|e| self.received >= e) {
+                self.done = true;
+                self.stream = None;
+                return None;
+            }
+            let stream = match self.stream.as_mut() {
+                Some(s) => s,
+                None => match self.resume().await {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                },
+            };
+            let failure = match tokio::time::timeout(idle, stream.next()).await {
+                Ok(Some(Ok(chunk))) => {
+                    self.received += chunk.len() as u64;
+                    if let Some(exp) = self.expected {
+                        if self.received > exp {
+                            self.done = true;
+                            return Some(Err(S3Error::InvalidResponse {
+                                op: op(&self.key),
+                                message: format!("more than the {exp} bytes announced"),
+                            }));
+                        }
+                    }
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    return Some(Ok(chunk));
+                }
+                Ok(None) => match self.expected {
+                    None => {
+                        self.done = true;
+                        return None;
+                    }
+                    Some(exp) => S3Error::ShortBody {
+                        op: op(&self.key),
+                        expected: exp,
+                        got: self.received,
+                    },
+                },
+                Ok(Some(Err(e))) => {
+                    let t = transport(&op(&self.key), &e);
+                    match self.expected {
+                        Some(exp) => {
+                            debug!(key = %self.key, error = %t, "s3: body failed mid-way");
+                            S3Error::ShortBody {
+                                op: op(&self.key),
+                                expected: exp,
+                                got: self.received,
+                            }
+                        }
+                        None => t,
+                    }
+                }
+                Err(_) => S3Error::Timeout {
+                    op: op(&self.key),
+                    secs: idle.as_secs_f64(),
+                },
+            };
+            self.stream = None;
+            self.failures += 1;
+            let resumable = self.expected.is_some() && self.total.is_some() && self.etag.is_some();
+            if !resumable || self.failures >= max_attempts {
+                self.done = true;
+                return Some(Err(if self.failures > 1 {
+                    S3Error::RetriesExhausted {
+                        attempts: self.failures,
+                        last: Box::new(failure),
+                    }
+                } else {
+                    failure
+                }));
+            }
+            let delay = self.client.inner.cfg.retry.backoff(self.failures);
+            debug!(key = %self.key, received = self.received, failures = self.failures, ?delay, error = %failure, "s3: resuming download");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// (Re)opens the body at `received` with `Range` + `If-Match`, checking the ETag and range.
+    async fn resume(&mut self) -> Result<(), S3Error> {
+        let etag = self.etag.clone().expect("resumable");
+        let expected = self.expected.expect("resumable");
+        let total = self.total.expect("resumable");
+        let (first, last) = (self.base + self.received, self.base + expected - 1);
+        let resp = match self
+            .client
+            .open_get(&self.key, Some((first, last)), Some(&etag))
+            .await
+        {
+            Ok(r) => r,
+            Err(S3Error::PreconditionFailed { .. }) => {
+                return Err(S3Error::Changed {
+                    key: self.key.clone(),
+                    before: etag,
+                    after: "(unknown)".into(),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let h = resp.headers();
+        if let Some(now) = header_str(h, "etag") {
+            if now != etag {
+                return Err(S3Error::Changed {
+                    key: self.key.clone(),
+                    before: etag,
+                    after: now.to_string(),
+                });
+            }
+        }
+        let want = format!("bytes {first}-{last}/{total}");
+        if resp.status() != StatusCode::PARTIAL_CONTENT
+            || header_str(h, "content-range") != Some(want.as_str())
+        {
+            return Err(S3Error::InvalidResponse {
+                op: format!("GET {:?} (range)", self.key),
+                message: format!(
+                    "expected 206 with Content-Range {want:?}, got {} with {:?}",
+                    resp.status(),
+                    header_str(h, "content-range")
+                ),
+            });
+        }
+        self.stream = Some(resp.bytes_stream().boxed());
+        Ok(())
+    }
+}
