@@ -163,6 +163,18 @@ pub fn resolve_store(
         }
         None => {}
     }
+    match get("CCWS_CHECKSUMS").as_deref() {
+        None | Some("true") => {}
+        Some("false") => b = b.checksums(false),
+        Some("verify") => b = b.verify_checksums(true),
+        Some(v) => {
+            return Err(SettingsError::BadValue {
+                name: "CCWS_CHECKSUMS".into(),
+                value: v.into(),
+                reason: "expected true, false or verify".into(),
+            })
+        }
+    }
     if let Some(class) = o
         .storage_class
         .clone()

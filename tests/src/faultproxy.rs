@@ -54,6 +54,12 @@ pub enum Fault {
     /// Forward, wait for the server's whole answer, then reset the connection instead of
     /// relaying it: the request took effect, but its answer was lost.
     LoseAnswer,
+    /// Forward, and relay the answer with the body byte at this offset flipped (bits
+    /// inverted): corruption in transit that no length check sees.
+    FlipByte {
+        /// Offset in the response body.
+        at: usize,
+    },
 }
 
 /// A fault for requests that match `method` and whose target (path + query) contains
@@ -448,6 +454,13 @@ async fn handle(
                 }
                 return Ok(());
             }
+        } else if let Some(Fault::FlipByte { at }) = &fault {
+            let mut chunk = chunk.to_vec();
+            if (body_sent..body_sent + chunk.len()).contains(at) {
+                chunk[at - body_sent] ^= 0xff;
+            }
+            client.write_all(&chunk).await?;
+            body_sent += chunk.len();
         } else {
             client.write_all(chunk).await?;
             body_sent += chunk.len();

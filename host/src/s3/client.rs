@@ -18,6 +18,7 @@ use tokio::io::AsyncRead;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use super::checksum;
 use super::config::{ConfigError, S3Config};
 use super::credential::{Cached, Credentials, StaticProvider};
 use super::error::{parse_error_xml, S3Error, XmlError};
@@ -648,10 +649,13 @@ impl S3Client {
     ) -> Result<ObjectMeta, S3Error> {
         check_key(key)?;
         let size = body.len() as u64;
-        let mut req = Request::new(Method::PUT, Some(key))
-            .object_write(&self.inner.cfg)
-            .body(body.clone())
-            .await;
+        let mut req = Request::new(Method::PUT, Some(key)).object_write(&self.inner.cfg);
+        if self.inner.cfg.checksums {
+            req = req
+                .header(checksum::HEADER, &checksum::of(&body))
+                .header("x-amz-sdk-checksum-algorithm", checksum::ALGORITHM);
+        }
+        let mut req = req.body(body.clone()).await;
         if let Some((n, v)) = cond.header() {
             req = req.header(&n, &v);
         }

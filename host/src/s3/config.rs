@@ -144,6 +144,14 @@ pub struct S3Config {
     pub encryption: Option<Encryption>,
     /// Storage class of every object written (`STANDARD_IA`, ...); `None`: the bucket's default.
     pub storage_class: Option<String>,
+    /// Send a CRC64NVME checksum with every object write and part, for the
+    /// server to verify (on by default; off for stores that refuse them).
+    pub checksums: bool,
+    /// Also check a whole-object GET against the checksum the server gives
+    /// back. Off by default: a store that keeps a wrong checksum (s3s-fs
+    /// 0.14.1 keeps a refused conditional PUT's) would make good objects
+    /// unreadable.
+    pub verify_checksums: bool,
     /// Extra PEM CA bundle trusted in addition to the platform roots.
     pub ca_bundle: Option<PathBuf>,
     /// Multipart part size in bytes (at least 5 MiB).
@@ -180,6 +188,8 @@ impl fmt::Debug for S3Config {
             .field("path_style", &self.path_style)
             .field("encryption", &self.encryption)
             .field("storage_class", &self.storage_class)
+            .field("checksums", &self.checksums)
+            .field("verify_checksums", &self.verify_checksums)
             .field("ca_bundle", &self.ca_bundle)
             .field("part_size", &self.part_size)
             .field("concurrency", &self.concurrency)
@@ -212,6 +222,8 @@ impl S3Config {
                 path_style: false,
                 encryption: None,
                 storage_class: None,
+                checksums: true,
+                verify_checksums: false,
                 ca_bundle: None,
                 part_size: DEFAULT_PART_SIZE,
                 concurrency: DEFAULT_CONCURRENCY,
@@ -277,6 +289,18 @@ impl S3ConfigBuilder {
     /// Asks for server-side encryption of every object written.
     pub fn encryption(mut self, encryption: Encryption) -> Self {
         self.cfg.encryption = Some(encryption);
+        self
+    }
+
+    /// Sends (or not) a CRC64NVME checksum with every write.
+    pub fn checksums(mut self, on: bool) -> Self {
+        self.cfg.checksums = on;
+        self
+    }
+
+    /// Checks (or not) whole-object GETs against the server's checksum.
+    pub fn verify_checksums(mut self, on: bool) -> Self {
+        self.cfg.verify_checksums = on;
         self
     }
 

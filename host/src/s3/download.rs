@@ -12,6 +12,7 @@ use futures::FutureExt;
 use reqwest::{Method, StatusCode};
 use tracing::debug;
 
+use super::checksum;
 use super::client::{
     check_key, content_length, header_str, meta_from_headers, transport, GetObject, ObjectMeta,
     Request, S3Client,
@@ -32,6 +33,10 @@ impl S3Client {
         }
         if let Some(e) = etag {
             req = req.header("if-match", e);
+        }
+        if range.is_none() && self.inner.cfg.verify_checksums {
+            // A whole object's answer then carries its checksum, if it has one.
+            req = req.header("x-amz-checksum-mode", "ENABLED");
         }
         self.send(&req, |resp| async move { Ok(resp) }).await
     }
@@ -61,7 +66,13 @@ impl S3Client {
         let resp = self.open_get(key, None, None).await?;
         let expected = content_length(resp.headers());
         let meta = meta_from_headers(key, resp.headers(), expected.unwrap_or(0));
-        let stream = BodyState::new(
+        // A whole-object CRC64NVME (not a composite of parts' sums) is
+        // checked against the bytes as they stream.
+        let whole_crc = header_str(resp.headers(), checksum::HEADER)
+            .filter(|_| self.inner.cfg.verify_checksums)
+            .filter(|_| header_str(resp.headers(), "x-amz-checksum-type") != Some("COMPOSITE"))
+            .map(str::to_owned);
+        let mut body = BodyState::new(
             self,
             key,
             meta.etag.clone(),
@@ -69,8 +80,9 @@ impl S3Client {
             expected,
             expected,
             Some(resp),
-        )
-        .into_stream();
+        );
+        body.verify = whole_crc.map(|c| (c, checksum::Running::new()));
+        let stream = body.into_stream();
         Ok((meta, stream))
     }
 
@@ -243,6 +255,9 @@ struct BodyState {
     stream: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
     failures: u32,
     done: bool,
+    /// The object's CRC64NVME as the server gave it, and the sum of the
+    /// bytes so far (a whole-object stream only).
+    verify: Option<(String, checksum::Running)>,
 }
 
 impl BodyState {
@@ -268,7 +283,21 @@ impl BodyState {
             stream: resp.map(|r| r.bytes_stream().boxed()),
             failures: 0,
             done: false,
+            verify: None,
         }
+    }
+
+    /// At the end of the stream: `Some(error)` if the bytes' checksum is
+    /// not the object's.
+    fn check_sum(&mut self) -> Option<S3Error> {
+        let (want, got) = self.verify.take()?;
+        let got = got.value();
+        (got != want).then(|| S3Error::InvalidResponse {
+            op: format!("GET {:?}", self.key),
+            message: format!(
+                "the bytes received have CRC64NVME {got}, the object's is {want}: corrupted in transit"
+            ),
+        })
     }
 
     fn into_stream(self) -> impl Stream<Item = Result<Bytes, S3Error>> + Send + 'static {
@@ -290,7 +319,7 @@ impl BodyState {
             if self.expected.is_some_and(|e| self.received >= e) {
                 self.done = true;
                 self.stream = None;
-                return None;
+                return self.check_sum().map(Err);
             }
             let stream = match self.stream.as_mut() {
                 Some(s) => s,
@@ -317,12 +346,15 @@ impl BodyState {
                     if chunk.is_empty() {
                         continue;
                     }
+                    if let Some((_, sum)) = self.verify.as_mut() {
+                        sum.update(&chunk);
+                    }
                     return Some(Ok(chunk));
                 }
                 Ok(None) => match self.expected {
                     None => {
                         self.done = true;
-                        return None;
+                        return self.check_sum().map(Err);
                     }
                     Some(exp) => S3Error::ShortBody {
                         op: op(&self.key),

@@ -8,6 +8,7 @@
 //! - [`retry`]: the [`RetryConfig`] (backoff with full jitter).
 //! - [`error`]: the typed [`S3Error`].
 
+mod checksum;
 pub mod client;
 pub mod config;
 mod copy;

@@ -10,6 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+use super::checksum;
 use super::client::{check_key, header_str, ObjectMeta, PutCondition, Request, S3Client};
 use super::error::{parse_error_xml, xml_fields, S3Error};
 
@@ -174,6 +175,10 @@ impl S3Client {
         let mut etags: Vec<(u32, String)> = Vec::new();
         let mut next_part = 0u32;
         let mut total = 0u64;
+        // The parts are read in order: the whole object's checksum runs
+        // along, and each part's is kept for Complete.
+        let mut whole = cfg.checksums.then(checksum::Running::new);
+        let mut crcs: Vec<String> = Vec::new();
         loop {
             while tasks.len() < cfg.concurrency {
                 let part = match pending.pop_front() {
@@ -198,12 +203,19 @@ impl S3Client {
                     ))));
                 }
                 total += part.len() as u64;
+                let crc = whole.as_mut().map(|w| {
+                    w.update(&part);
+                    checksum::of(&part)
+                });
+                crcs.extend(crc.clone());
                 let client = self.clone();
                 let key = key.to_string();
                 let upload_id = upload_id.to_string();
                 let n = next_part;
                 tasks.spawn(async move {
-                    let etag = client.upload_part(&key, &upload_id, n, part).await?;
+                    let etag = client
+                        .upload_part(&key, &upload_id, n, part, crc.as_deref())
+                        .await?;
                     Ok((n, etag))
                 });
             }
@@ -221,7 +233,14 @@ impl S3Client {
         etags.sort_by_key(|(n, _)| *n);
         let parts = etags.len();
         match self
-            .complete_multipart(key, upload_id, &etags, &cond, total)
+            .complete_multipart(
+                key,
+                upload_id,
+                &etags,
+                &cond,
+                total,
+                whole.map(|w| (w.value(), crcs)),
+            )
             .await
         {
             Ok(etag) => Ok(ObjectMeta {
@@ -252,9 +271,14 @@ impl S3Client {
 
     /// `CreateMultipartUpload`; returns the upload id.
     pub(crate) async fn create_multipart(&self, key: &str) -> Result<String, S3Error> {
-        let req = Request::new(Method::POST, Some(key))
+        let mut req = Request::new(Method::POST, Some(key))
             .query("uploads", "")
             .object_write(&self.inner.cfg);
+        if self.inner.cfg.checksums {
+            req = req
+                .header("x-amz-checksum-algorithm", checksum::ALGORITHM)
+                .header("x-amz-checksum-type", "FULL_OBJECT");
+        }
         let (_, body) = self.send_buffered(&req).await?;
         xml_field(&body, "UploadId", || {
             format!("CreateMultipartUpload {key:?}")
@@ -268,12 +292,15 @@ impl S3Client {
         upload_id: &str,
         n: u32,
         part: Bytes,
+        crc: Option<&str>,
     ) -> Result<String, S3Error> {
-        let req = Request::new(Method::PUT, Some(key))
+        let mut req = Request::new(Method::PUT, Some(key))
             .query("partNumber", &n.to_string())
-            .query("uploadId", upload_id)
-            .body(part)
-            .await;
+            .query("uploadId", upload_id);
+        if let Some(crc) = crc {
+            req = req.header(checksum::HEADER, crc);
+        }
+        let req = req.body(part).await;
         let (headers, _) = self.send_buffered(&req).await?;
         header_str(&headers, "etag")
             .map(str::to_string)
@@ -292,13 +319,19 @@ impl S3Client {
         parts: &[(u32, String)],
         cond: &PutCondition,
         total: u64,
+        checksums: Option<(String, Vec<String>)>,
     ) -> Result<String, S3Error> {
         let mut xml = String::from(
             "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
         );
-        for (n, etag) in parts {
+        for (i, (n, etag)) in parts.iter().enumerate() {
+            let crc = checksums
+                .as_ref()
+                .and_then(|(_, crcs)| crcs.get(i))
+                .map(|c| format!("<ChecksumCRC64NVME>{c}</ChecksumCRC64NVME>"))
+                .unwrap_or_default();
             xml.push_str(&format!(
-                "<Part><PartNumber>{n}</PartNumber><ETag>{}</ETag></Part>",
+                "<Part><PartNumber>{n}</PartNumber><ETag>{}</ETag>{crc}</Part>",
                 quick_xml::escape::escape(etag.as_str())
             ));
         }
@@ -310,6 +343,11 @@ impl S3Client {
             .await;
         if let Some((n, v)) = cond.header() {
             req = req.header(&n, &v);
+        }
+        if let Some((whole, _)) = &checksums {
+            req = req
+                .header(checksum::HEADER, whole)
+                .header("x-amz-checksum-type", "FULL_OBJECT");
         }
         let op = format!("CompleteMultipartUpload {key:?}");
         let body = self
