@@ -41,6 +41,23 @@ fn client_with(server: &S3sServer, endpoint: &str, provider: Arc<Cached>) -> S3C
     S3Client::new(cfg).unwrap()
 }
 
+/// An instance-metadata fake handing out `server`'s keys for `ttl`, and a
+/// client of `server` (reached at `endpoint`) whose only credentials come
+/// from it.
+async fn imds_client(
+    server: &S3sServer,
+    endpoint: &str,
+    ttl: time::Duration,
+) -> (AwsFake, S3Client) {
+    let imds = AwsFake::start(awsfake::imds("ccws-role", keys(server), ttl)).await;
+    let e = env(&[
+        ("AWS_EC2_METADATA_DISABLED", ""),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.endpoint()),
+    ]);
+    let c = client_with(server, endpoint, Arc::new(Cached::new(Arc::new(chain(&e)))));
+    (imds, c)
+}
+
 fn keys(server: &S3sServer) -> (String, String) {
     (server.access_key.clone(), server.secret_key.clone())
 }
@@ -50,21 +67,7 @@ async fn instance_metadata_credentials_sign_requests_and_are_refreshed() {
     let server = S3sServer::start().await;
     // Credentials that expire in four minutes: inside the five-minute
     // refresh window, so every request fetches them anew.
-    let imds = AwsFake::start(awsfake::imds(
-        "ccws-role",
-        keys(&server),
-        time::Duration::minutes(4),
-    ))
-    .await;
-    let e = env(&[
-        ("AWS_EC2_METADATA_DISABLED", ""),
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.endpoint()),
-    ]);
-    let c = client_with(
-        &server,
-        &server.endpoint(),
-        Arc::new(Cached::new(Arc::new(chain(&e)))),
-    );
+    let (imds, c) = imds_client(&server, &server.endpoint(), time::Duration::minutes(4)).await;
     c.put_bytes("a", b"one".to_vec().into(), PutCondition::None)
         .await
         .unwrap();
@@ -84,21 +87,7 @@ async fn instance_metadata_credentials_sign_requests_and_are_refreshed() {
         .all(|r| r.headers.contains_key("x-aws-ec2-metadata-token")));
 
     // An hour left: fetched once, kept.
-    let imds = AwsFake::start(awsfake::imds(
-        "ccws-role",
-        keys(&server),
-        time::Duration::hours(1),
-    ))
-    .await;
-    let e = env(&[
-        ("AWS_EC2_METADATA_DISABLED", ""),
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.endpoint()),
-    ]);
-    let c = client_with(
-        &server,
-        &server.endpoint(),
-        Arc::new(Cached::new(Arc::new(chain(&e)))),
-    );
+    let (imds, c) = imds_client(&server, &server.endpoint(), time::Duration::hours(1)).await;
     for _ in 0..3 {
         c.head("a").await.unwrap();
     }
@@ -108,17 +97,8 @@ async fn instance_metadata_credentials_sign_requests_and_are_refreshed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_answer_fetches_new_credentials_and_retries() {
     let server = S3sServer::start().await;
-    let imds = AwsFake::start(awsfake::imds("r", keys(&server), time::Duration::hours(1))).await;
     let proxy = FaultProxy::start(server.addr).await;
-    let e = env(&[
-        ("AWS_EC2_METADATA_DISABLED", ""),
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.endpoint()),
-    ]);
-    let c = client_with(
-        &server,
-        &proxy.endpoint(),
-        Arc::new(Cached::new(Arc::new(chain(&e)))),
-    );
+    let (imds, c) = imds_client(&server, &proxy.endpoint(), time::Duration::hours(1)).await;
     c.put_bytes("k", b"v".to_vec().into(), PutCondition::None)
         .await
         .unwrap();
@@ -133,7 +113,7 @@ async fn an_expired_token_answer_fetches_new_credentials_and_retries() {
     ));
     let got = c.get("k").await.unwrap();
     assert_eq!(got.meta.size, 1);
-    let role = "/latest/meta-data/iam/security-credentials/r";
+    let role = "/latest/meta-data/iam/security-credentials/ccws-role";
     assert_eq!(imds.count(role), 2, "fetched again after ExpiredToken");
 }
 

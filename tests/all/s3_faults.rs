@@ -855,30 +855,38 @@ async fn conditional_writes_as_s3_defines_them() {
     assert!(s.server.multipart_leftovers().is_empty());
 }
 
-/// A conditional multipart upload whose Complete answer was lost: the retried Complete is
-/// refused (`NoSuchUpload`, or 412 by its own write) and the object found ours. Against moto:
-/// s3s-fs answers a second Complete of a finished upload with an empty 403 `AccessDenied`,
-/// which no client could read as "done".
-#[tokio::test]
-async fn a_lost_complete_answer_finds_the_object_ours() {
-    let Some(moto) = ccws_tests::moto::Moto::start() else {
-        return;
-    };
+/// moto with `bucket` made, behind a fault proxy; `None` (skipped) without moto.
+async fn moto_behind_proxy(bucket: &str) -> Option<(ccws_tests::moto::Moto, FaultProxy)> {
+    let moto = ccws_tests::moto::Moto::start()?;
     let upstream: std::net::SocketAddr = moto
         .endpoint()
         .trim_start_matches("http://")
         .parse()
         .unwrap();
     let proxy = FaultProxy::start(upstream).await;
-    let bucket = "ccws-complete";
-    let direct = S3Client::new(
+    S3Client::new(
         S3Config::builder(moto.endpoint(), "us-east-1", bucket, "AK", "SK")
             .path_style(true)
             .build()
             .unwrap(),
     )
+    .unwrap()
+    .create_bucket()
+    .await
     .unwrap();
-    direct.create_bucket().await.unwrap();
+    Some((moto, proxy))
+}
+
+/// A conditional multipart upload whose Complete answer was lost: the retried Complete is
+/// refused (`NoSuchUpload`, or 412 by its own write) and the object found ours. Against moto:
+/// s3s-fs answers a second Complete of a finished upload with an empty 403 `AccessDenied`,
+/// which no client could read as "done".
+#[tokio::test]
+async fn a_lost_complete_answer_finds_the_object_ours() {
+    let bucket = "ccws-complete";
+    let Some((_moto, proxy)) = moto_behind_proxy(bucket).await else {
+        return;
+    };
     let client = S3Client::new(
         S3Config::builder(proxy.endpoint(), "us-east-1", bucket, "AK", "SK")
             .path_style(true)
@@ -918,26 +926,10 @@ async fn a_lost_complete_answer_finds_the_object_ours() {
 /// moto (the second S3 implementation) accepts them. Part uploads carry neither, as S3 wants.
 #[tokio::test]
 async fn encryption_and_storage_class_ride_on_every_object_write() {
-    let Some(moto) = ccws_tests::moto::Moto::start() else {
+    let bucket = "ccws-sse";
+    let Some((_moto, proxy)) = moto_behind_proxy(bucket).await else {
         return;
     };
-    let upstream: std::net::SocketAddr = moto
-        .endpoint()
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
-    let proxy = FaultProxy::start(upstream).await;
-    let bucket = "ccws-sse";
-    S3Client::new(
-        S3Config::builder(moto.endpoint(), "us-east-1", bucket, "AK", "SK")
-            .path_style(true)
-            .build()
-            .unwrap(),
-    )
-    .unwrap()
-    .create_bucket()
-    .await
-    .unwrap();
     let client = S3Client::new(
         S3Config::builder(proxy.endpoint(), "us-east-1", bucket, "AK", "SK")
             .path_style(true)
