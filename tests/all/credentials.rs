@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ccws::s3::credential::{default_chain, Profiles};
-use ccws::s3::{Cached, CredentialError, CredentialProvider, PutCondition, S3Client};
+use ccws::s3::{Cached, CredentialError, CredentialProvider, Credentials, PutCondition, S3Client};
 use ccws_tests::awsfake::{self, AwsFake};
 use ccws_tests::faultproxy::{Fault, FaultProxy, Rule};
 use ccws_tests::moto::Moto;
@@ -115,6 +115,73 @@ async fn an_expired_token_answer_fetches_new_credentials_and_retries() {
     assert_eq!(got.meta.size, 1);
     let role = "/latest/meta-data/iam/security-credentials/ccws-role";
     assert_eq!(imds.count(role), 2, "fetched again after ExpiredToken");
+
+    // Temporary keys the server no longer knows (revoked, or expired
+    // early) are fetched again too, once.
+    proxy.push(Rule::on(
+        "GET",
+        "",
+        Fault::Error {
+            status: 403,
+            code: "InvalidAccessKeyId".into(),
+        },
+        1,
+    ));
+    c.get("k").await.unwrap();
+    assert_eq!(
+        imds.count(role),
+        3,
+        "fetched again after InvalidAccessKeyId"
+    );
+    proxy.push(Rule::on(
+        "GET",
+        "",
+        Fault::Error {
+            status: 403,
+            code: "InvalidAccessKeyId".into(),
+        },
+        2,
+    ));
+    let e = c.get("k").await.unwrap_err().to_string();
+    assert!(e.contains("InvalidAccessKeyId"), "{e}");
+    assert_eq!(imds.count(role), 4, "only once per request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_long_lived_key_is_not_fetched_again() {
+    let server = S3sServer::start().await;
+    let proxy = FaultProxy::start(server.addr).await;
+    let fetches = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    #[derive(Debug)]
+    struct Counting(Arc<std::sync::atomic::AtomicU32>, Credentials);
+    #[async_trait::async_trait]
+    impl CredentialProvider for Counting {
+        async fn credentials(&self) -> Result<Credentials, CredentialError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(self.1.clone())
+        }
+    }
+    let (a, s) = keys(&server);
+    let provider = Arc::new(Cached::new(Arc::new(Counting(
+        fetches.clone(),
+        Credentials::new(a, s),
+    ))));
+    let c = client_with(&server, &proxy.endpoint(), provider);
+    c.put_bytes("k", b"v".to_vec().into(), PutCondition::None)
+        .await
+        .unwrap();
+    proxy.push(Rule::on(
+        "GET",
+        "",
+        Fault::Error {
+            status: 403,
+            code: "InvalidAccessKeyId".into(),
+        },
+        1,
+    ));
+    let e = c.get("k").await.unwrap_err().to_string();
+    assert!(e.contains("InvalidAccessKeyId"), "{e}");
+    assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,6 +261,125 @@ async fn web_identity_and_assume_role_through_motos_sts() {
     let c = chain(&e).credentials().await.unwrap();
     assert_ne!(c.access_key_id, "AKIABASE");
     assert!(c.expiry.is_some());
+
+    // A profile with a web identity token file: AssumeRoleWithWebIdentity.
+    std::fs::write(
+        &config,
+        format!(
+            "[profile pod]\nrole_arn = arn:aws:iam::123456789012:role/pod\nweb_identity_token_file = {}\nrole_session_name = pod-session\n",
+            token.display()
+        ),
+    )
+    .unwrap();
+    let e = env(&[
+        ("AWS_CONFIG_FILE", config.to_str().unwrap()),
+        ("AWS_PROFILE", "pod"),
+        ("AWS_ENDPOINT_URL_STS", moto.endpoint()),
+    ]);
+    let c = chain(&e).credentials().await.unwrap();
+    assert!(c.session_token.as_deref().is_some_and(|t| !t.is_empty()));
+}
+
+/// The answer STS gives to `AssumeRoleWithWebIdentity`.
+fn web_identity_answer(access_key_id: &str) -> String {
+    format!(
+        "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{access_key_id}</AccessKeyId><SecretAccessKey>s</SecretAccessKey><SessionToken>t</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>"
+    )
+}
+
+/// The environment of IRSA with STS at `sts`; the token file lives in `dir`.
+fn irsa_env(dir: &std::path::Path, sts: &str) -> HashMap<String, String> {
+    let token = dir.join("token");
+    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl").unwrap();
+    env(&[
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token.to_str().unwrap()),
+        ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"),
+        ("AWS_ENDPOINT_URL_STS", sts),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sts_is_tried_again_after_a_transient_failure_only() {
+    let dir = tempfile::tempdir().unwrap();
+    // Unavailable once, then fine.
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let n = calls.clone();
+    let sts = AwsFake::start(move |_| {
+        if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            return (
+                503,
+                "text/xml",
+                "<ErrorResponse><Error><Code>ServiceUnavailable</Code></Error></ErrorResponse>"
+                    .into(),
+            );
+        }
+        (200, "text/xml", web_identity_answer("ASIASECOND"))
+    })
+    .await;
+    let c = chain(&irsa_env(dir.path(), &sts.endpoint()))
+        .credentials()
+        .await
+        .unwrap();
+    assert_eq!(c.access_key_id, "ASIASECOND");
+    assert_eq!(sts.count("/"), 2);
+
+    // Throttled every time: three attempts, and the error says so.
+    let sts = AwsFake::start(|_| {
+        (400, "text/xml", "<ErrorResponse><Error><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>".into())
+    })
+    .await;
+    let e = chain(&irsa_env(dir.path(), &sts.endpoint()))
+        .credentials()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("Throttling") && e.contains("(3 attempts)"),
+        "{e}"
+    );
+    assert_eq!(sts.count("/"), 3);
+
+    // A refusal is final: asked once.
+    let sts = AwsFake::start(|_| {
+        (
+            403,
+            "text/xml",
+            "<ErrorResponse><Error><Code>AccessDenied</Code></Error></ErrorResponse>".into(),
+        )
+    })
+    .await;
+    let e = chain(&irsa_env(dir.path(), &sts.endpoint()))
+        .credentials()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("AccessDenied") && !e.contains("attempts"), "{e}");
+    assert_eq!(sts.count("/"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_metadata_is_asked_once_more_after_a_5xx() {
+    let role = "/latest/meta-data/iam/security-credentials/ccws-role";
+    let answer = awsfake::imds(
+        "ccws-role",
+        ("AK".into(), "SK".into()),
+        time::Duration::hours(1),
+    );
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let imds = AwsFake::start(move |r| {
+        if r.target == role && !failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return (503, "text/plain", "busy".into());
+        }
+        answer(r)
+    })
+    .await;
+    let e = env(&[
+        ("AWS_EC2_METADATA_DISABLED", ""),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.endpoint()),
+    ]);
+    let c = chain(&e).credentials().await.unwrap();
+    assert_eq!(c.access_key_id, "AK");
+    assert_eq!(imds.count(role), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,4 +449,77 @@ async fn credential_process_profiles_sign_requests() {
     c.head("p").await.unwrap();
     let runs = std::fs::read_to_string(dir.path().join("runs")).unwrap();
     assert_eq!(runs.lines().count(), 1, "long-lived keys: run once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sso_profiles_use_the_aws_clis_cached_token() {
+    let server = S3sServer::start().await;
+    let k = keys(&server);
+    let portal = AwsFake::start(move |r| {
+        let ok_target = r.target
+            == "/federation/credentials?account_id=123456789012&role_name=AgentState";
+        if !ok_target {
+            return (404, "application/json", "{}".into());
+        }
+        if r.headers.get("x-amz-sso_bearer_token").map(String::as_str) != Some("cached-token") {
+            return (401, "application/json", r#"{"message":"Session token not found or invalid"}"#.into());
+        }
+        let expiry = (time::OffsetDateTime::now_utc() + time::Duration::hours(1)).unix_timestamp() * 1000;
+        (
+            200,
+            "application/json",
+            format!(
+                r#"{{"roleCredentials":{{"accessKeyId":"{}","secretAccessKey":"{}","sessionToken":"t","expiration":{expiry}}}}}"#,
+                k.0, k.1
+            ),
+        )
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".aws/sso/cache")).unwrap();
+    std::fs::write(
+        home.path().join(".aws/config"),
+        "[profile dev]\nsso_session = corp\nsso_account_id = 123456789012\nsso_role_name = AgentState\n\n[sso-session corp]\nsso_region = eu-west-1\nsso_start_url = https://d-123.awsapps.com/start\n",
+    )
+    .unwrap();
+    // The file `aws sso login` writes: SHA-1 of the session name.
+    let cache = home
+        .path()
+        .join(".aws/sso/cache/ee0bfd2552fbd840c02cc48b6e823320543c450f.json");
+    let e = env(&[
+        ("HOME", home.path().to_str().unwrap()),
+        ("AWS_PROFILE", "dev"),
+        ("AWS_ENDPOINT_URL_SSO", &portal.endpoint()),
+    ]);
+
+    // No token yet, then an expired one: say to log in.
+    for cached in [None, Some("2020-01-01T00:00:00Z")] {
+        if let Some(at) = cached {
+            std::fs::write(
+                &cache,
+                format!(r#"{{"accessToken":"cached-token","expiresAt":"{at}"}}"#),
+            )
+            .unwrap();
+        }
+        let err = chain(&e).credentials().await.unwrap_err().to_string();
+        assert!(err.contains("run `aws sso login --profile dev`"), "{err}");
+    }
+
+    let at = (time::OffsetDateTime::now_utc() + time::Duration::hours(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    std::fs::write(
+        &cache,
+        format!(r#"{{"accessToken":"cached-token","expiresAt":"{at}","region":"eu-west-1"}}"#),
+    )
+    .unwrap();
+    let c = client_with(
+        &server,
+        &server.endpoint(),
+        Arc::new(Cached::new(Arc::new(chain(&e)))),
+    );
+    c.put_bytes("sso", b"x".to_vec().into(), PutCondition::None)
+        .await
+        .unwrap();
+    assert_eq!(portal.count("/federation/credentials"), 1);
 }

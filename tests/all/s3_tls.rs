@@ -195,3 +195,85 @@ async fn a_ca_bundle_is_trusted_and_without_it_the_certificate_is_refused() {
     assert!(!server.bucket_dir().join("tls/other").exists());
     assert_eq!(handshakes.load(Ordering::SeqCst), trusted_handshakes);
 }
+
+/// STS and the container endpoint over TLS with a private CA: trusted
+/// through the same `AWS_CA_BUNDLE` as S3, refused without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_endpoints_trust_the_ca_bundle_too() {
+    use ccws::s3::credential::{default_chain, Profiles};
+    use ccws::s3::CredentialProvider;
+    use ccws_tests::awsfake::{self, AwsFake};
+
+    let sts = AwsFake::start(|_| {
+        (200, "text/xml", "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>ASIATLS</AccessKeyId><SecretAccessKey>s</SecretAccessKey><SessionToken>t</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>".into())
+    })
+    .await;
+    let container = AwsFake::start(|_| {
+        let keys = ("AKCONTAINER".to_owned(), "s".to_owned());
+        (
+            200,
+            "application/json",
+            awsfake::credentials_json(&keys, time::Duration::hours(1), false),
+        )
+    })
+    .await;
+    let addr = |f: &AwsFake| f.endpoint()["http://".len()..].parse().unwrap();
+    let (sts_tls, sts_pem, _) = tls_front(addr(&sts)).await;
+    let (container_tls, container_pem, _) = tls_front(addr(&container)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("ca.pem");
+    std::fs::write(&bundle, format!("{sts_pem}{container_pem}")).unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "jwt").unwrap();
+
+    let run = |source: &str, bundle: Option<&Path>| {
+        let mut env: HashMap<String, String> = [
+            ("HOME", "/nonexistent"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        if source == "sts" {
+            env.insert(
+                "AWS_WEB_IDENTITY_TOKEN_FILE".into(),
+                token.to_str().unwrap().into(),
+            );
+            env.insert("AWS_ROLE_ARN".into(), "arn:aws:iam::1:role/r".into());
+            env.insert("AWS_ENDPOINT_URL_STS".into(), format!("https://{sts_tls}"));
+        } else {
+            env.insert(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+                format!("https://{container_tls}/creds"),
+            );
+        }
+        if let Some(b) = bundle {
+            env.insert("AWS_CA_BUNDLE".into(), b.to_str().unwrap().into());
+        }
+        async move {
+            let chain =
+                default_chain(&env, Profiles::load(&env, None).unwrap(), "us-east-1").unwrap();
+            chain.credentials().await
+        }
+    };
+    assert_eq!(
+        run("sts", Some(&bundle)).await.unwrap().access_key_id,
+        "ASIATLS"
+    );
+    assert_eq!(
+        run("container", Some(&bundle)).await.unwrap().access_key_id,
+        "AKCONTAINER"
+    );
+    let e = run("sts", None).await.unwrap_err().to_string();
+    assert!(
+        e.contains("certificate") && e.contains("AWS_CA_BUNDLE"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("attempts"),
+        "a refused certificate is not retried: {e}"
+    );
+    assert_eq!(sts.count("/"), 1, "only the trusting call reached STS");
+    let e = run("container", None).await.unwrap_err().to_string();
+    assert!(e.contains("certificate"), "{e}");
+}

@@ -241,6 +241,13 @@ impl S3Client {
         Ok(s)
     }
 
+    /// Whether the credentials last signed with carry a session token.
+    fn signs_with_temporary_keys(&self) -> bool {
+        let held = self.inner.signer.lock().unwrap_or_else(|p| p.into_inner());
+        held.as_ref()
+            .is_some_and(|(c, _, _)| c.session_token.is_some())
+    }
+
     /// Seconds added to the local clock when signing (learned from `RequestTimeTooSkewed`).
     pub fn clock_offset(&self) -> i64 {
         self.inner.skew.offset()
@@ -526,8 +533,11 @@ impl S3Client {
                                 continue;
                             }
                         }
+                        // Temporary keys the server no longer knows have
+                        // expired or been revoked as well.
                         let expired = matches!(&e, S3Error::Auth { code, .. }
-                            if matches!(code.as_str(), "ExpiredToken" | "InvalidToken" | "TokenRefreshRequired"));
+                            if matches!(code.as_str(), "ExpiredToken" | "InvalidToken" | "TokenRefreshRequired")
+                                || (code == "InvalidAccessKeyId" && self.signs_with_temporary_keys()));
                         if expired && !refreshed {
                             warn!("s3: the server says the session token expired; fetching new credentials and retrying");
                             self.inner.credentials.invalidate().await;

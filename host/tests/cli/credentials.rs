@@ -94,3 +94,34 @@ fn the_agent_never_sees_what_credentials_come_from() {
     let seen = String::from_utf8_lossy(&out.stdout);
     assert!(!seen.contains("value-the-agent-must-not-see"), "{seen}");
 }
+
+#[test]
+fn with_home_unset_the_shared_files_are_never_read_from_the_working_directory() {
+    let m = Machine::new();
+    // A profile in ./.aws, where a HOME-less process would look if it
+    // joined an empty home with `.aws/credentials`.
+    let cwd = m.path("cwd");
+    std::fs::create_dir_all(cwd.join(".aws")).unwrap();
+    std::fs::write(
+        cwd.join(".aws/credentials"),
+        "[here]\naws_access_key_id = AKIAHERE\naws_secret_access_key = here-secret\n",
+    )
+    .unwrap();
+    let out = m
+        .cmd()
+        .env_remove("HOME")
+        .current_dir(&cwd)
+        .env("CCWS_BUCKET", "b")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_REGION", "us-east-1")
+        .args(["--profile", "here", "ls"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    // The password database's home directory is used instead: an absolute path.
+    assert!(
+        stderr.contains("AWS profile \"here\" not found in /"),
+        "{stderr}"
+    );
+}

@@ -13,13 +13,23 @@ use super::{CredentialError, CredentialProvider, Credentials, JsonCredentials};
 
 const NAME: &str = "container";
 
-/// The container's credentials endpoint.
-#[derive(Debug)]
+/// The container's credentials endpoint. `Debug` shows whether there is
+/// a token, not the token.
 pub(crate) struct Container {
     url: Option<String>,
     token: Option<String>,
     token_file: Option<PathBuf>,
     http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Container {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Container")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Container {

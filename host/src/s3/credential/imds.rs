@@ -33,15 +33,23 @@ impl Imds {
         Imds { endpoint, http }
     }
 
+    /// GET `url` with the session token; a 5xx is tried once more, as the
+    /// SDKs do (IMDS is throttled under load).
     async fn get(&self, url: &str, token: &str) -> Result<String, CredentialError> {
-        let resp = self
-            .http
-            .get(url)
-            .header("x-aws-ec2-metadata-token", token)
-            .timeout(TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| CredentialError::failed(NAME, format!("GET {url}: {e}")))?;
+        let send = || {
+            self.http
+                .get(url)
+                .header("x-aws-ec2-metadata-token", token)
+                .timeout(TIMEOUT)
+                .send()
+        };
+        let failed = |e: reqwest::Error| CredentialError::failed(NAME, format!("GET {url}: {e}"));
+        let mut resp = send().await.map_err(failed)?;
+        if resp.status().is_server_error() {
+            tracing::debug!(status = %resp.status(), "instance metadata: {url}; trying once more");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            resp = send().await.map_err(failed)?;
+        }
         let status = resp.status();
         if !status.is_success() {
             return Err(CredentialError::failed(

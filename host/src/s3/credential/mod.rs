@@ -6,9 +6,11 @@
 //!    `AWS_SESSION_TOKEN`);
 //! 2. web identity (IRSA): `AWS_WEB_IDENTITY_TOKEN_FILE` and `AWS_ROLE_ARN`
 //!    through STS `AssumeRoleWithWebIdentity` ([`sts`]);
-//! 3. the profile in the shared config and credentials files: static keys,
-//!    `credential_process` ([`process`]), `role_arn` with `source_profile`
-//!    or `credential_source` through STS `AssumeRole` ([`profile`]);
+//! 3. the profile in the shared config and credentials files ([`profile`]),
+//!    in the SDKs' order: `role_arn` with `web_identity_token_file`, or
+//!    with `source_profile` / `credential_source` through STS `AssumeRole`;
+//!    SSO with the AWS CLI's cached token ([`sso`]); `credential_process`
+//!    ([`process`]); static keys;
 //! 4. ECS / EKS Pod Identity container credentials ([`container`]);
 //! 5. EC2 instance metadata, IMDSv2 only ([`imds`]).
 //!
@@ -21,6 +23,7 @@ mod container;
 mod imds;
 mod process;
 pub mod profile;
+mod sso;
 mod sts;
 
 use std::collections::HashMap;
@@ -123,13 +126,26 @@ impl CredentialProvider for StaticProvider {
 /// How long before expiry [`Cached`] fetches new credentials.
 pub const REFRESH_AHEAD: Duration = Duration::from_secs(5 * 60);
 
+/// How long [`Cached`] keeps serving still-valid credentials after a
+/// refresh failed, before it tries again.
+pub const RETRY_REFRESH_AFTER: Duration = Duration::from_secs(10);
+
 /// A provider's credentials, kept until [`REFRESH_AHEAD`] before they
-/// expire; one fetch at a time (callers meanwhile wait for it).
+/// expire; one fetch at a time (callers meanwhile wait for it). A refresh
+/// that fails while the held credentials are still valid is logged and
+/// the held ones are used, the next try [`RETRY_REFRESH_AFTER`] later.
 #[derive(Debug)]
 pub struct Cached {
     inner: Arc<dyn CredentialProvider>,
     refresh_ahead: Duration,
-    held: tokio::sync::Mutex<Option<Credentials>>,
+    held: tokio::sync::Mutex<Option<Held>>,
+}
+
+#[derive(Debug)]
+struct Held {
+    credentials: Credentials,
+    /// After a failed refresh: not before this.
+    next_try: Option<std::time::Instant>,
 }
 
 impl Cached {
@@ -150,18 +166,45 @@ impl Cached {
     /// Current credentials: the held ones while fresh, else new ones.
     pub async fn get(&self) -> Result<Credentials, CredentialError> {
         let mut held = self.held.lock().await;
-        if let Some(c) = held.as_ref() {
-            let fresh = c
-                .expiry
-                .is_none_or(|e| OffsetDateTime::now_utc() + self.refresh_ahead < e);
-            if fresh {
+        let now = OffsetDateTime::now_utc();
+        // Still usable: not expired (a refresh may be due).
+        let mut usable = None;
+        if let Some(h) = held.as_ref() {
+            let c = &h.credentials;
+            if c.expiry.is_none_or(|e| now + self.refresh_ahead < e) {
                 return Ok(c.clone());
             }
+            if c.expiry.is_some_and(|e| now < e) {
+                if h.next_try.is_some_and(|t| std::time::Instant::now() < t) {
+                    return Ok(c.clone());
+                }
+                usable = Some(c.clone());
+            }
         }
-        let c = self.inner.credentials().await?;
-        tracing::debug!(access_key_id = %c.access_key_id, expiry = ?c.expiry, "aws credentials fetched");
-        *held = Some(c.clone());
-        Ok(c)
+        match self.inner.credentials().await {
+            Ok(c) => {
+                tracing::debug!(access_key_id = %c.access_key_id, expiry = ?c.expiry, "aws credentials fetched");
+                *held = Some(Held {
+                    credentials: c.clone(),
+                    next_try: None,
+                });
+                Ok(c)
+            }
+            Err(e) => match usable {
+                Some(c) => {
+                    tracing::warn!(
+                        expiry = ?c.expiry,
+                        "refreshing aws credentials failed; the current ones are still valid and are used: {e}"
+                    );
+                    *held = Some(Held {
+                        credentials: c.clone(),
+                        next_try: Some(std::time::Instant::now() + RETRY_REFRESH_AFTER),
+                    });
+                    Ok(c)
+                }
+                None => Err(e),
+            },
+        }
     }
 
     /// Forget the held credentials (the server said they expired).
@@ -331,6 +374,18 @@ fn http_client(env: &HashMap<String, String>) -> Result<reqwest::Client, Credent
         .map_err(|e| CredentialError::failed("http", e.to_string()))
 }
 
+/// The home directory the shared files and the SSO cache are under:
+/// `HOME`, else (unset or empty, as for a service) the user's entry in the
+/// password database; never the working directory.
+pub(crate) fn home_dir(env: &HashMap<String, String>) -> Option<std::path::PathBuf> {
+    match env.get("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => Some(home.into()),
+        // `env` is this process's environment: with no HOME in it, the
+        // standard library asks the password database.
+        None => std::env::home_dir().filter(|h| !h.as_os_str().is_empty()),
+    }
+}
+
 /// Parse an ISO 8601 / RFC 3339 expiry as AWS writes it.
 pub(crate) fn parse_expiry(source: &str, s: &str) -> Result<OffsetDateTime, CredentialError> {
     OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339).map_err(|e| {
@@ -419,6 +474,58 @@ mod tests {
         assert_eq!(c.get().await.unwrap().access_key_id, "AK2");
     }
 
+    /// Answers from a script: `Ok` credentials living `lifetime`, or a failure.
+    #[derive(Debug)]
+    struct Scripted {
+        answers: std::sync::Mutex<Vec<Option<Duration>>>,
+        calls: AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl CredentialProvider for Scripted {
+        async fn credentials(&self) -> Result<Credentials, CredentialError> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            match self.answers.lock().unwrap().remove(0) {
+                Some(lifetime) => Ok(Credentials {
+                    expiry: Some(OffsetDateTime::now_utc() + lifetime),
+                    ..Credentials::new(format!("AK{n}"), "s")
+                }),
+                None => Err(CredentialError::failed("sts", "HTTP 503")),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_refresh_keeps_credentials_that_are_still_valid() {
+        let p = Arc::new(Scripted {
+            // 4 minutes: inside the refresh window, still valid.
+            answers: std::sync::Mutex::new(vec![
+                Some(Duration::from_secs(240)),
+                None,
+                Some(Duration::from_secs(3600)),
+            ]),
+            calls: AtomicU32::new(0),
+        });
+        let c = Cached::new(p.clone());
+        assert_eq!(c.get().await.unwrap().access_key_id, "AK1");
+        // The refresh fails: the held ones are used.
+        assert_eq!(c.get().await.unwrap().access_key_id, "AK1");
+        assert_eq!(p.calls.load(Ordering::SeqCst), 2);
+        // Not retried at once.
+        assert_eq!(c.get().await.unwrap().access_key_id, "AK1");
+        assert_eq!(p.calls.load(Ordering::SeqCst), 2);
+
+        // Credentials already expired are never used: the failure is the answer.
+        let p = Arc::new(Scripted {
+            answers: std::sync::Mutex::new(vec![Some(Duration::ZERO), None]),
+            calls: AtomicU32::new(0),
+        });
+        let c = Cached::new(p.clone());
+        c.get().await.unwrap();
+        let e = c.get().await.unwrap_err().to_string();
+        assert_eq!(e, "sts: HTTP 503");
+    }
+
     #[derive(Debug)]
     struct Fixed(Result<Credentials, CredentialError>);
 
@@ -461,6 +568,40 @@ mod tests {
             e,
             "no AWS credentials were found; tried: a: A not set; b: B off"
         );
+    }
+
+    #[test]
+    fn the_chain_s_debug_shows_no_secret_of_any_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("credentials");
+        std::fs::write(
+            &creds,
+            "[default]\naws_access_key_id = AKFILE\naws_secret_access_key = file-secret\n",
+        )
+        .unwrap();
+        let env: HashMap<String, String> = [
+            ("AWS_ACCESS_KEY_ID", "AKENV"),
+            ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+            ("AWS_SESSION_TOKEN", "env-token"),
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "http://127.0.0.1:1/creds",
+            ),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container-token"),
+            ("AWS_SHARED_CREDENTIALS_FILE", creds.to_str().unwrap()),
+            ("AWS_CONFIG_FILE", "/nonexistent/config"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let profiles = Profiles::load(&env, None).unwrap();
+        let chain = default_chain(&env, profiles, "us-east-1").unwrap();
+        let cached = Cached::new(Arc::new(chain));
+        let shown = format!("{cached:?} {cached:#?}");
+        assert!(shown.contains("AWS_CONTAINER") || shown.contains("127.0.0.1:1"));
+        for secret in ["file-secret", "env-secret", "env-token", "container-token"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
     }
 
     #[test]

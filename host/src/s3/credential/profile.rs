@@ -5,17 +5,20 @@
 //! `credential_source`.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
-    container, imds, process, sts, CredentialError, CredentialProvider, Credentials, EnvProvider,
+    container, imds, process, sso, sts, CredentialError, CredentialProvider, Credentials,
+    EnvProvider,
 };
 
 type Ini = HashMap<String, HashMap<String, String>>;
 
-/// The profiles of the shared files, and which one is in use.
-#[derive(Debug, Clone)]
+/// The profiles of the shared files, and which one is in use. `Debug`
+/// shows the files and the profiles' names, never a value.
+#[derive(Clone)]
 pub struct Profiles {
     name: String,
     explicit: bool,
@@ -23,6 +26,24 @@ pub struct Profiles {
     config: Ini,
     credentials_file: PathBuf,
     config_file: PathBuf,
+}
+
+impl fmt::Debug for Profiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sections = |ini: &Ini| {
+            let mut names: Vec<&String> = ini.keys().collect();
+            names.sort();
+            names.into_iter().cloned().collect::<Vec<_>>()
+        };
+        f.debug_struct("Profiles")
+            .field("name", &self.name)
+            .field("explicit", &self.explicit)
+            .field("credentials_file", &self.credentials_file)
+            .field("credentials_sections", &sections(&self.credentials))
+            .field("config_file", &self.config_file)
+            .field("config_sections", &sections(&self.config))
+            .finish()
+    }
 }
 
 /// Why the shared files could not be used.
@@ -57,24 +78,31 @@ impl Profiles {
         profile: Option<String>,
     ) -> Result<Profiles, ProfileError> {
         let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
-        let home = get("HOME").map(PathBuf::from).unwrap_or_default();
-        let credentials_file = get("AWS_SHARED_CREDENTIALS_FILE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| home.join(".aws/credentials"));
-        let config_file = get("AWS_CONFIG_FILE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| home.join(".aws/config"));
+        let home = super::home_dir(env);
+        let file = |var: &str, name: &str| {
+            get(var)
+                .map(PathBuf::from)
+                .or_else(|| home.as_ref().map(|h| h.join(".aws").join(name)))
+        };
+        let credentials_file = file("AWS_SHARED_CREDENTIALS_FILE", "credentials");
+        let config_file = file("AWS_CONFIG_FILE", "config");
+        // With no home directory and no file named, there is nothing to
+        // read (never `./.aws`); the name shown says why.
+        let read = |f: &Option<PathBuf>| f.as_deref().map(read_ini).transpose();
+        let shown = |f: Option<PathBuf>, name: &str| {
+            f.unwrap_or_else(|| PathBuf::from(format!("~/.aws/{name} (no home directory)")))
+        };
         let explicit = profile.is_some() || get("AWS_PROFILE").is_some();
         let name = profile
             .or_else(|| get("AWS_PROFILE"))
             .unwrap_or_else(|| "default".into());
         let p = Profiles {
-            credentials: read_ini(&credentials_file)?,
-            config: read_ini(&config_file)?,
+            credentials: read(&credentials_file)?.unwrap_or_default(),
+            config: read(&config_file)?.unwrap_or_default(),
             name,
             explicit,
-            credentials_file,
-            config_file,
+            credentials_file: shown(credentials_file, "credentials"),
+            config_file: shown(config_file, "config"),
         };
         if p.explicit && !p.exists(&p.name) {
             return Err(ProfileError::NoProfile {
@@ -178,12 +206,21 @@ fn parse_ini(text: &str) -> Ini {
 }
 
 /// The credentials the profile in use names.
-#[derive(Debug)]
 pub(crate) struct ProfileProvider {
     profiles: Profiles,
     sts: sts::Endpoint,
     http: reqwest::Client,
     env: HashMap<String, String>,
+}
+
+impl fmt::Debug for ProfileProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the environment: it holds the secrets of other sources.
+        f.debug_struct("ProfileProvider")
+            .field("profiles", &self.profiles)
+            .field("sts", &self.sts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProfileProvider {
@@ -214,6 +251,23 @@ impl ProfileProvider {
             let p = &self.profiles;
             let name = format!("profile {profile}");
             let v = |k: &str| p.value(profile, k);
+            if let (Some(role), Some(token_file)) = (v("role_arn"), v("web_identity_token_file")) {
+                // A role to assume with a web identity token (as IRSA's
+                // variables, in a profile).
+                let provider = sts::WebIdentity {
+                    token_file: Some(token_file.into()),
+                    role_arn: Some(role),
+                    session_name: v("role_session_name"),
+                    sts: self.sts.clone(),
+                    http: self.http.clone(),
+                };
+                return provider.credentials().await.map_err(|e| match e {
+                    CredentialError::Failed { message, .. } => {
+                        CredentialError::failed(&name, message)
+                    }
+                    e => e,
+                });
+            }
             if let Some(role) = v("role_arn") {
                 // A role to assume with a profile's keys or another source's.
                 let source = match (v("source_profile"), v("credential_source")) {
@@ -259,19 +313,19 @@ impl ProfileProvider {
                 return sts::assume_role(&name, &self.http, &self.sts, &source, &role, &options)
                     .await;
             }
+            // The rest in the order of the SDKs' profile provider: SSO,
+            // then `credential_process`, then static keys.
+            if v("sso_session").is_some() || v("sso_start_url").is_some() {
+                let sso = self
+                    .sso_profile(profile)
+                    .map_err(|why| CredentialError::failed(&name, why))?;
+                return sso::credentials(&name, profile, &sso, &self.env, &self.http).await;
+            }
             if let Some(command) = v("credential_process") {
                 return process::run(&name, &command).await;
             }
             if let Some(c) = self.static_keys(profile) {
                 return Ok(c);
-            }
-            if v("sso_session").is_some() || v("sso_start_url").is_some() {
-                return Err(CredentialError::failed(
-                    &name,
-                    format!(
-                        "SSO profiles are not read by ccws; add `credential_process = aws configure export-credentials --profile {profile}` to a profile and use that (it runs the AWS CLI, which says when to run `aws sso login`)"
-                    ),
-                ));
             }
             if !p.exists(profile) {
                 return Err(CredentialError::NotConfigured(format!(
@@ -283,6 +337,38 @@ impl ProfileProvider {
             Err(CredentialError::NotConfigured(
                 "no aws_access_key_id, credential_process or role_arn".into(),
             ))
+        })
+    }
+
+    /// What an SSO profile names: through its `[sso-session NAME]`
+    /// section, or (legacy) in the profile itself.
+    fn sso_profile(&self, profile: &str) -> Result<sso::SsoProfile, String> {
+        let v = |k: &str| self.profiles.value(profile, k);
+        let session = v("sso_session");
+        let from_session = |k: &str| {
+            session.as_ref().and_then(|s| {
+                self.profiles
+                    .config
+                    .get(&format!("sso-session {s}"))
+                    .and_then(|sec| sec.get(k))
+                    .cloned()
+            })
+        };
+        let need = |k: &str, found: Option<String>| {
+            found.ok_or_else(|| format!("the SSO profile has no {k}"))
+        };
+        Ok(sso::SsoProfile {
+            start_url: need(
+                "sso_start_url",
+                from_session("sso_start_url").or_else(|| v("sso_start_url")),
+            )?,
+            region: need(
+                "sso_region",
+                from_session("sso_region").or_else(|| v("sso_region")),
+            )?,
+            account_id: need("sso_account_id", v("sso_account_id"))?,
+            role_name: need("sso_role_name", v("sso_role_name"))?,
+            session,
         })
     }
 
@@ -401,6 +487,17 @@ mod tests {
         .unwrap();
         assert_eq!(c.access_key_id, "P");
 
+        // As in the SDKs, `credential_process` comes before static keys.
+        let c = provider(profiles(
+            "[both]\naws_access_key_id=A\naws_secret_access_key=S\n",
+            "[profile both]\ncredential_process = echo '{\"Version\":1,\"AccessKeyId\":\"P\",\"SecretAccessKey\":\"S\"}'\n",
+            "both",
+        ))
+        .credentials()
+        .await
+        .unwrap();
+        assert_eq!(c.access_key_id, "P");
+
         let e = provider(profiles(
             "",
             "[profile a]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = b\n[profile b]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = a\n",
@@ -417,10 +514,7 @@ mod tests {
             .await
             .unwrap_err()
             .to_string();
-        assert!(
-            e.contains("aws configure export-credentials --profile s"),
-            "{e}"
-        );
+        assert!(e.contains("the SSO profile has no sso_start_url"), "{e}");
 
         let e = provider(profiles("", "", "default"))
             .credentials()

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
@@ -68,15 +69,20 @@ impl CredentialProvider for WebIdentity {
             ("WebIdentityToken", token.trim()),
         ];
         let body = encode_form(&form);
-        let resp = self
-            .http
-            .post(format!("{}/", self.sts.url))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| CredentialError::failed(NAME, format!("STS at {}: {e}", self.sts.url)))?;
-        read_answer(NAME, "AssumeRoleWithWebIdentity", role, resp).await
+        let url = format!("{}/", self.sts.url);
+        let call = Call {
+            name: NAME,
+            action: "AssumeRoleWithWebIdentity",
+            role,
+            url: &self.sts.url,
+        };
+        call.send(|| {
+            self.http
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.clone())
+        })
+        .await
     }
 }
 
@@ -130,25 +136,87 @@ pub(crate) async fn assume_role(
         "application/x-www-form-urlencoded".to_owned(),
     );
     let payload_hash = sigv4::sha256_hex(body.as_bytes());
-    let signed = signer.sign_s3(
-        "POST",
-        &host,
-        "/",
-        &[],
-        std::slice::from_ref(&content_type),
-        &payload_hash,
-        OffsetDateTime::now_utc(),
-    );
-    let mut rb = http.post(url).header("content-type", &content_type.1);
-    for (k, v) in signed {
-        rb = rb.header(k, v);
+    let call = Call {
+        name,
+        action: "AssumeRole",
+        role: role_arn,
+        url: &sts.url,
+    };
+    call.send(|| {
+        // Signed anew for each attempt: its time is part of the signature.
+        let signed = signer.sign_s3(
+            "POST",
+            &host,
+            "/",
+            &[],
+            std::slice::from_ref(&content_type),
+            &payload_hash,
+            OffsetDateTime::now_utc(),
+        );
+        let mut rb = http
+            .post(url.clone())
+            .header("content-type", &content_type.1);
+        for (k, v) in signed {
+            rb = rb.header(k, v);
+        }
+        rb.body(body.clone())
+    })
+    .await
+}
+
+/// How many times an STS call is tried when it fails transiently (no
+/// answer, a 5xx, throttling), as the SDKs' standard retry mode does.
+const ATTEMPTS: u32 = 3;
+
+/// One STS action, for its retries and its errors.
+struct Call<'a> {
+    name: &'a str,
+    action: &'a str,
+    role: &'a str,
+    url: &'a str,
+}
+
+impl Call<'_> {
+    /// Sends what `request` builds, again after a transient failure.
+    async fn send(
+        &self,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Credentials, CredentialError> {
+        let mut attempt = 1;
+        loop {
+            let (error, transient) = match request().send().await {
+                Ok(resp) => match read_answer(self, resp).await {
+                    Ok(c) => return Ok(c),
+                    Err(refusal) => refusal,
+                },
+                Err(e) if crate::s3::request::refused_certificate(&e) => (
+                    format!(
+                        "STS at {}: {} (if it has a private CA, set AWS_CA_BUNDLE to a PEM file of it)",
+                        self.url,
+                        crate::s3::request::error_chain(&e)
+                    ),
+                    false,
+                ),
+                Err(e) => (format!("STS at {}: {e}", self.url), true),
+            };
+            if !transient || attempt == ATTEMPTS {
+                let tries = if attempt > 1 {
+                    format!(" ({attempt} attempts)")
+                } else {
+                    String::new()
+                };
+                return Err(CredentialError::failed(
+                    self.name,
+                    format!("{error}{tries}"),
+                ));
+            }
+            tracing::debug!(action = self.action, attempt, "sts: {error}; trying again");
+            let backoff = 100u64 << attempt;
+            let jitter = rand::random_range(0..=backoff);
+            tokio::time::sleep(Duration::from_millis(backoff / 2 + jitter / 2)).await;
+            attempt += 1;
+        }
     }
-    let resp = rb
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| CredentialError::failed(name, format!("STS at {}: {e}", sts.url)))?;
-    read_answer(name, "AssumeRole", role_arn, resp).await
 }
 
 /// A session name as the SDKs make one when none is given.
@@ -170,18 +238,28 @@ fn encode_form(pairs: &[(&str, &str)]) -> String {
         .join("&")
 }
 
-/// Credentials from an STS answer, or its error in words.
+/// Error codes STS answers when trying again later may work.
+const TRANSIENT_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "IDPCommunicationError",
+    "ServiceUnavailable",
+    "InternalFailure",
+];
+
+/// Credentials from an STS answer, or its error in words and whether it
+/// is worth trying again.
 async fn read_answer(
-    name: &str,
-    action: &str,
-    role: &str,
+    call: &Call<'_>,
     resp: reqwest::Response,
-) -> Result<Credentials, CredentialError> {
+) -> Result<Credentials, (String, bool)> {
+    let (name, action, role) = (call.name, call.action, call.role);
     let status = resp.status();
     let text = resp
         .text()
         .await
-        .map_err(|e| CredentialError::failed(name, format!("reading STS's answer: {e}")))?;
+        .map_err(|e| (format!("reading STS's answer: {e}"), true))?;
     let fields = xml_fields(&text);
     if !status.is_success() {
         let code = fields
@@ -193,24 +271,33 @@ async fn read_answer(
             .get("RequestId")
             .map(|i| format!(" (request id {i})"))
             .unwrap_or_default();
-        return Err(CredentialError::failed(
-            name,
+        let transient = status.is_server_error()
+            || status.as_u16() == 429
+            || TRANSIENT_CODES.contains(&code.as_str());
+        return Err((
             format!(
                 "STS {action} of {role} refused: HTTP {} {code}: {message}{id}",
                 status.as_u16()
             ),
+            transient,
         ));
     }
     let field = |k: &str| {
-        fields.get(k).cloned().ok_or_else(|| {
-            CredentialError::failed(name, format!("STS's {action} answer has no {k}"))
-        })
+        fields
+            .get(k)
+            .cloned()
+            .ok_or_else(|| (format!("STS's {action} answer has no {k}"), false))
     };
     Ok(Credentials {
         access_key_id: field("AccessKeyId")?,
         secret_access_key: field("SecretAccessKey")?,
         session_token: Some(field("SessionToken")?),
-        expiry: Some(parse_expiry(name, &field("Expiration")?)?),
+        expiry: Some(
+            parse_expiry(name, &field("Expiration")?).map_err(|e| match e {
+                CredentialError::Failed { message, .. } => (message, false),
+                e => (e.to_string(), false),
+            })?,
+        ),
     })
 }
 
