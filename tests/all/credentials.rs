@@ -58,6 +58,15 @@ async fn imds_client(
     (imds, c)
 }
 
+/// GETs answered with S3 error `code` (and `status`), `times` times.
+fn get_fails(status: u16, code: &str, times: usize) -> Rule {
+    let fault = Fault::Error {
+        status,
+        code: code.into(),
+    };
+    Rule::on("GET", "", fault, times)
+}
+
 fn keys(server: &S3sServer) -> (String, String) {
     (server.access_key.clone(), server.secret_key.clone())
 }
@@ -102,15 +111,7 @@ async fn an_expired_token_answer_fetches_new_credentials_and_retries() {
     c.put_bytes("k", b"v".to_vec().into(), PutCondition::None)
         .await
         .unwrap();
-    proxy.push(Rule::on(
-        "GET",
-        "",
-        Fault::Error {
-            status: 400,
-            code: "ExpiredToken".into(),
-        },
-        1,
-    ));
+    proxy.push(get_fails(400, "ExpiredToken", 1));
     let got = c.get("k").await.unwrap();
     assert_eq!(got.meta.size, 1);
     let role = "/latest/meta-data/iam/security-credentials/ccws-role";
@@ -118,30 +119,14 @@ async fn an_expired_token_answer_fetches_new_credentials_and_retries() {
 
     // Temporary keys the server no longer knows (revoked, or expired
     // early) are fetched again too, once.
-    proxy.push(Rule::on(
-        "GET",
-        "",
-        Fault::Error {
-            status: 403,
-            code: "InvalidAccessKeyId".into(),
-        },
-        1,
-    ));
+    proxy.push(get_fails(403, "InvalidAccessKeyId", 1));
     c.get("k").await.unwrap();
     assert_eq!(
         imds.count(role),
         3,
         "fetched again after InvalidAccessKeyId"
     );
-    proxy.push(Rule::on(
-        "GET",
-        "",
-        Fault::Error {
-            status: 403,
-            code: "InvalidAccessKeyId".into(),
-        },
-        2,
-    ));
+    proxy.push(get_fails(403, "InvalidAccessKeyId", 2));
     let e = c.get("k").await.unwrap_err().to_string();
     assert!(e.contains("InvalidAccessKeyId"), "{e}");
     assert_eq!(imds.count(role), 4, "only once per request");
@@ -170,15 +155,7 @@ async fn an_unknown_long_lived_key_is_not_fetched_again() {
     c.put_bytes("k", b"v".to_vec().into(), PutCondition::None)
         .await
         .unwrap();
-    proxy.push(Rule::on(
-        "GET",
-        "",
-        Fault::Error {
-            status: 403,
-            code: "InvalidAccessKeyId".into(),
-        },
-        1,
-    ));
+    proxy.push(get_fails(403, "InvalidAccessKeyId", 1));
     let e = c.get("k").await.unwrap_err().to_string();
     assert!(e.contains("InvalidAccessKeyId"), "{e}");
     assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
