@@ -27,6 +27,7 @@ pub(crate) use super::request::{
 };
 use super::request::{expected_region, load_ca_bundle, redirect_error, AUTH_CODES};
 use super::retry::ClockSkew;
+use super::retry_context::RetryContext;
 use super::sigv4::{self, Signer};
 use md5::Digest as _;
 
@@ -486,13 +487,28 @@ impl S3Client {
         F: Fn(reqwest::Response) -> Fut,
         Fut: Future<Output = Result<T, S3Error>>,
     {
-        let retry = &self.inner.cfg.retry;
-        let mut attempt = 0u32;
+        let mut ctx = RetryContext::new(&self.inner.cfg.retry);
+        self.send_in(req, &mut ctx, on_success).await
+    }
+
+    /// [`Self::send`], spending the attempts and backoff of `ctx`: the
+    /// logical operation the request is part of (e.g. a GET whose cut body
+    /// is resumed by further requests).
+    pub(crate) async fn send_in<T, F, Fut>(
+        &self,
+        req: &Request,
+        ctx: &mut RetryContext,
+        on_success: F,
+    ) -> Result<T, S3Error>
+    where
+        F: Fn(reqwest::Response) -> Fut,
+        Fut: Future<Output = Result<T, S3Error>>,
+    {
         let mut skew_corrected = false;
         let mut refreshed = false;
         let mut redirected = false;
         loop {
-            attempt += 1;
+            let attempt = ctx.begin();
             let err = match self.attempt(req).await {
                 Ok((resp, signed_at)) => {
                     let status = resp.status();
@@ -529,7 +545,7 @@ impl S3Client {
                         if let Some(r) = region.filter(|_| !redirected) {
                             if self.learn_region(&r) {
                                 redirected = true;
-                                attempt -= 1;
+                                ctx.refund();
                                 continue;
                             }
                         }
@@ -542,7 +558,7 @@ impl S3Client {
                             warn!("s3: the server says the session token expired; fetching new credentials and retrying");
                             self.inner.credentials.invalidate().await;
                             refreshed = true;
-                            attempt -= 1;
+                            ctx.refund();
                             continue;
                         }
                         if skew_suspect && !skew_corrected {
@@ -550,7 +566,7 @@ impl S3Client {
                                 if self.inner.skew.correct_from(d, signed_at) {
                                     warn!(offset_secs = self.inner.skew.offset(), "s3: clock skew detected from the server's Date header; retrying with a corrected clock");
                                     skew_corrected = true;
-                                    attempt -= 1;
+                                    ctx.refund();
                                     continue;
                                 }
                             }
@@ -568,26 +584,17 @@ impl S3Client {
             if !err.is_retryable() || (req.is_complete() && err.is_conflict()) {
                 return Err(err);
             }
-            if attempt >= retry.max_attempts {
-                return Err(if attempt > 1 {
-                    S3Error::RetriesExhausted {
-                        attempts: attempt,
-                        last: Box::new(err),
-                    }
-                } else {
-                    err
-                });
-            }
             let maybe_applied = match &err {
                 S3Error::Transport { .. } | S3Error::Timeout { .. } => true,
                 S3Error::Service { status, .. } => *status >= 500,
                 _ => false,
             };
+            let message = err.to_string();
+            let delay = ctx.next_delay(err)?;
             if maybe_applied {
                 req.uncertain.store(true, Ordering::Relaxed);
             }
-            let delay = retry.backoff(attempt);
-            debug!(method = %req.method, key = ?req.key, attempt, ?delay, error = %err, "s3: retrying");
+            debug!(method = %req.method, key = ?req.key, attempt, ?delay, error = %message, "s3: retrying");
             tokio::time::sleep(delay).await;
         }
     }
@@ -739,13 +746,16 @@ impl S3Client {
         }
         // A conflict at the end of a multipart upload means uploading it
         // again from the start (S3's advice): a file can be read again.
+        // The uploads spend a budget of their own, backing off between
+        // them; each part's requests have theirs.
         let mut file = file;
         let start = tokio::io::AsyncSeekExt::stream_position(&mut file).await?;
-        let mut tries = 0;
+        let mut uploads = RetryContext::new(&self.inner.cfg.retry);
         loop {
-            tries += 1;
+            uploads.begin();
             match self.put_stream(key, &mut file, cond.clone()).await {
-                Err(e) if e.is_conflict() && tries < self.inner.cfg.retry.max_attempts => {
+                Err(e) if e.is_conflict() => {
+                    uploads.back_off(e).await?;
                     warn!(key, "s3: a conditional multipart upload raced another write (409); uploading it again");
                     tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(start))
                         .await?;

@@ -1,7 +1,8 @@
 //! Reading objects: a GET as a stream that resumes where it broke
 //! (`Range` from the last byte received, pinned to the first answer's ETag),
 //! and a download into a file in parallel ranges, each resumed on its own,
-//! fsynced and renamed into place.
+//! fsynced and renamed into place. Each GET (each range of a download) is one logical operation:
+//! its requests and its resumptions spend one [`RetryContext`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,14 +19,17 @@ use super::client::{
     Request, S3Client,
 };
 use super::error::S3Error;
+use super::retry_context::RetryContext;
 
 impl S3Client {
-    /// Opens a GET (optionally from `offset`, requiring `etag`) and returns the response.
+    /// Opens a GET (optionally of a range, requiring `etag`) within the
+    /// operation `ctx`, and returns the response.
     async fn open_get(
         &self,
         key: &str,
         range: Option<(u64, u64)>,
         etag: Option<&str>,
+        ctx: &mut RetryContext,
     ) -> Result<reqwest::Response, S3Error> {
         let mut req = Request::new(Method::GET, Some(key));
         if let Some((first, last)) = range {
@@ -38,7 +42,8 @@ impl S3Client {
             // A whole object's answer then carries its checksum, if it has one.
             req = req.header("x-amz-checksum-mode", "ENABLED");
         }
-        self.send(&req, |resp| async move { Ok(resp) }).await
+        self.send_in(&req, ctx, |resp| async move { Ok(resp) })
+            .await
     }
 
     /// Streams an object: the body yields bytes as they arrive (see [`GetObject`]).
@@ -63,7 +68,8 @@ impl S3Client {
         S3Error,
     > {
         check_key(key)?;
-        let resp = self.open_get(key, None, None).await?;
+        let mut ctx = RetryContext::new(&self.inner.cfg.retry);
+        let resp = self.open_get(key, None, None, &mut ctx).await?;
         let expected = content_length(resp.headers());
         let meta = meta_from_headers(key, resp.headers(), expected.unwrap_or(0));
         // A whole-object CRC64NVME (not a composite of parts' sums) is
@@ -76,10 +82,9 @@ impl S3Client {
             self,
             key,
             meta.etag.clone(),
-            0,
-            expected,
-            expected,
+            (0, expected, expected),
             Some(resp),
+            ctx,
         );
         body.verify = whole_crc.map(|c| (c, checksum::Running::new()));
         let stream = body.into_stream();
@@ -96,10 +101,20 @@ impl S3Client {
         check_key(key)?;
         let cfg = &self.inner.cfg;
         let part = cfg.part_size as u64;
-        let mut resp = match self.open_get(key, Some((0, part - 1)), None).await {
+        let retry = &cfg.retry;
+        // The first range is one operation with its resumptions; a GET
+        // made again below (another question) is a new one.
+        let mut ctx = RetryContext::new(retry);
+        let mut resp = match self
+            .open_get(key, Some((0, part - 1)), None, &mut ctx)
+            .await
+        {
             Ok(r) => r,
             // An empty object has no byte 0: S3 answers 416 to any range.
-            Err(S3Error::Service { status: 416, .. }) => self.open_get(key, None, None).await?,
+            Err(S3Error::Service { status: 416, .. }) => {
+                ctx = RetryContext::new(retry);
+                self.open_get(key, None, None, &mut ctx).await?
+            }
             Err(e) => return Err(e),
         };
         let (mut etag, mut len, mut total) = first_range(key, part, &resp)?;
@@ -111,7 +126,8 @@ impl S3Client {
                 "s3: no ETag on a ranged GET; downloading in one request"
             );
             drop(resp);
-            resp = self.open_get(key, None, None).await?;
+            ctx = RetryContext::new(retry);
+            resp = self.open_get(key, None, None, &mut ctx).await?;
             (etag, len, total) = first_range(key, part, &resp)?;
         }
         let h = resp.headers();
@@ -131,21 +147,15 @@ impl S3Client {
         .expect("tempfile creation does not panic")?;
         let file = Arc::new(tmp.as_file().try_clone()?);
 
-        let first = BodyState::new(self, key, etag.clone(), 0, len, total, Some(resp));
+        let first = BodyState::new(self, key, etag.clone(), (0, len, total), Some(resp), ctx);
         let mut jobs = vec![write_at(file.clone(), 0, first.into_stream()).boxed()];
         if let (Some(total), Some(first_len), Some(etag)) = (total, len, etag.as_ref()) {
             let mut start = first_len;
             while start < total {
                 let n = part.min(total - start);
-                let body = BodyState::new(
-                    self,
-                    key,
-                    Some(etag.clone()),
-                    start,
-                    Some(n),
-                    Some(total),
-                    None,
-                );
+                let range = (start, Some(n), Some(total));
+                let ctx = RetryContext::new(retry);
+                let body = BodyState::new(self, key, Some(etag.clone()), range, None, ctx);
                 jobs.push(write_at(file.clone(), start, body.into_stream()).boxed());
                 start += n;
             }
@@ -253,7 +263,8 @@ struct BodyState {
     total: Option<u64>,
     received: u64,
     stream: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
-    failures: u32,
+    /// The attempts and backoff of this body's GET, its resumptions included.
+    ctx: RetryContext,
     done: bool,
     /// The object's CRC64NVME as the server gave it, and the sum of the
     /// bytes so far (a whole-object stream only).
@@ -261,17 +272,18 @@ struct BodyState {
 }
 
 impl BodyState {
-    /// A body for `[base, base + expected)` of an object of `total` bytes; `resp` is an
-    /// already-open response for it, or `None` to open it (with `Range` + `If-Match`) on first read.
+    /// A body for `[base, base + expected)` of an object of `total` bytes (`range`); `resp` is
+    /// an already-open response for it (made within `ctx`), or `None` to open it (with `Range`
+    /// + `If-Match`) on first read.
     fn new(
         client: &S3Client,
         key: &str,
         etag: Option<String>,
-        base: u64,
-        expected: Option<u64>,
-        total: Option<u64>,
+        range: (u64, Option<u64>, Option<u64>),
         resp: Option<reqwest::Response>,
+        ctx: RetryContext,
     ) -> BodyState {
+        let (base, expected, total) = range;
         BodyState {
             client: client.clone(),
             key: key.to_string(),
@@ -281,7 +293,7 @@ impl BodyState {
             total,
             received: 0,
             stream: resp.map(|r| r.bytes_stream().boxed()),
-            failures: 0,
+            ctx,
             done: false,
             verify: None,
         }
@@ -310,7 +322,6 @@ impl BodyState {
     async fn next_chunk(&mut self) -> Option<Result<Bytes, S3Error>> {
         // Per chunk this only reads; the client and the op name are used on failure only.
         let idle = self.client.inner.cfg.read_timeout;
-        let max_attempts = self.client.inner.cfg.retry.max_attempts;
         let op = |key: &str| format!("GET {key:?}");
         loop {
             if self.done {
@@ -382,22 +393,17 @@ impl BodyState {
                 },
             };
             self.stream = None;
-            self.failures += 1;
             let resumable = self.expected.is_some() && self.total.is_some() && self.etag.is_some();
-            if !resumable || self.failures >= max_attempts {
+            if !resumable {
                 self.done = true;
-                return Some(Err(if self.failures > 1 {
-                    S3Error::RetriesExhausted {
-                        attempts: self.failures,
-                        last: Box::new(failure),
-                    }
-                } else {
-                    failure
-                }));
+                return Some(Err(failure));
             }
-            let delay = self.client.inner.cfg.retry.backoff(self.failures);
-            debug!(key = %self.key, received = self.received, failures = self.failures, ?delay, error = %failure, "s3: resuming download");
-            tokio::time::sleep(delay).await;
+            // The attempt whose body failed is spent; the resumption is the next one.
+            debug!(key = %self.key, received = self.received, attempts = self.ctx.attempts(), error = %failure, "s3: body failed; resuming it");
+            if let Err(e) = self.ctx.back_off(failure).await {
+                self.done = true;
+                return Some(Err(e));
+            }
         }
     }
 
@@ -409,7 +415,7 @@ impl BodyState {
         let (first, last) = (self.base + self.received, self.base + expected - 1);
         let resp = match self
             .client
-            .open_get(&self.key, Some((first, last)), Some(&etag))
+            .open_get(&self.key, Some((first, last)), Some(&etag), &mut self.ctx)
             .await
         {
             Ok(r) => r,

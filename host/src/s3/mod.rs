@@ -5,7 +5,8 @@
 //! - [`sigv4`]: request signing.
 //! - [`client`]: the [`S3Client`] and the object operations ([`multipart`] for large uploads,
 //!   [`list`] for listing and batched deletion).
-//! - [`retry`]: the [`RetryConfig`] (backoff with full jitter).
+//! - [`retry`]: the [`RetryConfig`] (backoff with full jitter); `retry_context`: one budget of
+//!   attempts and one backoff sequence per logical operation.
 //! - [`error`]: the typed [`S3Error`].
 
 mod checksum;
@@ -19,6 +20,7 @@ pub mod list;
 pub mod multipart;
 mod request;
 pub mod retry;
+mod retry_context;
 pub(crate) mod sigv4;
 
 pub use client::{GetObject, ObjectMeta, PutCondition, S3Client};
