@@ -1,12 +1,16 @@
-//! One retry budget per logical operation: a GET's requests and the resumptions of its cut
-//! body spend one budget of `max_attempts` (counted at the fault proxy: exactly that many
-//! requests reach it), and the final error names the attempts and the last failure.
+//! One retry budget per logical operation, and checksums on ranged downloads.
+//!
+//! A GET's requests and the resumptions of its cut body spend one budget of `max_attempts`
+//! (counted at the fault proxy: exactly that many requests reach it), and the final error
+//! names the attempts and the last failure. A download in parallel ranges is checked
+//! against the object's full-object CRC64NVME (the ranges' sums combined), against s3s-fs
+//! and moto; a byte flipped in one range is an error that leaves no file behind.
 
 use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ccws::s3::{PutCondition, RetryConfig, S3Client, S3Error};
+use ccws::s3::{PutCondition, RetryConfig, S3Client, S3Config, S3Error};
 use ccws_tests::faultproxy::{Fault, FaultProxy, Rule};
 use ccws_tests::pseudo_random as data;
 use ccws_tests::s3s::S3sServer;
@@ -197,4 +201,121 @@ async fn multipart_uploads_raced_every_time_give_up_after_the_budget() {
         .count();
     assert_eq!(creates, n as usize, "one upload per attempt");
     assert!(server.multipart_leftovers().is_empty());
+}
+
+/// Puts `body` under `key` in one PUT (which carries its CRC64NVME), downloads it through
+/// `client` (which verifies) clean, then with one byte flipped in the range at `flip_in`.
+/// Returns the requests the clean download made.
+async fn clean_then_flipped(
+    client: &S3Client,
+    proxy: &FaultProxy,
+    key: &str,
+    body: &[u8],
+    flip_in: usize,
+) -> Vec<String> {
+    client
+        .put_bytes(key, Bytes::copy_from_slice(body), PutCondition::None)
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("dl").join(key);
+    let before = proxy.seen().len();
+    let meta = client.download_file(key, &dest).await.unwrap();
+    assert_eq!(meta.size, body.len() as u64);
+    assert!(std::fs::read(&dest).unwrap() == body, "{key}: bytes differ");
+    let clean: Vec<String> = proxy.seen()[before..]
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.head.to_ascii_lowercase()))
+        .collect();
+    std::fs::remove_file(&dest).unwrap();
+
+    proxy.push(
+        Rule::on("GET", &format!("/{key}"), Fault::FlipByte { at: 1234 }, 1)
+            .with_head(&format!("range: bytes={flip_in}-")),
+    );
+    let err = client.download_file(key, &dest).await.unwrap_err();
+    assert_eq!(proxy.remaining(), 0, "{key}: the flip did not fire");
+    assert!(
+        matches!(&err, S3Error::ChecksumMismatch { expected, actual, .. } if expected != actual),
+        "{key}: {err:?}"
+    );
+    assert!(err.to_string().contains("corrupted in transit"), "{err}");
+    assert!(
+        !dest.exists(),
+        "{key}: corrupt file left at the destination"
+    );
+    assert_eq!(files_in(&tmp.path().join("dl")), Vec::<String>::new());
+    clean
+}
+
+#[tokio::test]
+async fn ranged_downloads_are_checked_against_the_object_checksum() {
+    let (_server, proxy, client, _direct) = setup(4, true).await;
+    // Three ranges (5 + 5 + 2 MiB and a bit): the sum comes from a HEAD, pinned to the ETag.
+    let big = data(2 * PART + 2 * MIB + 7, 25);
+    let clean = clean_then_flipped(&client, &proxy, "big", &big, PART).await;
+    let ranged = clean.iter().filter(|r| r.starts_with("GET ")).count();
+    assert_eq!(ranged, 3, "{clean:#?}");
+    let heads: Vec<_> = clean.iter().filter(|r| r.starts_with("HEAD ")).collect();
+    assert_eq!(heads.len(), 1, "{clean:#?}");
+    assert!(
+        heads[0].contains("x-amz-checksum-mode: enabled") && heads[0].contains("if-match:"),
+        "{}",
+        heads[0]
+    );
+    // One range: the first answer holds the whole object and its sum; no HEAD.
+    let small = data(300_000, 26);
+    let clean = clean_then_flipped(&client, &proxy, "small", &small, 0).await;
+    assert_eq!(clean.len(), 1, "{clean:#?}");
+}
+
+#[tokio::test]
+async fn without_verification_no_checksum_is_asked_for() {
+    let (_server, proxy, client, _direct) = setup(4, false).await;
+    let big = data(2 * PART + 1, 27);
+    client
+        .put_bytes("big", Bytes::from(big.clone()), PutCondition::None)
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("big");
+    client.download_file("big", &dest).await.unwrap();
+    assert!(std::fs::read(&dest).unwrap() == big);
+    for r in proxy.seen() {
+        assert_ne!(r.method, "HEAD");
+        assert!(!r.head.to_ascii_lowercase().contains("x-amz-checksum-mode"));
+    }
+}
+
+#[tokio::test]
+async fn ranged_downloads_are_checked_against_moto_too() {
+    let Some(moto) = ccws_tests::moto::Moto::start() else {
+        return;
+    };
+    let bucket = "ccws-ranged-sum";
+    let upstream: std::net::SocketAddr = moto
+        .endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let proxy = FaultProxy::start(upstream).await;
+    let client = S3Client::new(
+        S3Config::builder(proxy.endpoint(), "us-east-1", bucket, "AK", "SK")
+            .path_style(true)
+            .part_size(PART)
+            .concurrency(2)
+            .retry(retry(4))
+            .verify_checksums(true)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    client.create_bucket().await.unwrap();
+    let big = data(2 * PART + MIB + 3, 28);
+    let clean = clean_then_flipped(&client, &proxy, "big", &big, 2 * PART).await;
+    assert_eq!(
+        clean.iter().filter(|r| r.starts_with("HEAD ")).count(),
+        1,
+        "{clean:#?}"
+    );
 }

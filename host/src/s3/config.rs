@@ -147,8 +147,8 @@ pub struct S3Config {
     /// Send a CRC64NVME checksum with every object write and part, for the
     /// server to verify (on by default; off for stores that refuse them).
     pub checksums: bool,
-    /// Also check a whole-object GET against the checksum the server gives
-    /// back. Off by default: a store that keeps a wrong checksum (s3s-fs
+    /// Also check a whole-object GET, and a download in ranges (their sums
+    /// combined), against the object's full-object checksum. Off by default: a store that keeps a wrong checksum (s3s-fs
     /// 0.14.1 keeps a refused conditional PUT's) would make good objects
     /// unreadable.
     pub verify_checksums: bool,
@@ -298,7 +298,7 @@ impl S3ConfigBuilder {
         self
     }
 
-    /// Checks (or not) whole-object GETs against the server's checksum.
+    /// Checks (or not) GETs and ranged downloads against the object's checksum.
     pub fn verify_checksums(mut self, on: bool) -> Self {
         self.cfg.verify_checksums = on;
         self

@@ -1,7 +1,8 @@
 //! Reading objects: a GET as a stream that resumes where it broke
 //! (`Range` from the last byte received, pinned to the first answer's ETag),
 //! and a download into a file in parallel ranges, each resumed on its own,
-//! fsynced and renamed into place. Each GET (each range of a download) is one logical operation:
+//! checked against the object's CRC64NVME when asked, fsynced and renamed
+//! into place. Each GET (each range of a download) is one logical operation:
 //! its requests and its resumptions spend one [`RetryContext`].
 
 use std::path::Path;
@@ -38,12 +39,35 @@ impl S3Client {
         if let Some(e) = etag {
             req = req.header("if-match", e);
         }
-        if range.is_none() && self.inner.cfg.verify_checksums {
-            // A whole object's answer then carries its checksum, if it has one.
+        if self.inner.cfg.verify_checksums {
+            // An answer holding the whole object then carries its checksum,
+            // if it has one (a partial range's answer carries none).
             req = req.header("x-amz-checksum-mode", "ENABLED");
         }
         self.send_in(&req, ctx, |resp| async move { Ok(resp) })
             .await
+    }
+
+    /// The object's full-object CRC64NVME (see [`checksum::full_object`])
+    /// from a `HEAD` pinned to `etag`, the version being downloaded.
+    async fn head_checksum(&self, key: &str, etag: &str) -> Result<Option<String>, S3Error> {
+        let req = Request::new(Method::HEAD, Some(key))
+            .header("if-match", etag)
+            .header("x-amz-checksum-mode", "ENABLED");
+        let changed = |after: &str| S3Error::Changed {
+            key: key.to_string(),
+            before: etag.to_string(),
+            after: after.to_string(),
+        };
+        let headers = match self.send(&req, |resp| async move { Ok(resp) }).await {
+            Ok(resp) => resp.headers().clone(),
+            Err(S3Error::PreconditionFailed { .. }) => return Err(changed("(unknown)")),
+            Err(e) => return Err(e),
+        };
+        match header_str(&headers, "etag") {
+            Some(now) if now != etag => Err(changed(now)),
+            _ => Ok(checksum::full_object(&headers)),
+        }
     }
 
     /// Streams an object: the body yields bytes as they arrive (see [`GetObject`]).
@@ -74,10 +98,8 @@ impl S3Client {
         let meta = meta_from_headers(key, resp.headers(), expected.unwrap_or(0));
         // A whole-object CRC64NVME (not a composite of parts' sums) is
         // checked against the bytes as they stream.
-        let whole_crc = header_str(resp.headers(), checksum::HEADER)
-            .filter(|_| self.inner.cfg.verify_checksums)
-            .filter(|_| header_str(resp.headers(), "x-amz-checksum-type") != Some("COMPOSITE"))
-            .map(str::to_owned);
+        let whole_crc =
+            checksum::full_object(resp.headers()).filter(|_| self.inner.cfg.verify_checksums);
         let mut body = BodyState::new(
             self,
             key,
@@ -97,6 +119,11 @@ impl S3Client {
     /// The first request asks for the first part (`Range`), which gives the size and ETag in one
     /// round trip; larger objects are then fetched as `concurrency` ranged GETs (`If-Match` the
     /// ETag, so every range comes from the same object version), written at their offsets.
+    ///
+    /// With `verify_checksums`, the CRC64NVME of each range is computed as it is written and
+    /// the ranges' sums combined are compared with the object's full-object checksum (from
+    /// the first answer when it holds the whole object, else from a `HEAD` made while the
+    /// ranges download); a mismatch is [`S3Error::ChecksumMismatch`] and leaves no file.
     pub async fn download_file(&self, key: &str, dest: &Path) -> Result<ObjectMeta, S3Error> {
         check_key(key)?;
         let cfg = &self.inner.cfg;
@@ -132,6 +159,10 @@ impl S3Client {
         }
         let h = resp.headers();
         let mut meta = meta_from_headers(key, h, total.unwrap_or(0));
+        let verify = cfg.verify_checksums;
+        let whole_in_first = (len.is_some() && len == total)
+            .then(|| checksum::full_object(h))
+            .flatten();
 
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -148,7 +179,8 @@ impl S3Client {
         let file = Arc::new(tmp.as_file().try_clone()?);
 
         let first = BodyState::new(self, key, etag.clone(), (0, len, total), Some(resp), ctx);
-        let mut jobs = vec![write_at(file.clone(), 0, first.into_stream()).boxed()];
+        let mut jobs = vec![write_at(file.clone(), 0, first.into_stream(), verify).boxed()];
+        let mut ranged = false;
         if let (Some(total), Some(first_len), Some(etag)) = (total, len, etag.as_ref()) {
             let mut start = first_len;
             while start < total {
@@ -156,20 +188,47 @@ impl S3Client {
                 let range = (start, Some(n), Some(total));
                 let ctx = RetryContext::new(retry);
                 let body = BodyState::new(self, key, Some(etag.clone()), range, None, ctx);
-                jobs.push(write_at(file.clone(), start, body.into_stream()).boxed());
+                jobs.push(write_at(file.clone(), start, body.into_stream(), verify).boxed());
                 start += n;
+                ranged = true;
             }
         }
-        let written: u64 = futures::stream::iter(jobs)
+        let ranges = futures::stream::iter(jobs)
             .buffer_unordered(cfg.concurrency)
-            .try_fold(0u64, |acc, n| async move { Ok(acc + n) })
-            .await?;
+            .try_fold(checksum::Ranges::default(), |mut acc, w| async move {
+                acc.add(w.offset, w.len, w.crc.unwrap_or_default());
+                Ok(acc)
+            });
+        // The object's checksum, when there is one to check against.
+        let wanted = async {
+            match (&etag, whole_in_first) {
+                _ if !verify => Ok(None),
+                (_, Some(sum)) => Ok(Some(sum)),
+                (Some(etag), None) if ranged => self.head_checksum(key, etag).await,
+                _ => Ok(None),
+            }
+        };
+        let (ranges, wanted) = tokio::try_join!(ranges, wanted)?;
+        let written = ranges.len();
         if let Some(total) = total {
             if written != total {
                 return Err(S3Error::ShortBody {
                     op: format!("GET {key:?}"),
                     expected: total,
                     got: written,
+                });
+            }
+        }
+        if let Some(expected) = wanted {
+            let actual = ranges
+                .whole(written)
+                .map_or_else(|| "(none)".into(), checksum::encode);
+            if actual != expected {
+                // The temporary file is dropped (deleted) with the error.
+                return Err(S3Error::ChecksumMismatch {
+                    op: format!("GET {key:?}"),
+                    expected,
+                    actual,
                 });
             }
         }
@@ -213,41 +272,67 @@ fn first_range(key: &str, part: u64, resp: &reqwest::Response) -> Result<FirstRa
     }
 }
 
-/// Writes a body stream into `file` from offset `base`, in blocks of up to 1 MiB.
+/// What [`write_at`] wrote: `len` bytes at `offset`, and their CRC64NVME if it was asked for.
+struct Written {
+    offset: u64,
+    len: u64,
+    crc: Option<u64>,
+}
+
+/// Writes a body stream into `file` from offset `base`, in blocks of up to 1 MiB, summing
+/// the bytes' CRC64NVME (off the async threads, with the writes) when `crc` is set.
 async fn write_at(
     file: Arc<std::fs::File>,
     base: u64,
     body: impl Stream<Item = Result<Bytes, S3Error>>,
-) -> Result<u64, S3Error> {
+    crc: bool,
+) -> Result<Written, S3Error> {
     const BLOCK: usize = 1 << 20;
-    async fn flush(file: &Arc<std::fs::File>, at: u64, data: Bytes) -> Result<(), S3Error> {
+    async fn flush(
+        file: &Arc<std::fs::File>,
+        at: u64,
+        data: Bytes,
+        crc: bool,
+    ) -> Result<Option<u64>, S3Error> {
         use std::os::unix::fs::FileExt;
         let file = file.clone();
-        tokio::task::spawn_blocking(move || file.write_all_at(&data, at))
-            .await
-            .expect("pwrite does not panic")?;
-        Ok(())
+        let sum = tokio::task::spawn_blocking(move || {
+            file.write_all_at(&data, at)?;
+            Ok::<_, std::io::Error>(crc.then(|| checksum::crc(&data)))
+        })
+        .await
+        .expect("pwrite does not panic")?;
+        Ok(sum)
     }
     let mut body = std::pin::pin!(body);
     let mut buf = BytesMut::with_capacity(BLOCK);
     let mut at = base;
-    while let Some(chunk) = body.next().await {
-        buf.extend_from_slice(&chunk?);
-        if buf.len() >= BLOCK {
+    let mut sum = crc.then(|| checksum::crc(b""));
+    loop {
+        let next = body.next().await.transpose()?;
+        let end = next.is_none();
+        if let Some(chunk) = next {
+            buf.extend_from_slice(&chunk);
+        }
+        if buf.len() >= BLOCK || (end && !buf.is_empty()) {
             let data = buf.split().freeze();
             let n = data.len() as u64;
-            flush(&file, at, data).await?;
+            let block = flush(&file, at, data, crc).await?;
+            if let (Some(s), Some(b)) = (sum.as_mut(), block) {
+                *s = checksum::combine(*s, b, n);
+            }
             at += n;
             buf.reserve(BLOCK);
         }
+        if end {
+            break;
+        }
     }
-    if !buf.is_empty() {
-        let data = buf.split().freeze();
-        let n = data.len() as u64;
-        flush(&file, at, data).await?;
-        at += n;
-    }
-    Ok(at - base)
+    Ok(Written {
+        offset: base,
+        len: at - base,
+        crc: sum,
+    })
 }
 
 /// State of a streamed GET body: verifies length and resumes after transient failures.
@@ -304,11 +389,10 @@ impl BodyState {
     fn check_sum(&mut self) -> Option<S3Error> {
         let (want, got) = self.verify.take()?;
         let got = got.value();
-        (got != want).then(|| S3Error::InvalidResponse {
+        (got != want).then(|| S3Error::ChecksumMismatch {
             op: format!("GET {:?}", self.key),
-            message: format!(
-                "the bytes received have CRC64NVME {got}, the object's is {want}: corrupted in transit"
-            ),
+            expected: want,
+            actual: got,
         })
     }
 

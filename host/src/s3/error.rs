@@ -113,6 +113,17 @@ pub enum S3Error {
         /// ETag on resume.
         after: String,
     },
+    /// The bytes received do not have the object's CRC64NVME (a byte
+    /// changed in transit that no length check sees).
+    #[error("s3: {op}: the bytes received have CRC64NVME {actual}, the object's is {expected}: corrupted in transit")]
+    ChecksumMismatch {
+        /// The operation, e.g. `GET "key"`.
+        op: String,
+        /// The object's checksum, as the server gave it.
+        expected: String,
+        /// The checksum of the bytes received.
+        actual: String,
+    },
     /// A local I/O error (reading the source, writing the destination).
     #[error("s3: local I/O error: {0}")]
     Io(#[from] io::Error),
@@ -228,6 +239,7 @@ impl S3Error {
             S3Error::ShortBody { .. } => io::ErrorKind::UnexpectedEof,
             S3Error::Timeout { .. } => io::ErrorKind::TimedOut,
             S3Error::NotFound { .. } => io::ErrorKind::NotFound,
+            S3Error::ChecksumMismatch { .. } => io::ErrorKind::InvalidData,
             S3Error::Io(e) => e.kind(),
             _ => io::ErrorKind::Other,
         };
