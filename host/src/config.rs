@@ -470,4 +470,31 @@ mod tests {
             assert!(err.contains(says), "{err}");
         }
     }
+
+    #[test]
+    fn checksums_are_sent_and_checked_only_when_asked() {
+        let with = |v: Option<&str>| {
+            let mut e = env(&[
+                ("HOME", "/nonexistent"),
+                ("CCWS_BUCKET", "b-1"),
+                ("AWS_ACCESS_KEY_ID", "a"),
+                ("AWS_SECRET_ACCESS_KEY", "b"),
+            ]);
+            if let Some(v) = v {
+                e.insert("CCWS_CHECKSUMS".into(), v.into());
+            }
+            match resolve_store(&Overrides::default(), &e) {
+                Ok(StoreSettings::S3(c)) => Ok((c.checksums, c.verify_checksums)),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        assert_eq!(with(None), Ok((true, false)));
+        assert_eq!(with(Some("")), Ok((true, false)), "set but empty is unset");
+        assert_eq!(with(Some("verify")), Ok((true, true)));
+        assert_eq!(with(Some("true")), Ok((true, false)));
+        assert_eq!(with(Some("false")), Ok((false, false)));
+        let e = with(Some("yes")).unwrap_err();
+        assert!(e.contains("expected true, false or verify"), "{e}");
+    }
 }

@@ -35,13 +35,24 @@ pub(crate) fn encode(crc: u64) -> String {
 /// The object's own CRC64NVME from an answer's headers, if it has a
 /// full-object one. A `COMPOSITE` checksum (the checksum of the parts'
 /// checksums, written `...-N`) is no CRC of the bytes and cannot be
-/// combined from ranges: it is left unchecked.
+/// combined from ranges: it is left unchecked. So is a value that is not
+/// 8 bytes of base64 (moto 5.2.1 answers a multipart object's with 4): no
+/// CRC64NVME at all, so no evidence of corruption.
 pub(crate) fn full_object(headers: &reqwest::header::HeaderMap) -> Option<String> {
     let value = headers.get(HEADER)?.to_str().ok()?;
     let composite = headers
         .get("x-amz-checksum-type")
         .is_some_and(|t| t.as_bytes().eq_ignore_ascii_case(b"COMPOSITE"));
-    (!composite && !value.contains('-')).then(|| value.to_owned())
+    let crc64 = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .is_ok_and(|b| b.len() == 8);
+    if !crc64 && !composite && !value.contains('-') {
+        tracing::debug!(
+            value,
+            "the server's {HEADER} is not a CRC64NVME; not checked"
+        );
+    }
+    (!composite && crc64).then(|| value.to_owned())
 }
 
 /// The CRC64NVMEs of an object's ranges, gathered in any order and
@@ -171,6 +182,11 @@ mod tests {
         assert_eq!(full_object(&h), None);
         h.remove("x-amz-checksum-type");
         h.insert(HEADER, HeaderValue::from_static("rosYbCxVqtw=-3"));
+        assert_eq!(full_object(&h), None);
+        // Not 8 bytes: no CRC64NVME, whatever the server calls it.
+        h.insert(HEADER, HeaderValue::from_static("arfwqQ=="));
+        assert_eq!(full_object(&h), None);
+        h.insert(HEADER, HeaderValue::from_static("not base64!"));
         assert_eq!(full_object(&h), None);
     }
 

@@ -148,9 +148,10 @@ pub struct S3Config {
     /// server to verify (on by default; off for stores that refuse them).
     pub checksums: bool,
     /// Also check a whole-object GET, and a download in ranges (their sums
-    /// combined), against the object's full-object checksum. Off by default: a store that keeps a wrong checksum (s3s-fs
-    /// 0.14.1 keeps a refused conditional PUT's) would make good objects
-    /// unreadable.
+    /// combined), against the object's full-object checksum. Off by
+    /// default: a store that keeps a stale checksum would make good objects
+    /// unreadable (s3s-fs 0.14.1 keeps the replaced object's checksum when
+    /// a multipart upload overwrites it).
     pub verify_checksums: bool,
     /// Extra PEM CA bundle trusted in addition to the platform roots.
     pub ca_bundle: Option<PathBuf>,
