@@ -15,6 +15,7 @@ mod archive_wasi_layer;
 mod archive_wasmtime_cli;
 mod credentials;
 mod s3_faults;
+mod s3_race;
 mod s3_retry;
 mod s3_server;
 mod s3_tls;

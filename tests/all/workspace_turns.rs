@@ -36,8 +36,18 @@ impl Backend {
     }
 
     async fn s3() -> Backend {
+        Backend::s3_behind(false).await
+    }
+
+    /// s3s-fs behind the fault proxy; `serialised`: one whose writes of a key are atomic,
+    /// as on S3, so that conditional writes can race for real.
+    async fn s3_behind(serialised: bool) -> Backend {
         let server = S3sServer::start().await;
-        let proxy = FaultProxy::start(server.addr).await;
+        let proxy = if serialised {
+            FaultProxy::start_serialised(server.addr).await
+        } else {
+            FaultProxy::start(server.addr).await
+        };
         let client = S3Client::new(server.config_for(&proxy.endpoint()).build().unwrap()).unwrap();
         Backend {
             store: Store::S3(client),
@@ -229,7 +239,11 @@ async fn two_sessions_share_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_teardowns_lose_no_update() {
-    for (name, b) in Backend::both().await {
+    let backends = [
+        ("local", Backend::local().await),
+        ("s3s-fs", Backend::s3_behind(true).await),
+    ];
+    for (name, b) in backends {
         with_timeout(async {
             let ws = b.workspaces();
             // A shared starting point.
@@ -243,21 +257,10 @@ async fn concurrent_teardowns_lose_no_update() {
                 std::fs::write(w.layout.memory_dir.join(format!("{s}.md")), s).unwrap();
                 std::fs::write(w.layout.memory_dir.join("shared.md"), format!("by {s}")).unwrap();
             }
-            // The local store's compare-and-swap is atomic, so its teardowns
-            // race for real. s3s-fs checks If-Match before it streams the body
-            // and writes (s3s-fs 0.14.1 src/s3.rs, put_object), so truly
-            // simultaneous PUTs can all pass its check; against it the
-            // teardowns run one after another, all from the same stale base,
-            // which still drives every merge through the real server.
-            let results = if name == "local" {
-                futures::future::join_all(sessions.iter().map(|s| ws.teardown("race", s))).await
-            } else {
-                let mut out = Vec::new();
-                for s in sessions {
-                    out.push(ws.teardown("race", s).await);
-                }
-                out
-            };
+            // The local store's compare-and-swap is atomic, and so are s3s-fs's
+            // conditional writes behind the serialising proxy: the teardowns race for real.
+            let results =
+                futures::future::join_all(sessions.iter().map(|s| ws.teardown("race", s))).await;
             let mut merged = 0;
             let mut conflicts = 0;
             for r in results {
@@ -1478,7 +1481,11 @@ fn claude_start(claude_dir: &Path, cwd: &Path, session: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_set_up_together_lose_no_project_entry_and_no_prompt() {
-    for (name, b) in Backend::both().await {
+    let backends = [
+        ("local", Backend::local().await),
+        ("s3s-fs", Backend::s3_behind(true).await),
+    ];
+    for (name, b) in backends {
         for n in [2, 4] {
             with_timeout(async {
                 let ws = b.workspaces();
@@ -1493,18 +1500,9 @@ async fn sessions_set_up_together_lose_no_project_entry_and_no_prompt() {
                     claude_start(&w.layout.claude_dir, &w.layout.project_dir, s);
                     cwds.push(w.layout.project_dir.clone());
                 }
-                // As in concurrent_teardowns_lose_no_update: truly at once on
-                // the local store, one after another (all from a stale base)
-                // against s3s-fs.
-                let results = if name == "local" {
-                    futures::future::join_all(sessions.iter().map(|s| ws.teardown(&wsid, s))).await
-                } else {
-                    let mut out = Vec::new();
-                    for s in &sessions {
-                        out.push(ws.teardown(&wsid, s).await);
-                    }
-                    out
-                };
+                // As in concurrent_teardowns_lose_no_update: truly at once.
+                let results =
+                    futures::future::join_all(sessions.iter().map(|s| ws.teardown(&wsid, s))).await;
                 let merged = results
                     .into_iter()
                     .filter(|r| matches!(r.as_ref().unwrap().home, Delivery::Merged { .. }))

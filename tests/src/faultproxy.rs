@@ -5,7 +5,17 @@
 //! request untouched). Upstream requests get `Connection: close`, so the response is relayed
 //! until the server closes, and the proxy answers with `Connection: close` too; the client
 //! then opens one connection per request, which keeps faults scoped to one request.
+//!
+//! [`FaultProxy::start_serialised`] also makes each write of a key atomic, as S3's are:
+//! s3s-fs 0.14.1 checks `If-Match` / `If-None-Match` before it streams the body, without a
+//! lock, so two racing conditional PUTs can both pass there; and a GET racing a write can
+//! answer one version's bytes with another's ETag. The serialising proxy holds a per-key
+//! lock from the arrival of a request until its answer is relayed: exclusive for a write
+//! (object PUT or copy, CompleteMultipartUpload, DELETE), shared for a GET or HEAD. A
+//! condition is then checked against the object as the previous write left it, exactly one
+//! of racing writers wins, and a read sees one version whole.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -127,6 +137,32 @@ pub struct Seen {
 struct State {
     rules: Vec<Rule>,
     seen: Vec<Seen>,
+    /// Per-key locks; `None`: requests are not serialised.
+    writes: Option<HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
+}
+
+/// A key's lock, held (never read) for one request.
+#[allow(dead_code)]
+enum Held {
+    Read(tokio::sync::OwnedRwLockReadGuard<()>),
+    Write(tokio::sync::OwnedRwLockWriteGuard<()>),
+}
+
+/// Whether `method` on `target` writes the object `target` names (not a part, which is
+/// written under its upload, nor a bucket operation).
+fn writes_key(method: &str, target: &str) -> bool {
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let has = |param: &str| {
+        query
+            .split('&')
+            .any(|kv| kv == param || kv.starts_with(&format!("{param}=")))
+    };
+    match method {
+        "PUT" => !has("partNumber") && !has("uploadId"),
+        "POST" => has("uploadId"),
+        "DELETE" => !has("uploadId") && !has("delete"),
+        _ => false,
+    }
 }
 
 /// The running proxy; stops when dropped.
@@ -140,9 +176,22 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts a proxy on a free loopback port in front of `upstream`.
     pub async fn start(upstream: SocketAddr) -> FaultProxy {
+        Self::start_with(upstream, State::default()).await
+    }
+
+    /// As [`FaultProxy::start`], with each key's writes made atomic (see the module docs).
+    pub async fn start_serialised(upstream: SocketAddr) -> FaultProxy {
+        let state = State {
+            writes: Some(HashMap::new()),
+            ..State::default()
+        };
+        Self::start_with(upstream, state).await
+    }
+
+    async fn start_with(upstream: SocketAddr, state: State) -> FaultProxy {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state: Arc<Mutex<State>> = Arc::default();
+        let state = Arc::new(Mutex::new(state));
         let st = state.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -327,6 +376,21 @@ async fn handle(
         .unwrap_or(0);
 
     let head_lower = head.to_ascii_lowercase();
+    // Held until this function returns: the answer has been relayed.
+    let key_lock = {
+        let mut st = state.lock().unwrap();
+        let key = target.split('?').next().unwrap_or_default().to_owned();
+        st.writes
+            .as_mut()
+            .map(|locks| locks.entry(key).or_default().clone())
+    };
+    let _held = match key_lock {
+        Some(l) if writes_key(&method, &target) => Some(Held::Write(l.write_owned().await)),
+        Some(l) if matches!(method.as_str(), "GET" | "HEAD") => {
+            Some(Held::Read(l.read_owned().await))
+        }
+        _ => None,
+    };
     let fault = {
         let mut st = state.lock().unwrap();
         let fault = st
@@ -472,6 +536,25 @@ async fn handle(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn writes_of_a_key_are_told_from_other_requests() {
+        use super::writes_key;
+        for (method, target, writes) in [
+            ("PUT", "/b/k", true),
+            ("PUT", "/b/k?x-id=PutObject", true),
+            ("PUT", "/b/k?partNumber=1&uploadId=u", false),
+            ("POST", "/b/k?uploadId=u", true),
+            ("POST", "/b/k?uploads", false),
+            ("POST", "/b?delete", false),
+            ("DELETE", "/b/k", true),
+            ("DELETE", "/b/k?uploadId=u", false),
+            ("GET", "/b/k", false),
+            ("HEAD", "/b/k", false),
+        ] {
+            assert_eq!(writes_key(method, target), writes, "{method} {target}");
+        }
+    }
+
     #[test]
     fn http_date_format() {
         let d = super::httpdate_now();
