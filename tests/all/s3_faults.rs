@@ -1,6 +1,7 @@
-//! Fault injection: a loopback proxy in front of `s3s-fs` resets connections, answers 500 /
-//! 503 SlowDown, cuts bodies short and stalls; transfers must retry to identical bytes, or
-//! fail clearly without leaving a partial file or an orphan multipart upload.
+//! Fault injection: a loopback proxy in front of a real server resets connections, answers
+//! 500 / 503 SlowDown, cuts bodies short and stalls; transfers must retry to identical bytes,
+//! or fail clearly without leaving a partial file or an orphan multipart upload. Each such
+//! test runs against `s3s-fs` and against `moto`.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use ccws::s3::{PutCondition, RetryConfig, S3Client, S3Config, S3Error};
 use ccws_tests::faultproxy::{Fault, FaultProxy, Rule};
 use ccws_tests::pseudo_random as data;
 use ccws_tests::s3s::S3sServer;
+use ccws_tests::server::TestServer;
 use tokio::io::AsyncReadExt;
 
 const MIB: usize = 1024 * 1024;
@@ -30,7 +32,6 @@ fn err500() -> Fault {
 }
 
 struct Setup {
-    server: S3sServer,
     proxy: FaultProxy,
     /// Through the proxy.
     client: S3Client,
@@ -38,9 +39,9 @@ struct Setup {
     direct: S3Client,
 }
 
-async fn setup(read_timeout: Duration) -> Setup {
-    let server = S3sServer::start().await;
-    let proxy = FaultProxy::start(server.addr).await;
+/// A fault proxy in front of `server`, and clients through it and straight to it.
+async fn setup(server: &TestServer, read_timeout: Duration) -> Setup {
+    let proxy = FaultProxy::start(server.addr()).await;
     let client = S3Client::new(
         server
             .config_for(&proxy.endpoint())
@@ -53,12 +54,34 @@ async fn setup(read_timeout: Duration) -> Setup {
     .unwrap();
     let direct = server.client();
     Setup {
-        server,
         proxy,
         client,
         direct,
     }
 }
+
+/// What the server holds under `key`, read straight from it.
+async fn stored(s: &Setup, key: &str) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut obj = s.direct.get(key).await.unwrap();
+    obj.body.read_to_end(&mut got).await.unwrap();
+    got
+}
+
+ccws_tests::on_each_server!(
+    get_retries_reset_500_and_slowdown,
+    get_resumes_a_cut_body_with_range_and_if_match,
+    parallel_ranged_download_retries_each_range,
+    get_resumes_after_a_mid_body_stall,
+    stalled_response_times_out_and_is_retried,
+    exhausted_retries_are_a_clear_error,
+    short_body_after_retries_leaves_no_partial_file,
+    multipart_retries_parts_and_complete,
+    multipart_failures_abort_the_upload,
+    cancelled_during_the_abort_still_aborts,
+    if_match_write_answered_no_such_key_is_a_precondition_failure,
+    conditional_writes_as_s3_defines_them,
+);
 
 fn files_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -69,9 +92,8 @@ fn files_in(dir: &Path) -> Vec<String> {
     v
 }
 
-#[tokio::test]
-async fn get_retries_reset_500_and_slowdown() {
-    let s = setup(Duration::from_secs(5)).await;
+async fn get_retries_reset_500_and_slowdown(server: &TestServer) {
+    let s = setup(server, Duration::from_secs(5)).await;
     let body = data(300_000, 1);
     s.direct
         .put_bytes("obj", Bytes::from(body.clone()), PutCondition::None)
@@ -97,15 +119,11 @@ async fn get_retries_reset_500_and_slowdown() {
         .await
         .unwrap();
     assert_eq!(s.proxy.remaining(), 0);
-    assert_eq!(
-        std::fs::read(s.server.bucket_dir().join("obj2")).unwrap(),
-        body
-    );
+    assert_eq!(stored(&s, "obj2").await, body);
 }
 
-#[tokio::test]
-async fn get_resumes_a_cut_body_with_range_and_if_match() {
-    let s = setup(Duration::from_secs(5)).await;
+async fn get_resumes_a_cut_body_with_range_and_if_match(server: &TestServer) {
+    let s = setup(server, Duration::from_secs(5)).await;
     let body = data(3 * MIB, 2);
     let put = s
         .direct
@@ -141,9 +159,8 @@ async fn get_resumes_a_cut_body_with_range_and_if_match() {
     );
 }
 
-#[tokio::test]
-async fn parallel_ranged_download_retries_each_range() {
-    let s = setup(Duration::from_secs(5)).await;
+async fn parallel_ranged_download_retries_each_range(server: &TestServer) {
+    let s = setup(server, Duration::from_secs(5)).await;
     // 13 MiB with 5 MiB parts: ranges at 0, 5 MiB and 10 MiB, two at a time.
     let body = data(13 * MIB, 12);
     let put = s
@@ -205,9 +222,8 @@ async fn parallel_ranged_download_retries_each_range() {
     assert_eq!(files_in(tmp.path()), vec!["ranged".to_string()]);
 }
 
-#[tokio::test]
-async fn get_resumes_after_a_mid_body_stall() {
-    let s = setup(Duration::from_millis(700)).await;
+async fn get_resumes_after_a_mid_body_stall(server: &TestServer) {
+    let s = setup(server, Duration::from_millis(700)).await;
     let body = data(2 * MIB, 3);
     s.direct
         .put_bytes("stall", Bytes::from(body.clone()), PutCondition::None)
@@ -229,9 +245,8 @@ async fn get_resumes_after_a_mid_body_stall() {
     assert_eq!(s.proxy.remaining(), 0);
 }
 
-#[tokio::test]
-async fn stalled_response_times_out_and_is_retried() {
-    let s = setup(Duration::from_millis(700)).await;
+async fn stalled_response_times_out_and_is_retried(server: &TestServer) {
+    let s = setup(server, Duration::from_millis(700)).await;
     s.proxy.push(Rule::on(
         "PUT",
         "",
@@ -247,15 +262,11 @@ async fn stalled_response_times_out_and_is_retried() {
         .await
         .unwrap();
     assert_eq!(s.proxy.remaining(), 0);
-    assert_eq!(
-        std::fs::read(s.server.bucket_dir().join("slow")).unwrap(),
-        b"eventually"
-    );
+    assert_eq!(stored(&s, "slow").await, b"eventually");
 }
 
-#[tokio::test]
-async fn exhausted_retries_are_a_clear_error() {
-    let s = setup(Duration::from_secs(5)).await;
+async fn exhausted_retries_are_a_clear_error(server: &TestServer) {
+    let s = setup(server, Duration::from_secs(5)).await;
     s.proxy.push(Rule::any(err503(), 100));
     let err = s.client.get("x").await.unwrap_err();
     match &err {
@@ -302,9 +313,8 @@ async fn exhausted_retries_are_a_clear_error() {
     );
 }
 
-#[tokio::test]
-async fn short_body_after_retries_leaves_no_partial_file() {
-    let s = setup(Duration::from_secs(5)).await;
+async fn short_body_after_retries_leaves_no_partial_file(server: &TestServer) {
+    let s = setup(server, Duration::from_secs(5)).await;
     let body = data(2 * MIB, 4);
     s.direct
         .put_bytes("short", Bytes::from(body), PutCondition::None)
@@ -341,9 +351,8 @@ async fn short_body_after_retries_leaves_no_partial_file() {
     assert!(got.len() < 2 * MIB);
 }
 
-#[tokio::test]
-async fn multipart_retries_parts_and_complete() {
-    let s = setup(Duration::from_secs(5)).await;
+async fn multipart_retries_parts_and_complete(server: &TestServer) {
+    let s = setup(server, Duration::from_secs(5)).await;
     let body = data(12 * MIB, 5);
     s.proxy
         .push(Rule::on("PUT", "partNumber=1&", Fault::Reset, 1));
@@ -367,13 +376,12 @@ async fn multipart_retries_parts_and_complete() {
     assert_eq!(meta.size, body.len() as u64);
     assert!(meta.etag.unwrap().ends_with("-3\""));
     assert_eq!(s.proxy.remaining(), 0, "not every fault fired");
-    assert!(std::fs::read(s.server.bucket_dir().join("mp")).unwrap() == body);
-    assert_eq!(s.server.multipart_leftovers(), Vec::<String>::new());
+    assert!(stored(&s, "mp").await == body);
+    assert_eq!(server.multipart_leftovers(), Vec::<String>::new());
 }
 
-#[tokio::test]
-async fn multipart_failures_abort_the_upload() {
-    let s = setup(Duration::from_secs(5)).await;
+async fn multipart_failures_abort_the_upload(server: &TestServer) {
+    let s = setup(server, Duration::from_secs(5)).await;
     let body = data(16 * MIB, 6);
     // A part that keeps failing: retries run out, the upload is aborted.
     s.proxy
@@ -392,7 +400,7 @@ async fn multipart_failures_abort_the_upload() {
         .seen()
         .iter()
         .any(|r| r.method == "DELETE" && r.target.contains("uploadId=")));
-    assert_eq!(s.server.multipart_leftovers(), Vec::<String>::new());
+    assert_eq!(server.multipart_leftovers(), Vec::<String>::new());
     assert!(s.direct.head("mp").await.unwrap_err().is_not_found());
 
     // A non-retryable answer on Complete: aborted too.
@@ -415,7 +423,7 @@ async fn multipart_failures_abort_the_upload() {
         matches!(&err, S3Error::Service { code, .. } if code == "InvalidPart"),
         "{err:?}"
     );
-    assert_eq!(s.server.multipart_leftovers(), Vec::<String>::new());
+    assert_eq!(server.multipart_leftovers(), Vec::<String>::new());
 
     // A retryable error on every Complete attempt: exhausted, aborted.
     s.proxy.clear();
@@ -436,15 +444,14 @@ async fn multipart_failures_abort_the_upload() {
         matches!(err.root(), S3Error::Service { status: 200, code, .. } if code == "InternalError"),
         "{err:?}"
     );
-    assert_eq!(s.server.multipart_leftovers(), Vec::<String>::new());
+    assert_eq!(server.multipart_leftovers(), Vec::<String>::new());
     assert!(s.direct.head("mp").await.unwrap_err().is_not_found());
 }
 
 /// The caller is cancelled while the failed upload's abort is in flight: the abort still
 /// happens (the guard is disarmed only once the abort has returned).
-#[tokio::test]
-async fn cancelled_during_the_abort_still_aborts() {
-    let s = setup(Duration::from_secs(5)).await;
+async fn cancelled_during_the_abort_still_aborts(server: &TestServer) {
+    let s = setup(server, Duration::from_secs(5)).await;
     let body = data(12 * MIB, 8);
     s.proxy.push(Rule::on(
         "PUT",
@@ -483,11 +490,11 @@ async fn cancelled_during_the_abort_still_aborts() {
     // Cancel the caller while its abort request is stalled.
     drop(put);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while !s.server.multipart_leftovers().is_empty() {
+    while !server.multipart_leftovers().is_empty() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "upload orphaned: {:?}; requests: {:?}",
-            s.server.multipart_leftovers(),
+            server.multipart_leftovers(),
             s.proxy
                 .seen()
                 .iter()
@@ -507,9 +514,8 @@ async fn cancelled_during_the_abort_still_aborts() {
 
 /// AWS answers a write `If-Match` an object deleted since it was read with 404 `NoSuchKey`
 /// (s3s-fs answers 412, so the proxy plays AWS): it is a lost condition, not "not found".
-#[tokio::test]
-async fn if_match_write_answered_no_such_key_is_a_precondition_failure() {
-    let s = setup(Duration::from_secs(5)).await;
+async fn if_match_write_answered_no_such_key_is_a_precondition_failure(server: &TestServer) {
+    let s = setup(server, Duration::from_secs(5)).await;
     let no_such_key = || Fault::Error {
         status: 404,
         code: "NoSuchKey".into(),
@@ -538,7 +544,7 @@ async fn if_match_write_answered_no_such_key_is_a_precondition_failure() {
         .unwrap_err();
     assert!(matches!(err, S3Error::PreconditionFailed { .. }), "{err:?}");
     assert_eq!(s.proxy.remaining(), 0);
-    assert_eq!(s.server.multipart_leftovers(), Vec::<String>::new());
+    assert_eq!(server.multipart_leftovers(), Vec::<String>::new());
     // Without If-Match a 404 on a write stays NotFound.
     s.proxy.push(Rule::on("PUT", "/gone", no_such_key(), 1));
     let err = s
@@ -775,9 +781,8 @@ async fn single_attempt_config_fails_fast() {
 /// (a multipart upload from the start), and a retried conditional write whose first answer
 /// was lost finds its own write rather than reporting a lost race; someone else's object is
 /// still a lost race.
-#[tokio::test]
-async fn conditional_writes_as_s3_defines_them() {
-    let s = setup(Duration::from_secs(5)).await;
+async fn conditional_writes_as_s3_defines_them(server: &TestServer) {
+    let s = setup(server, Duration::from_secs(5)).await;
     let conflict = || Fault::Error {
         status: 409,
         code: "ConditionalRequestConflict".into(),
@@ -852,29 +857,7 @@ async fn conditional_writes_as_s3_defines_them() {
     let tmp_out = tmp.path().join("out");
     s.direct.download_file("big", &tmp_out).await.unwrap();
     assert!(std::fs::read(&tmp_out).unwrap() == body, "bytes differ");
-    assert!(s.server.multipart_leftovers().is_empty());
-}
-
-/// moto with `bucket` made, behind a fault proxy; `None` (skipped) without moto.
-async fn moto_behind_proxy(bucket: &str) -> Option<(ccws_tests::moto::Moto, FaultProxy)> {
-    let moto = ccws_tests::moto::Moto::start()?;
-    let upstream: std::net::SocketAddr = moto
-        .endpoint()
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
-    let proxy = FaultProxy::start(upstream).await;
-    S3Client::new(
-        S3Config::builder(moto.endpoint(), "us-east-1", bucket, "AK", "SK")
-            .path_style(true)
-            .build()
-            .unwrap(),
-    )
-    .unwrap()
-    .create_bucket()
-    .await
-    .unwrap();
-    Some((moto, proxy))
+    assert!(server.multipart_leftovers().is_empty());
 }
 
 /// A conditional multipart upload whose Complete answer was lost: the retried Complete is
@@ -883,20 +866,10 @@ async fn moto_behind_proxy(bucket: &str) -> Option<(ccws_tests::moto::Moto, Faul
 /// which no client could read as "done".
 #[tokio::test]
 async fn a_lost_complete_answer_finds_the_object_ours() {
-    let bucket = "ccws-complete";
-    let Some((_moto, proxy)) = moto_behind_proxy(bucket).await else {
+    let Some(server) = TestServer::moto().await else {
         return;
     };
-    let client = S3Client::new(
-        S3Config::builder(proxy.endpoint(), "us-east-1", bucket, "AK", "SK")
-            .path_style(true)
-            .part_size(5 * MIB)
-            .concurrency(2)
-            .retry(ccws_tests::s3s::test_retry())
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    let Setup { proxy, client, .. } = setup(&server, Duration::from_secs(5)).await;
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("big");
     std::fs::write(&path, data(11 * MIB, 9)).unwrap();
@@ -926,13 +899,13 @@ async fn a_lost_complete_answer_finds_the_object_ours() {
 /// moto (the second S3 implementation) accepts them. Part uploads carry neither, as S3 wants.
 #[tokio::test]
 async fn encryption_and_storage_class_ride_on_every_object_write() {
-    let bucket = "ccws-sse";
-    let Some((_moto, proxy)) = moto_behind_proxy(bucket).await else {
+    let Some(server) = TestServer::moto().await else {
         return;
     };
+    let proxy = FaultProxy::start(server.addr()).await;
     let client = S3Client::new(
-        S3Config::builder(proxy.endpoint(), "us-east-1", bucket, "AK", "SK")
-            .path_style(true)
+        server
+            .config_for(&proxy.endpoint())
             .part_size(5 * MIB)
             .encryption(ccws::s3::Encryption::Aes256)
             .storage_class("STANDARD_IA")
@@ -986,9 +959,10 @@ async fn encryption_and_storage_class_ride_on_every_object_write() {
 /// can be caught here.
 #[tokio::test]
 async fn checksums_catch_what_corrupts_an_object_in_transit() {
-    let s = setup(Duration::from_secs(5)).await;
+    let server = TestServer::s3s().await;
+    let s = setup(&server, Duration::from_secs(5)).await;
     let verifying = S3Client::new(
-        s.server
+        server
             .config_for(&s.proxy.endpoint())
             .verify_checksums(true)
             .build()

@@ -45,6 +45,7 @@ pub fn archiver_with(config: SandboxConfig) -> Archiver {
 pub mod faultproxy;
 pub mod hostile;
 pub mod s3s;
+pub mod server;
 
 /// Deterministic pseudo-random bytes (xorshift), so mismatches are not masked by repetition.
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {

@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ccws::s3::{S3Client, S3Config};
+use ccws::s3::{S3Client, S3Config, S3ConfigBuilder};
 use ccws::store::Store;
 
 /// A running `moto_server`, killed on drop.
@@ -71,16 +71,48 @@ impl Moto {
         &self.endpoint
     }
 
+    /// A path-style config for `bucket` on this server, with fast test retries.
+    pub fn config(&self, bucket: &str) -> S3ConfigBuilder {
+        self.config_for(bucket, &self.endpoint)
+    }
+
+    /// As [`Moto::config`], against another endpoint (e.g. a fault proxy in front).
+    pub fn config_for(&self, bucket: &str, endpoint: &str) -> S3ConfigBuilder {
+        S3Config::builder(endpoint, "us-east-1", bucket, "AK", "SK")
+            .path_style(true)
+            .connect_timeout(Duration::from_secs(5))
+            .read_timeout(Duration::from_secs(5))
+            .retry(crate::s3s::test_retry())
+    }
+
     /// An S3 store on a new bucket of this server.
     pub async fn store(&self, bucket: &str) -> Store {
-        let cfg = S3Config::builder(&self.endpoint, "us-east-1", bucket, "AK", "SK")
-            .path_style(true)
-            .retry(crate::s3s::test_retry())
-            .build()
-            .unwrap();
-        let client = S3Client::new(cfg).unwrap();
+        let client = S3Client::new(self.config(bucket).build().unwrap()).unwrap();
         client.create_bucket().await.unwrap();
         Store::S3(client)
+    }
+
+    /// The ids of `bucket`'s multipart uploads in progress (`ListMultipartUploads`, unsigned:
+    /// moto does not check signatures).
+    pub fn multipart_uploads(&self, bucket: &str) -> Vec<String> {
+        use std::io::{Read, Write};
+        let addr = self.endpoint.trim_start_matches("http://");
+        let mut conn = TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            conn,
+            "GET /{bucket}?uploads HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        answer
+            .split("<UploadId>")
+            .skip(1)
+            .filter_map(|s| s.split_once("</UploadId>").map(|(id, _)| id.to_owned()))
+            .collect()
     }
 }
 
