@@ -41,6 +41,15 @@ fn client_with(server: &S3sServer, endpoint: &str, provider: Arc<Cached>) -> S3C
     S3Client::new(cfg).unwrap()
 }
 
+/// A client of `server` signing with what the default chain of `env` finds.
+fn chain_client(server: &S3sServer, env: &HashMap<String, String>) -> S3Client {
+    client_with(
+        server,
+        &server.endpoint(),
+        Arc::new(Cached::new(Arc::new(chain(env)))),
+    )
+}
+
 /// An instance-metadata fake handing out `server`'s keys for `ttl`, and a
 /// client of `server` (reached at `endpoint`) whose only credentials come
 /// from it.
@@ -187,11 +196,7 @@ async fn container_credentials_with_a_token_file() {
             token_file.to_str().unwrap(),
         ),
     ]);
-    let c = client_with(
-        &server,
-        &server.endpoint(),
-        Arc::new(Cached::new(Arc::new(chain(&e)))),
-    );
+    let c = chain_client(&server, &e);
     c.put_bytes("c", b"x".to_vec().into(), PutCondition::None)
         .await
         .unwrap();
@@ -415,11 +420,7 @@ async fn credential_process_profiles_sign_requests() {
     )
     .unwrap();
     let e = env(&[("AWS_CONFIG_FILE", config.to_str().unwrap())]);
-    let c = client_with(
-        &server,
-        &server.endpoint(),
-        Arc::new(Cached::new(Arc::new(chain(&e)))),
-    );
+    let c = chain_client(&server, &e);
     c.put_bytes("p", b"x".to_vec().into(), PutCondition::None)
         .await
         .unwrap();
@@ -490,11 +491,7 @@ async fn sso_profiles_use_the_aws_clis_cached_token() {
         format!(r#"{{"accessToken":"cached-token","expiresAt":"{at}","region":"eu-west-1"}}"#),
     )
     .unwrap();
-    let c = client_with(
-        &server,
-        &server.endpoint(),
-        Arc::new(Cached::new(Arc::new(chain(&e)))),
-    );
+    let c = chain_client(&server, &e);
     c.put_bytes("sso", b"x".to_vec().into(), PutCondition::None)
         .await
         .unwrap();

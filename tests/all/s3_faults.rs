@@ -3,7 +3,6 @@
 //! or fail clearly without leaving a partial file or an orphan multipart upload. Each such
 //! test runs against `s3s-fs` and against `moto`.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,15 +81,6 @@ ccws_tests::on_each_server!(
     if_match_write_answered_no_such_key_is_a_precondition_failure,
     conditional_writes_as_s3_defines_them,
 );
-
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
 
 async fn get_retries_reset_500_and_slowdown(server: &TestServer) {
     let s = setup(server, Duration::from_secs(5)).await;
@@ -219,7 +209,10 @@ async fn parallel_ranged_download_retries_each_range(server: &TestServer) {
             .any(|r| r.starts_with("range: bytes=6291456-10485759")),
         "{ranges:#?}"
     );
-    assert_eq!(files_in(tmp.path()), vec!["ranged".to_string()]);
+    assert_eq!(
+        ccws_tests::tree::names_in(tmp.path()),
+        vec!["ranged".to_string()]
+    );
 }
 
 async fn get_resumes_after_a_mid_body_stall(server: &TestServer) {
@@ -335,7 +328,7 @@ async fn short_body_after_retries_leaves_no_partial_file(server: &TestServer) {
     );
     assert!(!dest.exists(), "partial file left at the destination");
     assert_eq!(
-        files_in(&tmp.path().join("dl")),
+        ccws_tests::tree::names_in(&tmp.path().join("dl")),
         Vec::<String>::new(),
         "temp file left behind"
     );

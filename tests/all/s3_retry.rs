@@ -6,7 +6,6 @@
 //! against the object's full-object CRC64NVME (the ranges' sums combined), against s3s-fs
 //! and moto; a byte flipped in one range is an error that leaves no file behind.
 
-use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -56,15 +55,6 @@ async fn setup(max_attempts: u32, verify: bool) -> (S3sServer, FaultProxy, S3Cli
 
 fn gets(proxy: &FaultProxy) -> usize {
     proxy.seen().iter().filter(|r| r.method == "GET").count()
-}
-
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 /// Resumed requests (they carry `If-Match`) fail with 500 twice; every body is cut.
@@ -141,7 +131,10 @@ async fn a_download_range_spends_one_budget_and_leaves_no_file() {
     assert_gave_up_after(&err, n);
     assert_eq!(gets(&proxy), n as usize);
     assert!(!dest.exists(), "partial file left at the destination");
-    assert_eq!(files_in(&tmp.path().join("out")), Vec::<String>::new());
+    assert_eq!(
+        ccws_tests::tree::names_in(&tmp.path().join("out")),
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]
@@ -244,7 +237,10 @@ async fn clean_then_flipped(
         !dest.exists(),
         "{key}: corrupt file left at the destination"
     );
-    assert_eq!(files_in(&tmp.path().join("dl")), Vec::<String>::new());
+    assert_eq!(
+        ccws_tests::tree::names_in(&tmp.path().join("dl")),
+        Vec::<String>::new()
+    );
     clean
 }
 

@@ -3,7 +3,6 @@
 //! s3s-fs does (checking signatures and their time, virtual hosts on `localhost`) run
 //! against it alone.
 
-use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,15 +31,6 @@ async fn read_all(client: &S3Client, key: &str) -> Vec<u8> {
     obj.body.read_to_end(&mut out).await.unwrap();
     assert_eq!(out.len() as u64, obj.meta.size);
     out
-}
-
-fn dir_entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 const ODD_KEYS: &[&str] = &[
@@ -153,7 +143,7 @@ async fn multipart_50_mb_with_5_mib_parts(server: &TestServer) {
         "downloaded bytes differ"
     );
     assert_eq!(
-        dir_entries(&tmp.path().join("out")),
+        ccws_tests::tree::names_in(&tmp.path().join("out")),
         vec!["big.bin".to_string()]
     );
 

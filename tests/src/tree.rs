@@ -51,3 +51,13 @@ fn walk(root: &Path, dir: &Path, out: &mut Snapshot) {
         }
     }
 }
+
+/// The names in directory `dir` (not recursive), sorted.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
