@@ -21,11 +21,12 @@ use tracing::{debug, warn};
 use super::checksum;
 use super::config::{ConfigError, S3Config};
 use super::credential::{Cached, Credentials, StaticProvider};
-use super::error::{parse_error_xml, S3Error, XmlError};
+use super::error::{classify, parse_error_xml, S3Error};
+use super::region::{self, redirect_error, BucketRegion};
+use super::request::load_ca_bundle;
 pub(crate) use super::request::{
     check_key, content_length, header_str, meta_from_headers, transport, with_idle_timeout, Request,
 };
-use super::request::{expected_region, load_ca_bundle, redirect_error, AUTH_CODES};
 use super::retry::ClockSkew;
 use super::retry_context::RetryContext;
 use super::sigv4::{self, Signer};
@@ -117,13 +118,10 @@ pub(crate) struct Inner {
     /// The signer of the credentials and region last used (it caches
     /// signing keys).
     signer: std::sync::Mutex<Option<(Credentials, String, Arc<Signer>)>>,
-    /// The bucket's region as the server named it in a redirect, and the
-    /// authority of that region's endpoint when ours was AWS's default
-    /// one: used for the rest of the process.
-    learned: std::sync::Mutex<Option<(String, Option<String>)>>,
+    /// The bucket's region, and the endpoint's `host[:port]` (the port
+    /// only when it is not the scheme's default).
+    region: BucketRegion,
     scheme: String,
-    /// `host[:port]` of the endpoint, the port only when it is not the scheme's default.
-    authority: String,
     skew: ClockSkew,
 }
 
@@ -165,11 +163,10 @@ impl S3Client {
         Ok(S3Client {
             inner: Arc::new(Inner {
                 scheme: url.scheme().to_string(),
-                authority,
+                region: BucketRegion::new(cfg.region.clone(), authority),
                 http,
                 credentials,
                 signer: std::sync::Mutex::new(None),
-                learned: std::sync::Mutex::new(None),
                 skew: ClockSkew::default(),
                 cfg,
             }),
@@ -190,34 +187,7 @@ impl S3Client {
     /// The region requests are signed for: the configured one, or the one
     /// a redirect named.
     pub fn region(&self) -> String {
-        let learned = self.inner.learned.lock().unwrap_or_else(|p| p.into_inner());
-        learned
-            .as_ref()
-            .map_or_else(|| self.inner.cfg.region.clone(), |(r, _)| r.clone())
-    }
-
-    /// Use `region` from now on; on AWS's default endpoint for the
-    /// configured region, that region's endpoint too. Whether anything
-    /// changed (a redirect to the region already in use is not followed).
-    fn learn_region(&self, region: &str) -> bool {
-        if region.is_empty() || region == self.region() {
-            return false;
-        }
-        let aws_default = format!("s3.{}.amazonaws.com", self.inner.cfg.region);
-        let authority =
-            (self.inner.authority == aws_default).then(|| format!("s3.{region}.amazonaws.com"));
-        warn!(bucket = %self.inner.cfg.bucket, region, "s3: the bucket is in another region; using it from now on (set AWS_REGION to skip the redirect)");
-        *self.inner.learned.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((region.to_owned(), authority));
-        true
-    }
-
-    fn authority(&self) -> String {
-        let learned = self.inner.learned.lock().unwrap_or_else(|p| p.into_inner());
-        learned
-            .as_ref()
-            .and_then(|(_, a)| a.clone())
-            .unwrap_or_else(|| self.inner.authority.clone())
+        self.inner.region.region()
     }
 
     /// A signer for the current credentials and region, made anew when
@@ -272,10 +242,10 @@ impl S3Client {
                 Some(_) => format!("/{}/{enc_key}", inner.cfg.bucket),
                 None => format!("/{}", inner.cfg.bucket),
             };
-            (self.authority(), path)
+            (self.inner.region.authority(), path)
         } else {
             (
-                format!("{}.{}", inner.cfg.bucket, self.authority()),
+                format!("{}.{}", inner.cfg.bucket, self.inner.region.authority()),
                 format!("/{enc_key}"),
             )
         };
@@ -422,62 +392,17 @@ impl S3Client {
             .request_id
             .clone()
             .or_else(|| header_str(&headers, "x-amz-request-id").map(str::to_string));
-        (self.map_error(req, status, xml, request_id), date)
-    }
-
-    fn map_error(
-        &self,
-        req: &Request,
-        status: u16,
-        xml: XmlError,
-        request_id: Option<String>,
-    ) -> S3Error {
-        let key = req.key.clone();
-        let code = xml.code.as_str();
-        if status == 412 || code == "PreconditionFailed" {
-            return S3Error::PreconditionFailed {
-                key: key.unwrap_or_default(),
-            };
-        }
-        if code == "NoSuchBucket" || (status == 404 && code.is_empty() && key.is_none()) {
-            return S3Error::NoSuchBucket {
-                bucket: self.inner.cfg.bucket.clone(),
-            };
-        }
-        if let Some(k) = &key {
-            if code == "NoSuchKey" || (status == 404 && code.is_empty()) {
-                return S3Error::NotFound { key: k.clone() };
-            }
-        }
-        if status == 403 && code == "AccessDenied" {
-            return S3Error::Denied {
-                op: req.op(),
-                code: xml.code,
-                message: xml.message,
-                request_id,
-            };
-        }
-        if (status == 403 && (code.is_empty() || !matches!(code, "SlowDown")))
-            || AUTH_CODES.contains(&code)
-        {
-            return S3Error::Auth {
+        (
+            classify(
+                req.op(),
+                req.key.clone(),
+                &self.inner.cfg.bucket,
                 status,
-                code: if code.is_empty() {
-                    "Forbidden".into()
-                } else {
-                    xml.code
-                },
-                message: xml.message,
+                xml,
                 request_id,
-            };
-        }
-        S3Error::Service {
-            status,
-            code: xml.code,
-            message: xml.message,
-            request_id,
-            key,
-        }
+            ),
+            date,
+        )
     }
 
     /// Sends `req` with retries. `on_success` sees each 2xx response and may itself fail
@@ -531,19 +456,8 @@ impl S3Client {
                             _ => false,
                         };
                         // The bucket is in another region: once, there.
-                        let region = match &e {
-                            S3Error::Redirect {
-                                region: Some(r), ..
-                            } => Some(r.clone()),
-                            S3Error::Auth { code, message, .. }
-                                if code == "AuthorizationHeaderMalformed" =>
-                            {
-                                expected_region(message)
-                            }
-                            _ => None,
-                        };
-                        if let Some(r) = region.filter(|_| !redirected) {
-                            if self.learn_region(&r) {
+                        if let Some(r) = region::named_by(&e).filter(|_| !redirected) {
+                            if self.inner.region.learn(&self.inner.cfg.bucket, &r) {
                                 redirected = true;
                                 ctx.refund();
                                 continue;
@@ -800,15 +714,6 @@ mod tests {
     }
 
     #[test]
-    fn the_expected_region_is_read_from_s3s_message() {
-        assert_eq!(
-            expected_region("The authorization header is malformed; the region 'us-east-1' is wrong; expecting 'eu-west-1'").as_deref(),
-            Some("eu-west-1")
-        );
-        assert_eq!(expected_region("malformed"), None);
-    }
-
-    #[test]
     fn if_match_on_a_deleted_object_is_a_lost_condition() {
         let not_found = || S3Error::NotFound { key: "k".into() };
         let cond = PutCondition::IfMatch("\"abc\"".into());
@@ -826,36 +731,5 @@ mod tests {
         // Other errors are untouched.
         let e = cond.write_error(S3Error::NoSuchBucket { bucket: "b".into() });
         assert!(matches!(e, S3Error::NoSuchBucket { .. }), "{e:?}");
-    }
-
-    #[test]
-    fn redirects_name_the_bucket_region() {
-        let mut h = HeaderMap::new();
-        h.insert("x-amz-bucket-region", "eu-west-1".parse().unwrap());
-        for status in [301, 307] {
-            let e = redirect_error(status, "my-bucket", &h).unwrap();
-            assert!(
-                matches!(&e, S3Error::Redirect { region: Some(r), .. } if r == "eu-west-1"),
-                "{e:?}"
-            );
-            assert!(!e.is_retryable());
-            let msg = e.to_string();
-            for part in [
-                &format!("HTTP {status}"),
-                "\"my-bucket\"",
-                "another region (x-amz-bucket-region: eu-west-1)",
-                "endpoint is wrong",
-            ] {
-                assert!(msg.contains(part), "{part:?} missing: {msg}");
-            }
-        }
-        let e = redirect_error(301, "b", &HeaderMap::new()).unwrap();
-        assert!(
-            e.to_string().contains("another region or the endpoint"),
-            "{e}"
-        );
-        for status in [200, 304, 403, 404] {
-            assert!(redirect_error(status, "b", &h).is_none(), "{status}");
-        }
     }
 }

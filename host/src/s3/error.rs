@@ -247,6 +247,77 @@ impl S3Error {
     }
 }
 
+/// Error codes that mean "your credentials or signature are wrong".
+const AUTH_CODES: &[&str] = &[
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "AccessDenied",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "RequestTimeTooSkewed",
+    "AuthorizationHeaderMalformed",
+    "InvalidSecurity",
+    "MissingSecurityHeader",
+];
+
+/// The typed error for an S3 error answer: `status` and the `<Error>`
+/// document's fields, for operation `op` on `key` (or the bucket).
+pub(crate) fn classify(
+    op: String,
+    key: Option<String>,
+    bucket: &str,
+    status: u16,
+    xml: XmlError,
+    request_id: Option<String>,
+) -> S3Error {
+    let code = xml.code.as_str();
+    if status == 412 || code == "PreconditionFailed" {
+        return S3Error::PreconditionFailed {
+            key: key.unwrap_or_default(),
+        };
+    }
+    if code == "NoSuchBucket" || (status == 404 && code.is_empty() && key.is_none()) {
+        return S3Error::NoSuchBucket {
+            bucket: bucket.to_owned(),
+        };
+    }
+    if let Some(k) = &key {
+        if code == "NoSuchKey" || (status == 404 && code.is_empty()) {
+            return S3Error::NotFound { key: k.clone() };
+        }
+    }
+    if status == 403 && code == "AccessDenied" {
+        return S3Error::Denied {
+            op,
+            code: xml.code,
+            message: xml.message,
+            request_id,
+        };
+    }
+    if (status == 403 && (code.is_empty() || !matches!(code, "SlowDown")))
+        || AUTH_CODES.contains(&code)
+    {
+        return S3Error::Auth {
+            status,
+            code: if code.is_empty() {
+                "Forbidden".into()
+            } else {
+                xml.code
+            },
+            message: xml.message,
+            request_id,
+        };
+    }
+    S3Error::Service {
+        status,
+        code: xml.code,
+        message: xml.message,
+        request_id,
+        key,
+    }
+}
+
 /// The fields of an S3 `<Error>` document.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct XmlError {
@@ -324,6 +395,47 @@ pub(crate) fn xml_fields(body: &[u8], wanted: &[&str]) -> Result<XmlFields, Stri
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn error_answers_are_classified_by_status_and_code() {
+        let c = |status: u16, code: &str, key: Option<&str>| {
+            let xml = XmlError {
+                code: code.into(),
+                message: "m".into(),
+                request_id: None,
+            };
+            classify(
+                "PUT \"k\"".into(),
+                key.map(Into::into),
+                "b",
+                status,
+                xml,
+                None,
+            )
+        };
+        let k = Some("k");
+        assert!(matches!(c(412, "", k), S3Error::PreconditionFailed { key } if key == "k"));
+        assert!(matches!(c(404, "NoSuchKey", k), S3Error::NotFound { .. }));
+        assert!(matches!(c(404, "", k), S3Error::NotFound { .. }));
+        assert!(matches!(c(404, "", None), S3Error::NoSuchBucket { bucket } if bucket == "b"));
+        assert!(matches!(
+            c(404, "NoSuchBucket", k),
+            S3Error::NoSuchBucket { .. }
+        ));
+        assert!(
+            matches!(c(403, "AccessDenied", k), S3Error::Denied { op, .. } if op == "PUT \"k\"")
+        );
+        assert!(matches!(c(403, "", k), S3Error::Auth { code, .. } if code == "Forbidden"));
+        assert!(matches!(
+            c(400, "InvalidAccessKeyId", k),
+            S3Error::Auth { .. }
+        ));
+        assert!(matches!(c(403, "SlowDown", k), S3Error::Service { .. }));
+        assert!(matches!(
+            c(500, "InternalError", k),
+            S3Error::Service { status: 500, .. }
+        ));
+    }
+
     use super::*;
 
     #[test]

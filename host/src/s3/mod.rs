@@ -18,6 +18,7 @@ mod download;
 pub mod error;
 pub mod list;
 pub mod multipart;
+mod region;
 mod request;
 pub mod retry;
 mod retry_context;

@@ -99,20 +99,6 @@ impl Request {
     }
 }
 
-/// Error codes that mean "your credentials or signature are wrong".
-pub(crate) const AUTH_CODES: &[&str] = &[
-    "SignatureDoesNotMatch",
-    "InvalidAccessKeyId",
-    "AccessDenied",
-    "ExpiredToken",
-    "InvalidToken",
-    "TokenRefreshRequired",
-    "RequestTimeTooSkewed",
-    "AuthorizationHeaderMalformed",
-    "InvalidSecurity",
-    "MissingSecurityHeader",
-];
-
 pub(crate) fn check_key(key: &str) -> Result<(), S3Error> {
     let bad = |reason| {
         Err(S3Error::InvalidKey {
@@ -145,24 +131,6 @@ pub(crate) fn meta_from_headers(key: &str, h: &HeaderMap, size: u64) -> ObjectMe
             .and_then(|v| httpdate::parse_http_date(v).ok())
             .map(OffsetDateTime::from),
     }
-}
-
-/// A redirect answer (never followed: see [`S3Error::Redirect`]) as an error naming the
-/// bucket's region when the server tells it.
-pub(crate) fn redirect_error(status: u16, bucket: &str, h: &HeaderMap) -> Option<S3Error> {
-    matches!(status, 301 | 302 | 307 | 308).then(|| S3Error::Redirect {
-        status,
-        bucket: bucket.to_string(),
-        region: header_str(h, "x-amz-bucket-region").map(str::to_string),
-    })
-}
-
-/// The region an `AuthorizationHeaderMalformed` message says it expected
-/// ("the region 'us-east-1' is wrong; expecting 'eu-west-1'").
-pub(crate) fn expected_region(message: &str) -> Option<String> {
-    let rest = message.split("expecting '").nth(1)?;
-    let region = rest.split('\'').next()?;
-    (!region.is_empty() && region.len() < 64).then(|| region.to_owned())
 }
 
 pub(crate) fn content_length(h: &HeaderMap) -> Option<u64> {
