@@ -222,10 +222,37 @@ async fn clean_then_flipped(
         .collect();
     std::fs::remove_file(&dest).unwrap();
 
-    proxy.push(
-        Rule::on("GET", &format!("/{key}"), Fault::FlipByte { at: 1234 }, 1)
-            .with_head(&format!("range: bytes={flip_in}-")),
-    );
+    // Flipped once: caught, and the object downloaded once more.
+    let flip = |times| {
+        Rule::on(
+            "GET",
+            &format!("/{key}"),
+            Fault::FlipByte { at: 1234 },
+            times,
+        )
+        .with_head(&format!("range: bytes={flip_in}-"))
+    };
+    proxy.push(flip(1));
+    let ranged_gets = |from: usize| {
+        proxy.seen()[from..]
+            .iter()
+            .filter(|r| {
+                r.method == "GET"
+                    && r.head
+                        .to_ascii_lowercase()
+                        .contains(&format!("range: bytes={flip_in}-"))
+            })
+            .count()
+    };
+    let before = proxy.seen().len();
+    client.download_file(key, &dest).await.unwrap();
+    assert_eq!(proxy.remaining(), 0, "{key}: the flip did not fire");
+    assert!(std::fs::read(&dest).unwrap() == body, "{key}: bytes differ");
+    assert_eq!(ranged_gets(before), 2, "{key}: downloaded once more");
+    std::fs::remove_file(&dest).unwrap();
+
+    // Flipped every time: an error.
+    proxy.push(flip(2));
     let err = client.download_file(key, &dest).await.unwrap_err();
     assert_eq!(proxy.remaining(), 0, "{key}: the flip did not fire");
     assert!(

@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::{BoxStream, Stream, StreamExt, TryStreamExt};
 use futures::FutureExt;
 use reqwest::{Method, StatusCode};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::checksum;
 use super::client::{
@@ -123,8 +123,19 @@ impl S3Client {
     /// With `verify_checksums`, the CRC64NVME of each range is computed as it is written and
     /// the ranges' sums combined are compared with the object's full-object checksum (from
     /// the first answer when it holds the whole object, else from a `HEAD` made while the
-    /// ranges download); a mismatch is [`S3Error::ChecksumMismatch`] and leaves no file.
+    /// ranges download); a mismatch downloads the object once more (corruption in transit
+    /// does not repeat), and a second one is [`S3Error::ChecksumMismatch`], leaving no file.
     pub async fn download_file(&self, key: &str, dest: &Path) -> Result<ObjectMeta, S3Error> {
+        match self.download_file_once(key, dest).await {
+            Err(e @ S3Error::ChecksumMismatch { .. }) => {
+                warn!(key, "s3: {e}; downloading it once more");
+                self.download_file_once(key, dest).await
+            }
+            other => other,
+        }
+    }
+
+    async fn download_file_once(&self, key: &str, dest: &Path) -> Result<ObjectMeta, S3Error> {
         check_key(key)?;
         let cfg = &self.inner.cfg;
         let part = cfg.part_size as u64;
