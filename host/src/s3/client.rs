@@ -25,7 +25,7 @@ use super::error::{classify, parse_error_xml, S3Error};
 use super::region::{self, redirect_error, BucketRegion};
 use super::request::load_ca_bundle;
 pub(crate) use super::request::{
-    check_key, content_length, header_str, meta_from_headers, transport, with_idle_timeout, Request,
+    check_key, content_length, header_str, transport, with_idle_timeout, Request,
 };
 use super::retry::ClockSkew;
 use super::retry_context::RetryContext;
@@ -82,6 +82,19 @@ pub struct ObjectMeta {
     pub etag: Option<String>,
     /// `Last-Modified`, if the server sent it (not known after a PUT).
     pub last_modified: Option<OffsetDateTime>,
+}
+
+/// An object's metadata from an answer's headers; `size` as the caller
+/// worked it out (`Content-Length` or `Content-Range`).
+pub(crate) fn meta_from_headers(key: &str, h: &HeaderMap, size: u64) -> ObjectMeta {
+    ObjectMeta {
+        key: key.to_string(),
+        size,
+        etag: header_str(h, "etag").map(str::to_string),
+        last_modified: header_str(h, "last-modified")
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .map(OffsetDateTime::from),
+    }
 }
 
 /// A streamed object: its metadata and a body that yields bytes as they arrive.

@@ -9,6 +9,7 @@
 //!   attempts and one backoff sequence per logical operation.
 //! - [`error`]: the typed [`S3Error`].
 
+mod cause;
 mod checksum;
 pub mod client;
 pub mod config;

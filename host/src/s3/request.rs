@@ -11,10 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use reqwest::Method;
-use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use super::client::ObjectMeta;
+use super::cause::{error_chain, refused_certificate};
 use super::config::{ConfigError, S3Config};
 use super::error::S3Error;
 use super::sigv4::{self, EMPTY_SHA256};
@@ -122,17 +121,6 @@ pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-pub(crate) fn meta_from_headers(key: &str, h: &HeaderMap, size: u64) -> ObjectMeta {
-    ObjectMeta {
-        key: key.to_string(),
-        size,
-        etag: header_str(h, "etag").map(str::to_string),
-        last_modified: header_str(h, "last-modified")
-            .and_then(|v| httpdate::parse_http_date(v).ok())
-            .map(OffsetDateTime::from),
-    }
-}
-
 pub(crate) fn content_length(h: &HeaderMap) -> Option<u64> {
     header_str(h, "content-length").and_then(|v| v.trim().parse().ok())
 }
@@ -157,18 +145,6 @@ pub(crate) async fn with_idle_timeout<T>(
             }
         }
     }
-}
-
-/// `e` and its sources, `: `-separated (reqwest's own message is often just "builder error").
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        src = s.source();
-    }
-    message
 }
 
 /// The certificates of a PEM bundle, each parsed here so that a bad one is reported with the
@@ -204,22 +180,4 @@ pub(crate) fn transport(op: &str, e: &reqwest::Error) -> S3Error {
     } else {
         S3Error::Transport { op, message }
     }
-}
-
-/// Whether `e` is the TLS stack refusing the server's certificate. (rustls's
-/// error sits inside nested `io::Error`s, whose `source()` skips them.)
-pub(crate) fn refused_certificate(e: &reqwest::Error) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(rustls::Error::InvalidCertificate(_)) = err.downcast_ref::<rustls::Error>() {
-            return true;
-        }
-        cur = match err.downcast_ref::<std::io::Error>() {
-            Some(io) => io
-                .get_ref()
-                .map(|inner| inner as &(dyn std::error::Error + 'static)),
-            None => err.source(),
-        };
-    }
-    false
 }

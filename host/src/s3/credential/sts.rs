@@ -189,11 +189,11 @@ impl Call<'_> {
                     Ok(c) => return Ok(c),
                     Err(refusal) => refusal,
                 },
-                Err(e) if crate::s3::request::refused_certificate(&e) => (
+                Err(e) if crate::s3::cause::refused_certificate(&e) => (
                     format!(
                         "STS at {}: {} (if it has a private CA, set AWS_CA_BUNDLE to a PEM file of it)",
                         self.url,
-                        crate::s3::request::error_chain(&e)
+                        crate::s3::cause::error_chain(&e)
                     ),
                     false,
                 ),
