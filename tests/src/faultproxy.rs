@@ -70,7 +70,52 @@ pub enum Fault {
         /// Offset in the response body.
         at: usize,
     },
+    /// Forward the request head at once, but its body only once the gate is opened: the
+    /// server has begun the request and waits for its body.
+    HoldBody(Gate),
 }
+
+/// What a [`Fault::HoldBody`] waits on; opened once, by any of its clones.
+#[derive(Clone)]
+pub struct Gate(Arc<tokio::sync::Semaphore>);
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Gate {
+        Gate(Arc::new(tokio::sync::Semaphore::new(0)))
+    }
+
+    /// Opens it: held bodies flow, and later ones are not held.
+    pub fn open(&self) {
+        self.0.close();
+    }
+
+    async fn passed(&self) {
+        // A closed semaphore is an open gate: acquiring fails at once.
+        let _ = self.0.acquire().await;
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate::new()
+    }
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let open = if self.0.is_closed() { "open" } else { "closed" };
+        write!(f, "Gate({open})")
+    }
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Gate) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Gate {}
 
 /// A fault for requests that match `method` and whose target (path + query) contains
 /// `target_contains`; applied `times` times.
@@ -460,6 +505,10 @@ async fn handle(
     }
     new_head.push_str("connection: close\r\n\r\n");
     up.write_all(new_head.as_bytes()).await?;
+    if let Some(Fault::HoldBody(gate)) = &fault {
+        up.flush().await?;
+        gate.passed().await;
+    }
     forward_body(&mut client, Some(&mut up), &extra, body_len).await?;
 
     // Relay the response.
