@@ -1,5 +1,6 @@
 //! Whole turns through `ccws::workspace`, against the built-in local store
-//! and against the real s3s-fs server (through a fault-injecting proxy).
+//! and against the real s3s-fs server (through a fault-injecting proxy); the
+//! racing teardowns and setups against moto too.
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,14 +11,14 @@ use ccws::workspace::{
     Delivery, HomeSource, Owner, TranscriptSource, WorkspaceConfig, WorkspaceError, Workspaces,
 };
 use ccws_tests::faultproxy::{Fault, FaultProxy, Rule};
-use ccws_tests::s3s::S3sServer;
+use ccws_tests::server::TestServer;
 use ccws_tests::{archiver, tree};
 
 /// A store under test and what keeps it alive.
 struct Backend {
     store: Store,
     _local: Option<tempfile::TempDir>,
-    _server: Option<S3sServer>,
+    _server: Option<TestServer>,
     proxy: Option<FaultProxy>,
     /// Per-backend machine state: temp base and ccws state dir.
     machine: tempfile::TempDir,
@@ -42,11 +43,19 @@ impl Backend {
     /// s3s-fs behind the fault proxy; `serialised`: one whose writes of a key are atomic,
     /// as on S3, so that conditional writes can race for real.
     async fn s3_behind(serialised: bool) -> Backend {
-        let server = S3sServer::start().await;
+        Backend::behind(TestServer::s3s().await, serialised).await
+    }
+
+    /// moto behind the serialising proxy; `None` where moto is not installed.
+    async fn moto_serialised() -> Option<Backend> {
+        Some(Backend::behind(TestServer::moto().await?, true).await)
+    }
+
+    async fn behind(server: TestServer, serialised: bool) -> Backend {
         let proxy = if serialised {
-            FaultProxy::start_serialised(server.addr).await
+            FaultProxy::start_serialised(server.addr()).await
         } else {
-            FaultProxy::start(server.addr).await
+            FaultProxy::start(server.addr()).await
         };
         let client = S3Client::new(server.config_for(&proxy.endpoint()).build().unwrap()).unwrap();
         Backend {
@@ -56,6 +65,17 @@ impl Backend {
             proxy: Some(proxy),
             machine: tempfile::tempdir().unwrap(),
         }
+    }
+
+    /// The local store, and each S3 server behind the serialising proxy: where conditional
+    /// writes race for real.
+    async fn racing() -> Vec<(&'static str, Backend)> {
+        let mut backends = vec![
+            ("local", Backend::local().await),
+            ("s3s-fs", Backend::s3_behind(true).await),
+        ];
+        backends.extend(Backend::moto_serialised().await.map(|b| ("moto", b)));
+        backends
     }
 
     async fn both() -> Vec<(&'static str, Backend)> {
@@ -239,10 +259,7 @@ async fn two_sessions_share_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_teardowns_lose_no_update() {
-    let backends = [
-        ("local", Backend::local().await),
-        ("s3s-fs", Backend::s3_behind(true).await),
-    ];
+    let backends = Backend::racing().await;
     for (name, b) in backends {
         with_timeout(async {
             let ws = b.workspaces();
@@ -257,7 +274,7 @@ async fn concurrent_teardowns_lose_no_update() {
                 std::fs::write(w.layout.memory_dir.join(format!("{s}.md")), s).unwrap();
                 std::fs::write(w.layout.memory_dir.join("shared.md"), format!("by {s}")).unwrap();
             }
-            // The local store's compare-and-swap is atomic, and so are s3s-fs's
+            // The local store's compare-and-swap is atomic, and so are the servers'
             // conditional writes behind the serialising proxy: the teardowns race for real.
             let results =
                 futures::future::join_all(sessions.iter().map(|s| ws.teardown("race", s))).await;
@@ -1481,10 +1498,7 @@ fn claude_start(claude_dir: &Path, cwd: &Path, session: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_set_up_together_lose_no_project_entry_and_no_prompt() {
-    let backends = [
-        ("local", Backend::local().await),
-        ("s3s-fs", Backend::s3_behind(true).await),
-    ];
+    let backends = Backend::racing().await;
     for (name, b) in backends {
         for n in [2, 4] {
             with_timeout(async {
