@@ -61,9 +61,14 @@ impl RetryConfig {
 
     /// A random sleep (full jitter) after failed attempt `attempt` (1-based).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let cap = self.backoff_cap(attempt).as_micros() as u64;
-        Duration::from_micros(rand::rng().random_range(0..=cap))
+        full_jitter(self.backoff_cap(attempt))
     }
+}
+
+/// Full jitter: a sleep drawn uniformly from `0 ..= cap`.
+pub(crate) fn full_jitter(cap: Duration) -> Duration {
+    let cap = cap.as_micros() as u64;
+    Duration::from_micros(rand::rng().random_range(0..=cap))
 }
 
 /// Offset, in seconds, added to the local clock when signing; learned from the server's

@@ -8,19 +8,11 @@
 
 use std::time::Duration;
 
-use rand::Rng;
-
 use super::error::S3Error;
-use super::retry::RetryConfig;
+use super::retry::{full_jitter, RetryConfig};
 
 /// Draws the sleep before the next attempt from `0 ..= cap`.
 pub(crate) type Jitter = fn(Duration) -> Duration;
-
-/// Full jitter: uniform in `0 ..= cap`.
-fn full_jitter(cap: Duration) -> Duration {
-    let cap = cap.as_micros() as u64;
-    Duration::from_micros(rand::rng().random_range(0..=cap))
-}
 
 /// The attempts of one logical operation and where it is in its backoff sequence.
 #[derive(Debug, Clone)]

@@ -11,6 +11,7 @@ use quick_xml::Reader;
 use time::OffsetDateTime;
 
 use super::{parse_expiry, CredentialError, CredentialProvider, Credentials};
+use crate::s3::retry::RetryConfig;
 use crate::s3::sigv4::{self, Signer};
 
 /// Where STS is: `AWS_ENDPOINT_URL_STS`, else `AWS_ENDPOINT_URL`, else the
@@ -164,9 +165,13 @@ pub(crate) async fn assume_role(
     .await
 }
 
-/// How many times an STS call is tried when it fails transiently (no
-/// answer, a 5xx, throttling), as the SDKs' standard retry mode does.
-const ATTEMPTS: u32 = 3;
+/// How an STS call is tried again when it fails transiently (no answer, a
+/// 5xx, throttling): 3 attempts in all, as the SDKs' standard retry mode.
+const RETRY: RetryConfig = RetryConfig {
+    max_attempts: 3,
+    base_delay: Duration::from_millis(100),
+    max_delay: Duration::from_secs(1),
+};
 
 /// One STS action, for its retries and its errors.
 struct Call<'a> {
@@ -199,7 +204,7 @@ impl Call<'_> {
                 ),
                 Err(e) => (format!("STS at {}: {e}", self.url), true),
             };
-            if !transient || attempt == ATTEMPTS {
+            if !transient || attempt == RETRY.max_attempts {
                 let tries = if attempt > 1 {
                     format!(" ({attempt} attempts)")
                 } else {
@@ -211,9 +216,7 @@ impl Call<'_> {
                 ));
             }
             tracing::debug!(action = self.action, attempt, "sts: {error}; trying again");
-            let backoff = 100u64 << attempt;
-            let jitter = rand::random_range(0..=backoff);
-            tokio::time::sleep(Duration::from_millis(backoff / 2 + jitter / 2)).await;
+            tokio::time::sleep(RETRY.backoff(attempt)).await;
             attempt += 1;
         }
     }
