@@ -175,9 +175,9 @@ impl S3Client {
         let mut etags: Vec<(u32, String)> = Vec::new();
         let mut next_part = 0u32;
         let mut total = 0u64;
-        // The parts are read in order: the whole object's checksum runs
-        // along, and each part's is kept for Complete.
-        let mut whole = cfg.checksums.then(checksum::Running::new);
+        // The parts are read in order: each part's checksum is kept for
+        // Complete and combined into the whole object's (one pass).
+        let mut whole = cfg.checksums.then(|| checksum::crc(b""));
         let mut crcs: Vec<String> = Vec::new();
         loop {
             while tasks.len() < cfg.concurrency {
@@ -204,8 +204,9 @@ impl S3Client {
                 }
                 total += part.len() as u64;
                 let crc = whole.as_mut().map(|w| {
-                    w.update(&part);
-                    checksum::of(&part)
+                    let c = checksum::crc(&part);
+                    *w = checksum::combine(*w, c, part.len() as u64);
+                    checksum::encode(c)
                 });
                 crcs.extend(crc.clone());
                 let client = self.clone();
@@ -239,7 +240,7 @@ impl S3Client {
                 &etags,
                 &cond,
                 total,
-                whole.map(|w| (w.value(), crcs)),
+                whole.map(|w| (checksum::encode(w), crcs)),
             )
             .await
         {
