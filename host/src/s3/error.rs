@@ -115,7 +115,7 @@ pub enum S3Error {
     },
     /// The bytes received do not have the object's CRC64NVME (a byte
     /// changed in transit that no length check sees).
-    #[error("s3: {op}: the bytes received have CRC64NVME {actual}, the object's is {expected}: corrupted in transit")]
+    #[error("s3: {op}: the bytes received have CRC64NVME {actual}, the object's is {expected}: corrupted in transit (a retry may succeed), or the store keeps a wrong checksum (CCWS_CHECKSUMS=true stops checking reads)")]
     ChecksumMismatch {
         /// The operation, e.g. `GET "key"`.
         op: String,

@@ -1,7 +1,6 @@
 //! One S3 request as the client builds it (re-signed for every attempt),
 //! and the small pieces every request uses: key checks, response headers,
-//! the idle timeout, transport errors in words, S3's redirect and region
-//! answers.
+//! the idle timeout, a transport failure as an [`S3Error`], the CA bundle.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
